@@ -1,0 +1,114 @@
+"""The parts every reader finds, put together into one Brief the same way."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from slugify import slugify
+
+from briefcast.brief import Brief, Section
+from briefcast.config import Settings
+from briefcast.readers.blocks import has_letters, headline_from, to_blocks
+from briefcast.readers.lang import detect, iso639_1
+from briefcast.readers.source import BriefError, Source
+
+# "EU/ENG - text": the desk's language markers; any ISO 639 code works (EU/FRA, EU/DEU).
+MARKER = re.compile(r"^[A-Z]{2,4}/([A-Za-z]{2,3})\s*[-–—:]\s*")
+
+
+@dataclass
+class Parts:
+    sections: list[tuple[str, list[str]]]  # (lang, lines)
+    title: str | None = None
+    date: datetime | None = None
+    tags: list[str] = field(default_factory=list)
+    summary: str | None = None
+    footer: list[str] = field(default_factory=list)
+    publisher: str | None = None
+    brief_id: str | None = None
+    titles: dict[str, str] = field(default_factory=dict)  # per language, where given
+    summaries: dict[str, str] = field(default_factory=dict)
+
+
+def split_marked(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Lines before the first marker, and one (lang, lines) per marked section."""
+    preamble: list[str] = []
+    sections: list[tuple[str, list[str]]] = []
+    for line in lines:
+        m = MARKER.match(line)
+        if m:
+            rest = line[m.end() :]
+            lang = iso639_1(m.group(1)) or detect(rest)
+            sections.append((lang, [rest] if rest else []))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return preamble, sections
+
+
+def has_markers(lines: list[str]) -> bool:
+    return any(MARKER.match(line) for line in lines)
+
+
+def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
+    sections: list[Section] = []
+    for lang, lines in parts.sections:
+        blocks = to_blocks(lines)
+        if not any(has_letters(b.text) for b in blocks):
+            continue
+        existing = next((s for s in sections if s.lang == lang), None)
+        if existing:  # a language marked twice: one section, in reading order
+            sections[sections.index(existing)] = replace(existing, blocks=existing.blocks + blocks)
+        else:
+            sections.append(Section(lang=lang, blocks=blocks))
+    if not sections:
+        raise BriefError(source.path, "no usable text")
+    order = {lang: i for i, lang in enumerate(settings.site.languages)}
+    sections.sort(key=lambda s: order.get(s.lang, len(order)))
+
+    titles = dict(parts.titles)
+    summaries = dict(parts.summaries)
+    brief_summary = None
+    if parts.title:
+        titles.setdefault(detect(parts.title), parts.title)
+    if parts.summary:
+        lang = detect(parts.summary)
+        if any(s.lang == lang for s in sections):
+            summaries.setdefault(lang, parts.summary)
+        else:
+            brief_summary = parts.summary
+    if not parts.title and not titles:
+        # No title anywhere: each language's headline is its own first sentence.
+        titles = {s.lang: headline_from(s.lede) for s in sections}
+    sections = [
+        replace(s, title=titles.get(s.lang), summary=summaries.get(s.lang)) for s in sections
+    ]
+    title = (
+        parts.title
+        or next((s.title for s in sections if s.title), None)
+        or headline_from(sections[0].lede)
+    )
+
+    return Brief(
+        id=parts.brief_id or make_id(title) or f"brief-{source.digest[:12]}",
+        title=title,
+        date=parts.date,
+        sections=tuple(sections),
+        tags=tuple(parts.tags),
+        summary=brief_summary,
+        footer=tuple(parts.footer),
+        publisher=parts.publisher,
+        source=source.path.name,
+        digest=source.digest,
+    )
+
+
+def make_id(title: str, max_chars: int = 60) -> str:
+    """A stable, readable id from the title, cut at a word: the brief's URL and out/ folder."""
+    slug = slugify(title)
+    if len(slug) > max_chars:
+        slug = slug[: max_chars + 1].rsplit("-", 1)[0]
+    return slug

@@ -1,0 +1,96 @@
+"""The archive of briefs (feeds are built from it), via SQLAlchemy Core.
+
+SQLite by default; any SQLAlchemy URL (``postgresql+psycopg://…``) works the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, tzinfo
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    or_,
+    select,
+)
+
+from briefcast.brief import Brief
+
+metadata = MetaData()
+
+briefs = Table(
+    "briefs",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("data", Text, nullable=False),  # Brief.to_dict() as JSON
+    Column("date", DateTime(timezone=True), nullable=False, index=True),
+    Column("languages", String(200), nullable=False),  # ",en,it," for a LIKE filter
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # A dry run archives its briefs as drafts: feeds preview them, later runs ignore them.
+    Column("published", Boolean, nullable=False, default=False),
+)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url)
+        metadata.create_all(self.engine)
+
+    def archive(self, items: Iterable[Brief], *, published: bool, tz: tzinfo) -> list[Brief]:
+        """Upsert briefs; an undated brief takes the time it was first archived, so its
+        date (and every feed built from it) stays the same on every later run."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        out = []
+        with self.engine.begin() as conn:
+            for brief in items:
+                row = conn.execute(
+                    select(briefs.c.first_seen_at, briefs.c.published).where(
+                        briefs.c.id == brief.id
+                    )
+                ).first()
+                first_seen = as_aware(row.first_seen_at) if row else now
+                dated = brief.dated(first_seen.astimezone(tz))
+                values = {
+                    "digest": brief.digest,
+                    "data": json.dumps(dated.to_dict(), ensure_ascii=False, sort_keys=True),
+                    "date": dated.date,
+                    "languages": "," + ",".join(brief.languages) + ",",
+                    "updated_at": now,
+                    "published": published or bool(row and row.published),
+                }
+                if row:
+                    conn.execute(briefs.update().where(briefs.c.id == brief.id).values(values))
+                else:
+                    conn.execute(
+                        briefs.insert().values(id=brief.id, first_seen_at=first_seen, **values)
+                    )
+                out.append(dated)
+        return out
+
+    def feed_briefs(self, lang: str, limit: int, include: Iterable[str] = ()) -> list[Brief]:
+        """Newest first: the published archive, plus the drafts named in ``include``."""
+        query = (
+            select(briefs.c.data)
+            .where(or_(briefs.c.published, briefs.c.id.in_(list(include))))
+            .where(briefs.c.languages.contains(f",{lang},"))
+            .order_by(briefs.c.date.desc(), briefs.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [Brief.from_dict(json.loads(data)) for (data,) in conn.execute(query)]
+
+
+def as_aware(when: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns; they were UTC.
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
