@@ -1,0 +1,130 @@
+"""One HTML page per brief per language: the "view in browser" link and every feed item's link.
+
+Pure: a brief and settings in, the page as a string out. Languages are data: every
+word comes from templates/i18n, every date from babel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from babel import Locale, UnknownLocaleError
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from briefcast.brief import Brief, Section
+from briefcast.build.blocks import render_blocks
+from briefcast.config import TEMPLATES_DIR, Settings
+from briefcast.i18n import language_name, long_date, t
+
+WEB_TEMPLATES = TEMPLATES_DIR / "web"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    href: str
+    label: str
+    lang: str = ""
+    type: str = ""
+
+
+@cache
+def _env() -> Environment:
+    # autoescape=True, not select_autoescape: the file ends in .j2, not .html.
+    return Environment(
+        loader=FileSystemLoader(WEB_TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def build_pages(brief: Brief, settings: Settings) -> dict[str, str]:
+    """The page in every language of the site, keyed by language code."""
+    return {lang: build_page(brief, settings, lang) for lang in settings.site.languages}
+
+
+def build_page(brief: Brief, settings: Settings, lang: str) -> str:
+    """The brief's page in ``lang``; without text in ``lang``, it says so and shows what exists."""
+    site = settings.site
+    section = _shown_section(brief, lang, site.languages)
+    text_lang = section.lang if section else lang
+    note = _missing_note(lang, section)
+    own_url = site.brief_url(brief.id, lang)
+    # A page standing in for a missing translation points search engines at the real one.
+    canonical = site.brief_url(brief.id, text_lang) if text_lang in site.languages else own_url
+    # Only languages the brief is written in: a link must lead to text in that language.
+    written = [code for code in site.languages if brief.section(code) is not None]
+    versions = [
+        Link(
+            site.brief_url(brief.id, code),
+            t(lang, "jump_to", language=language_name(code, lang)),
+            lang=code,
+        )
+        for code in written
+        if code != lang
+    ]
+    alternates = [Link(site.brief_url(brief.id, code), "", lang=code) for code in written]
+    feeds = [
+        Link(site.feed_url(lang, "atom"), "Atom", type="application/atom+xml"),
+        Link(site.feed_url(lang, "rss"), "RSS", type="application/rss+xml"),
+        Link(site.feed_url(lang, "json"), "JSON Feed", type="application/feed+json"),
+    ]
+    template = _env().get_template("page.html.j2")
+    return template.render(
+        lang=lang,
+        dir=_direction(lang),
+        text_lang=text_lang,
+        text_dir=_direction(text_lang),
+        site_name=site.name,
+        home_url=site.base_url.rstrip("/") + "/",
+        canonical=canonical,
+        title=brief.title_in(text_lang),
+        summary=brief.summary_in(text_lang),
+        date_iso=brief.date.isoformat() if brief.date else "",
+        date_text=long_date(brief.date, lang) if brief.date else "",
+        tags=brief.tags,
+        body=render_blocks(section.blocks) if section else Markup(""),
+        footer=brief.footer,
+        note=note,
+        versions=versions,
+        alternates=alternates,
+        feeds=feeds,
+        feed_title=t(lang, "feed_title", site=site.name),
+        words={
+            key: t(lang, key) for key in ("published", "tags", "other_languages", "follow_feeds")
+        },
+    )
+
+
+def _shown_section(brief: Brief, lang: str, site_languages: list[str]) -> Section | None:
+    """The section in ``lang``, else the first in the site's order of languages, else any."""
+    for code in (lang, *site_languages):
+        section = brief.section(code)
+        if section is not None:
+            return section
+    return brief.sections[0] if brief.sections else None
+
+
+def _missing_note(lang: str, shown: Section | None) -> str:
+    if shown is None:
+        return t(lang, "no_text")
+    if shown.lang == lang:
+        return ""
+    return t(
+        lang,
+        "missing_language",
+        missing=language_name(lang, lang),
+        available=language_name(shown.lang, lang),
+    )
+
+
+@cache
+def _direction(lang: str) -> str:
+    try:
+        return Locale.parse(lang).text_direction
+    except (ValueError, LookupError, UnknownLocaleError):
+        return "ltr"
