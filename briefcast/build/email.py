@@ -1,0 +1,344 @@
+"""Email editions of a brief: one per language the site publishes, plus one with all of them.
+
+Pure: the only I/O is reading templates. Each edition is rendered once; what differs per recipient
+(the To address, the unsubscribe token) is left as ASCII placeholders that the sender replaces
+in the prepared bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import textwrap
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage, MIMEPart
+from email.policy import SMTP
+from email.utils import format_datetime
+from functools import cache
+from itertools import groupby
+
+from babel.lists import format_list
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from briefcast.brief import Block, BlockKind, Brief
+from briefcast.build.mjml import compile_mjml
+from briefcast.config import TEMPLATES_DIR, Settings, SiteSettings
+from briefcast.i18n import language_name, long_date, t
+
+# Placeholders use only [A-Z_] so that no URL, header or quoted-printable encoding alters them.
+TO_PLACEHOLDER = "__BC_TO__"
+TOKEN_PLACEHOLDER = "__BC_TOKEN__"
+PLACEHOLDERS = (TO_PLACEHOLDER, TOKEN_PLACEHOLDER)
+
+BOTH = "both"
+TEXT_WIDTH = 72
+PREHEADER_MAX = 200
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+@dataclass(frozen=True)
+class EmailEdition:
+    edition: str  # a language code, or "both"
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    eml: bytes  # complete RFC 5322 message, CRLF line endings, with the placeholders above
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Blocks as the reader sees them: consecutive list items form one list."""
+
+    kind: str  # a BlockKind value, or "list"
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One language's text, as an edition shows it."""
+
+    lang: str
+    anchor: str
+    label: str
+    title: str
+    date: str
+    summary: str
+    runs: tuple[_Run, ...]
+
+
+@dataclass(frozen=True)
+class _Chrome:
+    """The edition's own words (links, notes) in one of the languages it is written for."""
+
+    lang: str
+    web_url: str
+    view_in_browser: str
+    read_on_web: str
+    unsubscribe: str
+    note: str
+
+
+@dataclass(frozen=True)
+class _Note:
+    lang: str
+    text: str
+
+
+@dataclass(frozen=True)
+class _Jump:
+    lang: str
+    label: str
+    anchor: str
+
+
+def edition_names(site: SiteSettings) -> list[str]:
+    return [*site.languages, BOTH]
+
+
+def build_emails(brief: Brief, settings: Settings) -> list[EmailEdition]:
+    return [build_email(brief, settings, name) for name in edition_names(settings.site)]
+
+
+def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
+    site = settings.site
+    if edition not in edition_names(site):
+        raise ValueError(f"unknown edition {edition!r}; expected one of {edition_names(site)}")
+    if brief.date is None:
+        raise ValueError(f"brief {brief.id} has no date; date it (Brief.dated) before building")
+    if not brief.sections:
+        raise ValueError(f"brief {brief.id} has no text")
+
+    wanted = list(site.languages) if edition == BOTH else [edition]
+    shown = [lang for lang in wanted if brief.section(lang)] or [_fallback_language(brief, site)]
+    missing = [lang for lang in wanted if not brief.section(lang)]
+    parts = [_part(brief, lang, lang if edition == BOTH else edition) for lang in shown]
+
+    subject = " / ".join(dict.fromkeys(part.title for part in parts))
+    preheader = _clip(parts[0].summary, PREHEADER_MAX)
+    unsubscribe_url = settings.email.unsubscribe_url.format(token=TOKEN_PLACEHOLDER)
+    context = {
+        "lang": wanted[0],
+        "subject": subject,
+        "preheader": preheader,
+        "site_name": site.name,
+        "chrome": [_chrome(brief, site, lang, shown[0]) for lang in wanted],
+        "notices": [_missing_notice(lang, shown) for lang in missing],
+        "jumps": _jumps(parts),
+        "parts": parts,
+        "show_labels": edition == BOTH,
+        "footer": brief.footer,
+        "unsubscribe_url": unsubscribe_url,
+    }
+    html = compile_mjml(_env().get_template("edition.mjml").render(context))
+    if len(html.encode("utf-8")) >= GMAIL_CLIP_BYTES:
+        # Gmail would cut the message short, unsubscribe link included.
+        raise ValueError(f"brief {brief.id}: the {edition} email is too long for Gmail")
+    text = _tidy(_env().get_template("edition.txt").render(context))
+    eml = _message(brief, settings, edition, subject, shown, html, text, unsubscribe_url)
+    return EmailEdition(edition, subject, preheader, html, text, eml)
+
+
+def _fallback_language(brief: Brief, site: SiteSettings) -> str:
+    """The text to carry when the edition's language is missing: a site language first."""
+    ordered = sorted(brief.languages, key=lambda lang: lang not in site.languages)
+    return ordered[0]
+
+
+def _part(brief: Brief, lang: str, date_lang: str) -> _Part:
+    section = brief.section(lang)
+    assert section is not None and brief.date is not None
+    summary = brief.summary_in(lang)
+    blocks = list(section.blocks)
+    # With no summary of its own the standfirst is the lede; printing it twice reads as a glitch.
+    first_paragraph = next((b for b in blocks if b.kind is BlockKind.PARAGRAPH), None)
+    if first_paragraph is not None and first_paragraph.text == summary:
+        blocks.remove(first_paragraph)
+    return _Part(
+        lang=lang,
+        anchor=f"brief-{lang}",
+        label=language_name(lang, lang),
+        title=brief.title_in(lang),
+        date=long_date(brief.date, date_lang),
+        summary=summary,
+        runs=_runs(blocks),
+    )
+
+
+def _jumps(parts: list[_Part]) -> list[_Jump]:
+    """Links to each language's text, each written in its own language; pointless for one."""
+    if len(parts) < 2:
+        return []
+    return [_Jump(p.lang, t(p.lang, "jump_to", language=p.label), p.anchor) for p in parts]
+
+
+def _runs(blocks: list[Block]) -> tuple[_Run, ...]:
+    runs: list[_Run] = []
+    for kind, group in groupby(blocks, key=lambda b: b.kind):
+        texts = tuple(b.text for b in group)
+        if kind is BlockKind.LIST_ITEM:
+            runs.append(_Run("list", texts))
+        else:
+            runs.extend(_Run(kind.value, (text,)) for text in texts)
+    return tuple(runs)
+
+
+def _chrome(brief: Brief, site: SiteSettings, lang: str, fallback: str) -> _Chrome:
+    page_lang = lang if brief.section(lang) else fallback
+    return _Chrome(
+        lang=lang,
+        web_url=site.brief_url(brief.id, page_lang),
+        view_in_browser=t(lang, "read_in_browser"),
+        read_on_web=t(lang, "read_on_web"),
+        unsubscribe=t(lang, "unsubscribe"),
+        note=t(lang, "unsubscribe_note", site=site.name),
+    )
+
+
+def _missing_notice(lang: str, shown: list[str]) -> _Note:
+    available = format_list([language_name(s, lang) for s in shown], locale=lang)
+    return _Note(
+        lang, t(lang, "missing_language", missing=language_name(lang, lang), available=available)
+    )
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
+
+
+# --- plain text -------------------------------------------------------------------------------
+
+# A spaced dash that starts a wrapped line reads as a list item; a no-break space before it keeps
+# it on the line it belongs to (textwrap breaks only at ASCII whitespace).
+_DASH_GLUE = re.compile(r" ([-–—]) ")
+
+
+def _wrap(text: str, first: str = "", rest: str = "") -> str:
+    return textwrap.fill(
+        _DASH_GLUE.sub("\u00a0\\1 ", text),
+        width=TEXT_WIDTH,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,  # a URL broken in two no longer works
+        break_on_hyphens=False,
+    )
+
+
+def _underline(text: str, char: str) -> str:
+    lines = textwrap.wrap(text, width=TEXT_WIDTH, break_long_words=False) or [""]
+    return "\n".join([*lines, char * max(len(line) for line in lines)])
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+@cache
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR / "email"),
+        # A brief's text is never markup: everything is escaped except in the plain-text part.
+        autoescape=select_autoescape(
+            enabled_extensions=("mjml", "html"), disabled_extensions=("txt",), default=True
+        ),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = _wrap
+    env.filters["underline"] = _underline
+    return env
+
+
+# --- the message ------------------------------------------------------------------------------
+
+
+def _message(
+    brief: Brief,
+    settings: Settings,
+    edition: str,
+    subject: str,
+    shown: list[str],
+    html: str,
+    text: str,
+    unsubscribe_url: str,
+) -> bytes:
+    assert brief.date is not None
+    mail = settings.email
+    domain = mail.from_address.rpartition("@")[2]
+    local_id = re.sub(r"[^A-Za-z0-9_-]", "-", brief.id)
+
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = Address(mail.from_name, addr_spec=mail.from_address)
+    msg["To"] = TO_PLACEHOLDER
+    if mail.reply_to:
+        msg["Reply-To"] = mail.reply_to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(brief.date)
+    # Deterministic, yet unique per recipient once the token is substituted.
+    msg["Message-ID"] = f"<{local_id}.{edition}.{TOKEN_PLACEHOLDER}@{domain}>"
+    msg["MIME-Version"] = "1.0"
+    msg["List-Unsubscribe"] = _list_unsubscribe(unsubscribe_url, mail.unsubscribe_mailto)
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 one-click
+    msg["Precedence"] = "bulk"
+
+    msg.make_alternative()
+    msg.attach(_text_part(text, "plain"))
+    msg.attach(_text_part(html, "html"))
+    # After make_alternative(), which would move any Content-* header into a subpart.
+    msg["Content-Language"] = ", ".join(shown)
+    # A fixed boundary keeps the bytes reproducible; "=_" can never occur in quoted-printable.
+    digest = hashlib.sha256(f"{html}\0{text}".encode()).hexdigest()[:24]
+    msg.set_boundary(f"=_bc_{digest}")
+    return msg.as_bytes(policy=SMTP)
+
+
+def _list_unsubscribe(url: str, mailto: str) -> str:
+    targets = [f"<{url}>"]
+    if mailto:
+        address = mailto.removeprefix("mailto:")
+        targets.append(f"<mailto:{address}?subject=unsubscribe%20{TOKEN_PLACEHOLDER}>")
+    return ", ".join(targets)
+
+
+def _text_part(body: str, subtype: str) -> MIMEPart:
+    part = MIMEPart(policy=SMTP)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(quoted_printable(body))
+    return part
+
+
+_QP_ESCAPE = re.compile(rb"[^\x20-\x3c\x3e-\x7e]")  # "=", controls and non-ASCII
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
+_QP_LINE = 76
+
+
+def quoted_printable(text: str) -> str:
+    """RFC 2045 quoted-printable that never splits a placeholder across a soft line break.
+
+    The standard library breaks lines at fixed columns, which can cut ``__BC_TOKEN__`` in two,
+    and then substituting it in the prepared bytes silently fails for some recipients.
+    """
+    out: list[str] = []
+    for line in re.split(r"\r\n|\r|\n", text.removesuffix("\n")):
+        data = _QP_ESCAPE.sub(lambda m: b"=%02X" % m[0][0], line.encode("utf-8")).decode("ascii")
+        if data.endswith((" ", "\t")):  # trailing whitespace is dropped in transit unless encoded
+            data = f"{data[:-1]}={ord(data[-1]):02X}"
+        while len(data) > _QP_LINE:
+            cut = _QP_LINE - 1  # room for the "=" of the soft break
+            if "=" in data[cut - 2 : cut]:  # never inside an "=XX" escape
+                cut = data.rindex("=", cut - 2, cut)
+            for m in _PLACEHOLDER.finditer(data, max(0, cut - 20), cut + 20):
+                if m.start() < cut < m.end():
+                    cut = m.start()
+            out.append(data[:cut] + "=")
+            data = data[cut:]
+        out.append(data)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,100 @@
+"""The publish pipeline as plain functions: read → archive → build → dispatch.
+
+The Prefect flow in ``flows/publish.py`` calls these from its tasks; tests call them
+directly, with no Prefect server to wait for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from briefcast.brief import Brief
+from briefcast.build.email import EmailEdition, build_emails
+from briefcast.build.feeds import FeedSet, build_feeds
+from briefcast.build.social import SocialPost, build_social
+from briefcast.build.web import build_pages
+from briefcast.config import Settings
+from briefcast.readers import read_briefs
+from briefcast.store import Store
+
+CHANNELS = ("email", "feed", "social", "web")
+
+
+@dataclass(frozen=True)
+class Edition:
+    """Everything one brief becomes; a dry run and a live run build the same Edition."""
+
+    brief: Brief
+    emails: list[EmailEdition] = field(default_factory=list)
+    feeds: list[FeedSet] = field(default_factory=list)
+    social: list[SocialPost] = field(default_factory=list)
+    pages: dict[str, str] = field(default_factory=dict)
+
+
+def parse_channels(value: str | Sequence[str]) -> list[str]:
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in CHANNELS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown channel {', '.join(unknown) or '(none)'}; choose from {','.join(CHANNELS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def read(paths: Sequence[str | Path], settings: Settings) -> list[Brief]:
+    return read_briefs([Path(p) for p in paths], settings)
+
+
+def archive(briefs: list[Brief], settings: Settings, *, dry_run: bool) -> list[Brief]:
+    store = Store(settings.database.url)
+    try:
+        return store.archive(briefs, published=not dry_run, tz=settings.site.tz)
+    finally:
+        store.engine.dispose()
+
+
+def build_all_feeds(briefs: list[Brief], settings: Settings) -> list[FeedSet]:
+    """One feed set per site language, from the archive plus this run's briefs."""
+    store = Store(settings.database.url)
+    try:
+        ids = [b.id for b in briefs]
+        return [
+            build_feeds(store.feed_briefs(lang, settings.feeds.max_items, ids), settings, lang)
+            for lang in settings.site.languages
+        ]
+    finally:
+        store.engine.dispose()
+
+
+def build(
+    briefs: list[Brief], settings: Settings, channels: Sequence[str], feeds: list[FeedSet]
+) -> list[Edition]:
+    return [
+        Edition(
+            brief=brief,
+            emails=build_emails(brief, settings) if "email" in channels else [],
+            feeds=feeds if "feed" in channels else [],
+            social=build_social(brief, settings.site) if "social" in channels else [],
+            pages=build_pages(brief, settings) if "web" in channels else {},
+        )
+        for brief in briefs
+    ]
+
+
+def run_publish(
+    paths: Sequence[str | Path],
+    settings: Settings,
+    channels: Sequence[str] = CHANNELS,
+    out: Path = Path("out"),
+) -> list[Path]:
+    """The whole dry run without Prefect: returns each brief's preview folder."""
+    from channels import write_previews  # channels build on this module's Edition
+
+    briefs = read(paths, settings)
+    dated = archive(briefs, settings, dry_run=True)
+    feeds = build_all_feeds(dated, settings) if "feed" in channels else []
+    editions = build(dated, settings, channels, feeds)
+    return write_previews(editions, list(channels), out, settings)

@@ -1,0 +1,79 @@
+"""The publish flow: read → archive → build → dispatch, one flow run for all briefs.
+
+Runs in Prefect's local mode with no server to start; set ``PREFECT_API_URL`` to run it
+against a Prefect server (and its workers). The tasks are thin: the work is in
+``briefcast.pipeline`` and the channel adapters, plain functions tested without Prefect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from briefcast import pipeline
+from briefcast.brief import Brief
+from briefcast.build.preview import preview_markdown, preview_rows
+from briefcast.config import Settings, load_settings
+from briefcast.pipeline import Edition
+from channels import dispatch_preview, finish_previews, staging_dir
+
+# Inputs here are live objects (settings, briefs): nothing to cache or persist.
+quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
+
+
+@quiet_task
+def read_briefs(paths: list[str], settings: Settings) -> list[Brief]:
+    return pipeline.read(paths, settings)
+
+
+@quiet_task
+def archive_briefs(briefs: list[Brief], settings: Settings, dry_run: bool) -> list[Brief]:
+    return pipeline.archive(briefs, settings, dry_run=dry_run)
+
+
+@quiet_task
+def build_editions(briefs: list[Brief], settings: Settings, channels: list[str]) -> list[Edition]:
+    feeds = pipeline.build_all_feeds(briefs, settings) if "feed" in channels else []
+    return pipeline.build(briefs, settings, channels, feeds)
+
+
+@quiet_task
+def dispatch(channel: str, editions: list[Edition], staging: Path) -> int:
+    return len(dispatch_preview(channel, editions, staging))
+
+
+@quiet_task
+def finish(
+    editions: list[Edition], channels: list[str], staging: Path, out: Path, settings: Settings
+) -> list[str]:
+    folders = finish_previews(editions, channels, staging, out, settings)
+    for edition in editions:
+        key = f"preview-{edition.brief.id}"[:100]
+        create_markdown_artifact(key=key, markdown=preview_markdown(edition))
+        create_table_artifact(key=f"{key}-table"[:100], table=preview_rows(edition))
+    return [str(f) for f in folders]
+
+
+@flow(name="publish", log_prints=False)
+def publish(
+    paths: list[str],
+    channels: list[str] = list(pipeline.CHANNELS),  # noqa: B006 - Prefect parameters are data
+    dry_run: bool = True,
+    out: str = "out",
+) -> list[str]:
+    """Publish briefs; returns each brief's preview folder."""
+    if not dry_run:
+        raise RuntimeError("live sending is not available yet; run without --send")
+    settings = load_settings()
+    channels = pipeline.parse_channels(channels)
+    briefs = read_briefs(paths, settings)
+    dated = archive_briefs(briefs, settings, dry_run)
+    editions = build_editions(dated, settings, channels)
+    out_dir = Path(out)
+    staging = staging_dir(out_dir)
+    for channel in channels:
+        dispatch(channel, editions, staging)
+    return finish(editions, channels, staging, out_dir, settings)
