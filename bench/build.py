@@ -41,8 +41,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="briefcast-bench-"))
     os.environ["BRIEFCAST_DATABASE__URL"] = f"sqlite:///{work / 'bench.db'}"
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
+    from flows import prefect_defaults
+
+    prefect_defaults()
     from briefcast import pipeline
     from briefcast.build.email import build_emails
     from briefcast.build.feeds import build_feeds
