@@ -77,3 +77,9 @@ def publish(
     for channel in channels:
         dispatch(channel, editions, staging)
     return finish(editions, channels, staging, out_dir, settings)
+
+
+if __name__ == "__main__":
+    # A long-running process that executes runs of the "publish" deployment started from
+    # the Prefect UI or `prefect deployment run publish/briefcast-publish -p paths='[...]'`.
+    publish.serve(name="briefcast-publish")
