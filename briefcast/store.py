@@ -8,17 +8,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
     Engine,
+    ForeignKey,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
+    event,
     or_,
     select,
 )
@@ -41,10 +46,46 @@ briefs = Table(
     Column("published", Boolean, nullable=False, default=False),
 )
 
+# Subscribers: address normalised by email-validator and stored lower-cased, so the unique
+# index is case-insensitive on every database.
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("language", String(10), nullable=False),  # a site language or "both"
+    # pending | active | unsubscribed | bounced | complained; only active is ever mailed
+    Column("status", String(20), nullable=False, index=True),
+    Column("hard_bounces", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The delivery ledger: one row per (brief, subscriber), so a second copy is impossible.
+# queued -> sending -> sent | deferred | bounced | unknown
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("brief_id", String(200), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("edition", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_reply", Text),
+    Column("message_id", String(400)),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("brief_id", "subscriber_id", name="uq_delivery_once"),
+)
+
 
 class Store:
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
 
     def archive(self, items: Iterable[Brief], *, published: bool, tz: tzinfo) -> list[Brief]:
@@ -89,6 +130,16 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [Brief.from_dict(json.loads(data)) for (data,) in conn.execute(query)]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers and the sender's ledger writes overlap; NORMAL keeps commits cheap
+    # while still surviving a killed process (only an OS crash can lose the last commits).
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
 
 
 def as_aware(when: datetime) -> datetime:
