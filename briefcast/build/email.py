@@ -16,12 +16,12 @@ from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime
 from functools import cache
-from itertools import groupby
 
 from babel.lists import format_list
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from briefcast.brief import Block, BlockKind, Brief
+from briefcast.brief import BlockKind, Brief
+from briefcast.build.blocks import Run, group_blocks
 from briefcast.build.mjml import compile_mjml
 from briefcast.config import TEMPLATES_DIR, Settings, SiteSettings
 from briefcast.i18n import language_name, long_date, t
@@ -48,14 +48,6 @@ class EmailEdition:
 
 
 @dataclass(frozen=True)
-class _Run:
-    """Blocks as the reader sees them: consecutive list items form one list."""
-
-    kind: str  # a BlockKind value, or "list"
-    texts: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class _Part:
     """One language's text, as an edition shows it."""
 
@@ -65,7 +57,7 @@ class _Part:
     title: str
     date: str
     summary: str
-    runs: tuple[_Run, ...]
+    runs: tuple[Run, ...]
 
 
 @dataclass(frozen=True)
@@ -162,7 +154,7 @@ def _part(brief: Brief, lang: str, date_lang: str) -> _Part:
         title=brief.title_in(lang),
         date=long_date(brief.date, date_lang),
         summary=summary,
-        runs=_runs(blocks),
+        runs=tuple(group_blocks(blocks)),
     )
 
 
@@ -171,17 +163,6 @@ def _jumps(parts: list[_Part]) -> list[_Jump]:
     if len(parts) < 2:
         return []
     return [_Jump(p.lang, t(p.lang, "jump_to", language=p.label), p.anchor) for p in parts]
-
-
-def _runs(blocks: list[Block]) -> tuple[_Run, ...]:
-    runs: list[_Run] = []
-    for kind, group in groupby(blocks, key=lambda b: b.kind):
-        texts = tuple(b.text for b in group)
-        if kind is BlockKind.LIST_ITEM:
-            runs.append(_Run("list", texts))
-        else:
-            runs.extend(_Run(kind.value, (text,)) for text in texts)
-    return tuple(runs)
 
 
 def _chrome(brief: Brief, site: SiteSettings, lang: str, fallback: str) -> _Chrome:
