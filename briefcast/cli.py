@@ -8,19 +8,22 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import load_settings
 from briefcast.pipeline import CHANNELS, parse_channels, read
 from briefcast.readers import BriefError
 from flows import prefect_defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
 console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
