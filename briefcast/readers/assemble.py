@@ -32,7 +32,9 @@ class Parts:
     summaries: dict[str, str] = field(default_factory=dict)
 
 
-def split_marked(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def split_marked(
+    lines: list[str], settings: Settings
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Lines before the first marker, and one (lang, lines) per marked section."""
     preamble: list[str] = []
     sections: list[tuple[str, list[str]]] = []
@@ -40,7 +42,7 @@ def split_marked(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]
         m = MARKER.match(line)
         if m:
             rest = line[m.end() :]
-            lang = iso639_1(m.group(1)) or detect(rest)
+            lang = iso639_1(m.group(1)) or detect(rest, settings)
             sections.append((lang, [rest] if rest else []))
         elif sections:
             sections[-1][1].append(line)
@@ -73,9 +75,9 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
     summaries = dict(parts.summaries)
     brief_summary = None
     if parts.title:
-        titles.setdefault(detect(parts.title), parts.title)
+        titles.setdefault(detect(parts.title, settings), parts.title)
     if parts.summary:
-        lang = detect(parts.summary)
+        lang = detect(parts.summary, settings)
         if any(s.lang == lang for s in sections):
             summaries.setdefault(lang, parts.summary)
         else:

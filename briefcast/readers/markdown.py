@@ -62,7 +62,7 @@ def read_markdown(source: Source, settings: Settings) -> Parts:
     chunks = LANG_LINE.split(body)
     sections: list[tuple[str, list[str]]] = []
     if chunks[0].strip():
-        lang = lang_code(declared) if isinstance(declared, str) else detect(chunks[0])
+        lang = lang_code(declared) if isinstance(declared, str) else detect(chunks[0], settings)
         sections.append((lang, markdown_lines(chunks[0])))
     for code, text in zip(chunks[1::2], chunks[2::2], strict=True):
         sections.append((lang_code(code), markdown_lines(text)))

@@ -55,10 +55,10 @@ def read_scraped(text: str, settings: Settings) -> Parts:
         body = drop_trailing_chrome(body)
     summary = None
     if has_markers(body):
-        preamble, sections = split_marked(body)
+        preamble, sections = split_marked(body, settings)
         summary = " ".join(preamble) or None
     else:
-        sections = [(detect(" ".join(body)), body)]
+        sections = [(detect(" ".join(body), settings), body)]
     return Parts(
         sections=sections,
         title=title,

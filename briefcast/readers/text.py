@@ -23,8 +23,8 @@ def read_text(text: str, settings: Settings) -> Parts:
         text = text[m.end() :]
     body, footer, after = split_footer(clean_lines(text))
     footer += after
-    preamble, sections = split_marked(body)
+    preamble, sections = split_marked(body, settings)
     if preamble:
         # Unmarked text is one section in whatever language it is written in.
-        sections.insert(0, (detect(" ".join(preamble)), preamble))
+        sections.insert(0, (detect(" ".join(preamble), settings), preamble))
     return Parts(sections=sections, date=date, footer=footer)
