@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench bench-send bench-deps system-deps clean
 
 run: $(VENV)/.installed
 	$(BIN)/briefcast publish seeds/* --out $(OUT)
@@ -17,6 +17,27 @@ test: $(VENV)/.installed-test system-deps
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/build.py
+
+# Live delivery against Postfix's smtp-sink, with smtp-source as the reference (loopback only).
+# make bench-send SUBSCRIBERS=100000 for the memory check.
+SUBSCRIBERS ?= 10000
+CONNECTIONS ?= 4
+bench-send: $(VENV)/.installed bench-deps
+	$(BIN)/python bench/send.py --subscribers $(SUBSCRIBERS) --connections $(CONNECTIONS)
+
+# smtp-sink and smtp-source come with Debian's postfix; "No configuration" keeps the Postfix
+# daemon itself unconfigured and stopped (nothing listens on port 25).
+bench-deps:
+	@if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      postfix >/dev/null; \
+	  else \
+	    echo "error: install Postfix's smtp-sink/smtp-source: sudo apt-get install postfix"; \
+	    exit 1; \
+	  fi; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

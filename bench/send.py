@@ -1,0 +1,646 @@
+"""Live SMTP delivery throughput and memory, against Postfix's smtp-source on the same sink.
+
+Run: .venv/bin/python bench/send.py [--subscribers 10000] [--connections 4] [--messages M]
+     (or `make bench-send`; `make bench-deps` installs Postfix's test tools when missing)
+
+Everything stays on 127.0.0.1 and nothing is written to disk by the sink:
+
+1. Postfix's ``smtp-sink`` listens on a free loopback port and throws every message away
+   (``-c`` running counters on a pipe let us count and time what arrives).
+2. Reference: ``smtp-source`` sends the briefcast editions of seed 001 (the ``.eml``
+   previews of a dry run, in the subscribers' edition mix) over --connections persistent
+   connections (``-d``) to that sink.
+3. briefcast: a fresh SQLite database in a temp dir, --subscribers generated subscribers
+   (en/it/both) imported with ``briefcast subscribers import``, then
+   ``briefcast publish seeds/001_*.txt --send --channels email`` with SMTP pointed at the sink,
+   STARTTLS off, rate limit and hourly cap out of the way, a pool of --connections.
+4. A table: messages/s of both as seen by the sink (first to last message received), the
+   ratio (goal >= 0.90), briefcast's peak RSS (goal < 150 MB at 100,000 subscribers), the
+   message size, the connections and the command that reproduces the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv's bin/, where the `briefcast` script lives
+TOOL_DIRS = ("/usr/sbin", "/usr/lib/postfix/sbin", "/usr/libexec/postfix", "/usr/local/sbin")
+HOST = "127.0.0.1"
+# Subscribers' editions, per 5 subscribers: 2 en, 2 it, 1 both.
+LANGUAGE_CYCLE = ("en", "it", "en", "it", "both")
+SENDER = "briefs@bench.example.org"
+RATE_GOAL = 0.90
+RSS_GOAL_MB = 150.0
+RSS_GOAL_SUBSCRIBERS = 100_000
+PROC_SAMPLE_SECONDS = 0.2
+
+
+class BenchError(RuntimeError):
+    """A step failed; the message says which and why."""
+
+
+# --- Postfix test tools -----------------------------------------------------------------
+
+
+def find_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in TOOL_DIRS:
+        path = Path(folder) / name
+        if os.access(path, os.X_OK):
+            return str(path)
+    raise BenchError(
+        f"{name} not found: install Debian's postfix package (`make bench-deps` as root, "
+        "or sudo apt-get install postfix)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc (0.0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the sink saw after a mark: messages, and the arrival times of the first and
+    last counter updates (``between`` messages arrived after the first update)."""
+
+    messages: int
+    between: int
+    first: float | None
+    last: float | None
+    sink_cpu: float
+
+    @property
+    def rate(self) -> float | None:
+        if self.between < 1 or self.first is None or self.last is None:
+            return None
+        span = self.last - self.first
+        return self.between / span if span > 0 else None
+
+
+class Sink:
+    """smtp-sink on a loopback port; counts and timestamps every message it receives."""
+
+    COUNTER = re.compile(rb"mesg=(\d+)")
+
+    def __init__(self, connections: int) -> None:
+        self.port = free_port()
+        self.address = f"{HOST}:{self.port}"
+        command = [find_tool("smtp-sink")]
+        if os.geteuid() == 0:
+            command += ["-u", "nobody"]  # required as root: drop privileges after bind
+        # -c: running counters on stdout (no capture files: nothing hits the disk);
+        # -m: allow every connection at once; backlog 1000.
+        command += ["-c", "-m", str(max(256, 2 * connections)), self.address, "1000"]
+        self.command = command
+        self._arrivals: list[tuple[float, int]] = []  # (monotonic time, total messages)
+        self._stderr: list[str] = []
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        threading.Thread(target=self._read_counters, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._wait_ready()
+
+    def _read_counters(self) -> None:
+        assert self.proc.stdout is not None
+        pending = b""
+        # Counters look like "sess=4 quit=4 mesg=2100\r", one per SMTP event.
+        while chunk := self.proc.stdout.read1(65536):
+            now = time.monotonic()
+            pending += chunk
+            *done, pending = pending.split(b"\r")
+            counts = [int(m.group(1)) for line in done if (m := self.COUNTER.search(line))]
+            if counts:
+                with self._lock:
+                    if not self._arrivals or counts[-1] != self._arrivals[-1][1]:
+                        self._arrivals.append((now, counts[-1]))
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr.append(line.decode(errors="replace").rstrip())
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                # A probe session counts as a session, never as a message.
+                with socket.create_connection((HOST, self.port), timeout=1) as sock:
+                    if sock.recv(64).startswith(b"220"):
+                        sock.sendall(b"QUIT\r\n")
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise BenchError(f"smtp-sink did not start: {' '.join(self._stderr[-3:]) or 'timeout'}")
+
+    @property
+    def messages(self) -> int:
+        with self._lock:
+            return self._arrivals[-1][1] if self._arrivals else 0
+
+    def window(self, since: int, expected: int, cpu_before: float, settle: float = 5.0) -> Window:
+        """Messages received after the counter stood at ``since``; waits up to ``settle``
+        seconds for the last counters of ``expected`` messages to come through the pipe."""
+        deadline = time.monotonic() + settle
+        while self.messages - since < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            after = [(t, n) for t, n in self._arrivals if n > since]
+        cpu = cpu_seconds(self.proc.pid) - cpu_before
+        if not after:
+            return Window(0, 0, None, None, cpu)
+        (first_time, first_count), (last_time, last_count) = after[0], after[-1]
+        return Window(last_count - since, last_count - first_count, first_time, last_time, cpu)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running_sink(connections: int) -> Iterator[Sink]:
+    sink = Sink(connections)
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+# --- subprocesses: bounded in time, RSS sampled per process -----------------------------
+
+
+@dataclass
+class ProcPeaks:
+    """Peak RSS (VmHWM) of every process in a tree, sampled from /proc."""
+
+    root: int
+    peaks_kb: dict[int, int] = field(default_factory=dict)
+    cmdlines: dict[int, str] = field(default_factory=dict)
+
+    def sample(self) -> None:
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+        todo = [self.root]
+        while todo:
+            pid = todo.pop()
+            todo += children.get(pid, [])
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                if pid not in self.cmdlines:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    self.cmdlines[pid] = raw.replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if m := re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE):
+                self.peaks_kb[pid] = max(self.peaks_kb.get(pid, 0), int(m.group(1)))
+
+    def peak_mb(self, marker: str) -> float | None:
+        """The largest peak among processes whose command line contains ``marker``."""
+        peaks = [kb for pid, kb in self.peaks_kb.items() if marker in self.cmdlines.get(pid, "")]
+        return max(peaks) / 1024 if peaks else None
+
+    def others(self, marker: str) -> list[tuple[float, str]]:
+        return sorted(
+            (
+                (kb / 1024, self.cmdlines.get(pid, "?"))
+                for pid, kb in self.peaks_kb.items()
+                if marker not in self.cmdlines.get(pid, "") and kb > 0
+            ),
+            reverse=True,
+        )
+
+
+@dataclass
+class Run:
+    command: list[str]
+    returncode: int
+    seconds: float
+    stdout: str
+    stderr: str
+    peaks: ProcPeaks | None = None
+
+
+def run(
+    command: Sequence[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    watch: bool = False,
+) -> Run:
+    """Run a command in its own process group; on timeout the whole group is stopped."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            list(command),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        peaks = ProcPeaks(proc.pid) if watch else None
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                _stop_group(proc)
+                raise BenchError(f"timed out after {timeout:.0f} s: {shlex.join(command)}")
+            if peaks:
+                peaks.sample()
+            time.sleep(PROC_SAMPLE_SECONDS if peaks else 0.02)
+        seconds = time.perf_counter() - t0
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # leftovers of ours (e.g. a local server)
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            list(command),
+            proc.returncode,
+            seconds,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            peaks,
+        )
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def check(result: Run, what: str) -> Run:
+    if result.returncode != 0:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-5:]
+        raise BenchError(f"{what} failed (exit {result.returncode}): " + " | ".join(tail))
+    return result
+
+
+# --- the two senders ---------------------------------------------------------------------
+
+
+def edition_mix(count: int) -> dict[str, int]:
+    mix = dict.fromkeys(LANGUAGE_CYCLE, 0)
+    for i in range(count):
+        mix[LANGUAGE_CYCLE[i % len(LANGUAGE_CYCLE)]] += 1
+    return mix
+
+
+def write_subscribers(path: Path, count: int) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["email", "language", "name"])
+        for i in range(count):
+            lang = LANGUAGE_CYCLE[i % len(LANGUAGE_CYCLE)]
+            writer.writerow([f"reader{i:07d}@bench.example.org", lang, f"Reader {i}"])
+
+
+def base_env(work: Path) -> dict[str, str]:
+    """The caller's environment minus anything that would point briefcast elsewhere."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BRIEFCAST_") and k != "PREFECT_API_URL"
+    }
+    env["BRIEFCAST_DATABASE__URL"] = f"sqlite:///{work / 'briefcast.db'}"
+    return env
+
+
+def edition_messages(brief: Path, work: Path, timeout: float) -> dict[str, bytes]:
+    """The .eml of each email edition, from a dry run (the same builder --send uses)."""
+    env = base_env(work)
+    env["BRIEFCAST_DATABASE__URL"] = f"sqlite:///{work / 'preview.db'}"
+    out = work / "preview"
+    check(
+        run(
+            [
+                str(BIN / "briefcast"),
+                "publish",
+                str(brief),
+                "--channels",
+                "email",
+                "--out",
+                str(out),
+            ],
+            timeout=timeout,
+            env=env,
+            cwd=ROOT,
+        ),
+        "briefcast dry run (to size the messages)",
+    )
+    found = {p.stem: p.read_bytes() for p in out.glob("*/email/*.eml")}
+    missing = [e for e in dict.fromkeys(LANGUAGE_CYCLE) if e not in found]
+    if missing:
+        raise BenchError(f"dry run wrote no .eml for edition(s) {', '.join(missing)}")
+    return found
+
+
+@dataclass(frozen=True)
+class Result:
+    messages: int
+    wall: float
+    window: Window
+    reported_rate: float | None = None
+    reported_sent: int | None = None
+    rss_mb: float | None = None
+    rss_time_mb: float | None = None
+    cpu_seconds: float | None = None
+    notes: tuple[str, ...] = ()
+
+
+def reference(
+    sink: Sink, emls: dict[str, bytes], mix: dict[str, int], connections: int, timeout: float
+) -> Result:
+    """smtp-source: each edition's share of the messages, as that edition's exact bytes."""
+    tool = find_tool("smtp-source")
+    since, cpu0 = sink.messages, cpu_seconds(sink.proc.pid)
+    total, wall = 0, 0.0
+    with tempfile.TemporaryDirectory(prefix="briefcast-bench-source-") as tmp:
+        for edition, count in mix.items():
+            if count == 0:
+                continue
+            # -F appends CRLF to every line of the file: give it LF lines.
+            msg = Path(tmp) / f"{edition}.eml"
+            msg.write_bytes(emls[edition].replace(b"\r\n", b"\n"))
+            sessions = min(connections, count)
+            command = [tool, "-d", "-s", str(sessions), "-m", str(count), "-F", str(msg)]
+            command += ["-M", "bench.example.org", "-f", SENDER]
+            command += ["-t", "reader@bench.example.org", sink.address]
+            result = check(run(command, timeout=timeout), "smtp-source")
+            total += count
+            wall += result.seconds
+    return Result(total, wall, sink.window(since, total, cpu0))
+
+
+RATE_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(?:msgs?|messages|mails|emails)\s*/\s*s", re.I)
+SENT_RE = re.compile(r"(\d[\d,]*)\s+(?:messages?\s+)?sent\b|\bsent[:=\s]+(\d[\d,]*)", re.I)
+IMPORT_RE = re.compile(r"(\d+) created")
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def briefcast_send(
+    sink: Sink, brief: Path, work: Path, subscribers: int, connections: int, timeout: float
+) -> Result:
+    csv_path = work / "subscribers.csv"
+    write_subscribers(csv_path, subscribers)
+    env = base_env(work)
+    imported = check(
+        run(
+            [str(BIN / "briefcast"), "subscribers", "import", str(csv_path)],
+            timeout=timeout,
+            env=env,
+            cwd=ROOT,
+        ),
+        "briefcast subscribers import",
+    )
+    m = IMPORT_RE.search(imported.stdout)
+    if not m or int(m.group(1)) != subscribers:
+        raise BenchError(f"import did not create {subscribers} subscribers: {imported.stdout!r}")
+
+    env |= {
+        "BRIEFCAST_SMTP__HOST": HOST,
+        "BRIEFCAST_SMTP__PORT": str(sink.port),
+        "BRIEFCAST_SMTP__STARTTLS": "false",
+        "BRIEFCAST_SMTP__TLS": "false",
+        "BRIEFCAST_DELIVERY__POOL_SIZE": str(connections),
+        "BRIEFCAST_DELIVERY__RATE_PER_SECOND": "0",  # 0: no pacing
+        # A cap far above the run, so its bookkeeping is measured but never bites.
+        "BRIEFCAST_DELIVERY__HOURLY_CAP": str(max(10 * subscribers, 10_000_000)),
+        "BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET": "bench-dummy-unsubscribe-secret-not-real",
+    }
+    command = [str(BIN / "briefcast"), "publish", str(brief), "--send", "--channels", "email"]
+    command += ["--out", str(work / "out")]
+    timing = work / "time.txt"
+    gnu_time = Path("/usr/bin/time")
+    if os.access(gnu_time, os.X_OK):
+        command = [str(gnu_time), "-v", "-o", str(timing), *command]
+    since, cpu0 = sink.messages, cpu_seconds(sink.proc.pid)
+    result = check(
+        run(command, timeout=timeout, env=env, cwd=ROOT, watch=True), "briefcast publish --send"
+    )
+    window = sink.window(since, subscribers, cpu0)
+    summary = result.stdout + "\n" + result.stderr
+    rate = RATE_RE.search(summary)
+    sent = SENT_RE.search(summary)
+    rss_time = cpu = None
+    if timing.exists():
+        report = timing.read_text()
+        if m := re.search(r"Maximum resident set size \(kbytes\): (\d+)", report):
+            rss_time = int(m.group(1)) / 1024
+        user = re.search(r"User time \(seconds\): ([\d.]+)", report)
+        system = re.search(r"System time \(seconds\): ([\d.]+)", report)
+        if user and system:
+            cpu = float(user.group(1)) + float(system.group(1))
+    peaks = result.peaks
+    notes = []
+    if peaks:
+        for mb, cmdline in peaks.others("bin/briefcast")[:2]:
+            notes.append(f"child process peak RSS {mb:.0f} MB: {cmdline[:90]}")
+    last_lines = [line for line in summary.strip().splitlines() if line.strip()][-4:]
+    notes += [f"briefcast said: {line.strip()}" for line in last_lines]
+    return Result(
+        messages=subscribers,
+        wall=result.seconds,
+        window=window,
+        reported_rate=_number(rate.group(1)) if rate else None,
+        reported_sent=int(_number(next(g for g in sent.groups() if g))) if sent else None,
+        rss_mb=peaks.peak_mb("bin/briefcast") if peaks else None,
+        rss_time_mb=rss_time,
+        cpu_seconds=cpu,
+        notes=tuple(notes),
+    )
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def reproduce(args: argparse.Namespace) -> str:
+    command = "python bench/send.py"
+    command += f" --subscribers {args.subscribers} --connections {args.connections}"
+    if args.messages is not None:
+        command += f" --messages {args.messages}"
+    return command
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--messages", type=int, default=None, help="smtp-source messages (default: subscribers)"
+    )
+    parser.add_argument(
+        "--brief", type=Path, default=next((ROOT / "seeds").glob("001_*.txt"), None)
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="seconds allowed to each subprocess"
+    )
+    parser.add_argument(
+        "--reference-only", action="store_true", help="only the smtp-source half (no --send)"
+    )
+    args = parser.parse_args()
+    if args.subscribers < 1 or args.connections < 1 or (args.messages or 1) < 1:
+        parser.error("--subscribers, --connections and --messages must be positive")
+    if args.brief is None or not args.brief.is_file():
+        parser.error("no brief: pass --brief (seeds/001_*.txt was not found)")
+    messages = args.messages if args.messages is not None else args.subscribers
+
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="briefcast-bench-send-") as tmp,
+            running_sink(args.connections) as sink,
+        ):
+            work = Path(tmp)
+            emls = edition_messages(args.brief.resolve(), work, args.timeout)
+            mix = edition_mix(args.subscribers)
+            avg_size = sum(len(emls[e]) * n for e, n in mix.items()) / args.subscribers
+            ref = reference(sink, emls, edition_mix(messages), args.connections, args.timeout)
+            ours = None
+            if not args.reference_only:
+                ours = briefcast_send(
+                    sink,
+                    args.brief.resolve(),
+                    work,
+                    args.subscribers,
+                    args.connections,
+                    args.timeout,
+                )
+            sink_command = shlex.join(sink.command)
+    except BenchError as exc:
+        print(f"bench/send.py: {exc}", file=sys.stderr)
+        return 1
+
+    sizes = ", ".join(f"{e} {len(emls[e]):,}" for e in mix)
+    mix_text = ", ".join(f"{e} {n:,}" for e, n in mix.items())
+    print(f"brief: {args.brief.name}; editions (bytes): {sizes}; subscribers: {mix_text}")
+    print(f"sink: {sink_command}  ({os.cpu_count()} CPUs, sink and senders share them)")
+    print()
+    rows = [("", "smtp-source", "briefcast")]
+    rows.append(("messages", f"{ref.messages:,}", f"{ours.messages:,}" if ours else "-"))
+    rows.append(("connections", str(args.connections), str(args.connections) if ours else "-"))
+    rows.append(("message size, mean (bytes, .eml)", f"{avg_size:,.0f}", f"{avg_size:,.0f}"))
+    rows.append(
+        (
+            "received by the sink",
+            f"{ref.window.messages:,}",
+            f"{ours.window.messages:,}" if ours else "-",
+        )
+    )
+    rows.append(
+        (
+            "wall time (s)",
+            fmt(ref.wall, ".2f"),
+            fmt(ours.wall, ".2f") + " (whole CLI)" if ours else "-",
+        )
+    )
+    rows.append(
+        (
+            "msg/s at the sink (first..last)",
+            fmt(ref.window.rate),
+            fmt(ours.window.rate) if ours else "-",
+        )
+    )
+    rows.append(("msg/s overall (messages / wall)", fmt(ref.messages / ref.wall), "-"))
+    if ours:
+        rows[-1] = (rows[-1][0], rows[-1][1], fmt(ours.messages / ours.wall))
+        rows.append(("msg/s reported by briefcast", "-", fmt(ours.reported_rate)))
+        rows.append(("sent, reported by briefcast", "-", fmt(ours.reported_sent)))
+        ratio = ours.window.rate / ref.window.rate if ours.window.rate and ref.window.rate else None
+        verdict = "" if ratio is None else ("OK" if ratio >= RATE_GOAL else "MISSED")
+        rows.append(
+            (
+                "ratio briefcast / smtp-source",
+                "",
+                f"{fmt(ratio, '.2f')}  goal >= {RATE_GOAL:.2f} {verdict}",
+            )
+        )
+        rss_goal = f"goal < {RSS_GOAL_MB:.0f} MB at {RSS_GOAL_SUBSCRIBERS:,}"
+        if ours.rss_mb is not None and args.subscribers >= RSS_GOAL_SUBSCRIBERS:
+            rss_goal += " OK" if ours.rss_mb < RSS_GOAL_MB else " MISSED"
+        rows.append(("peak RSS, briefcast process (MB)", "", f"{fmt(ours.rss_mb)}  {rss_goal}"))
+        rows.append(("peak RSS, /usr/bin/time -v (MB)", "", fmt(ours.rss_time_mb)))
+        rows.append(("CPU, briefcast user+sys (s)", "", fmt(ours.cpu_seconds, ".1f")))
+    rows.append(
+        (
+            "CPU, smtp-sink during the run (s)",
+            fmt(ref.window.sink_cpu, ".1f"),
+            fmt(ours.window.sink_cpu, ".1f") if ours else "-",
+        )
+    )
+    print_table(rows)
+    if ours:
+        print()
+        if ours.window.messages != ours.messages:
+            print(f"WARNING: the sink received {ours.window.messages:,} of {ours.messages:,}")
+        for note in ours.notes:
+            print(f"note: {note}")
+    print(f"\nreproduce: {reproduce(args)}{' --reference-only' if args.reference_only else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
