@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from email_validator import EmailNotValidError, validate_email
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
 
+from briefcast import delivery
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import load_settings
+from briefcast.delivery import DeliveryError, DeliverySummary, TestSend
 from briefcast.pipeline import CHANNELS, parse_channels, read
 from briefcast.readers import BriefError
 from flows import prefect_defaults
@@ -20,6 +35,7 @@ from flows import prefect_defaults
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
 console = Console(stderr=True)
+out_console = Console(highlight=False)  # results, on stdout
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -39,23 +55,48 @@ def publish(
     channels: Annotated[
         str, typer.Option(help="Comma-separated: " + ",".join(CHANNELS))
     ] = ",".join(CHANNELS),
-    send: Annotated[bool, typer.Option("--send", help="Really send (default: dry run).")] = False,
+    send: Annotated[
+        bool, typer.Option("--send", help="Really send: mail the active subscribers.")
+    ] = False,
+    resend_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--resend-unknown",
+            help="With --send: also resend the messages whose outcome is unknown "
+            "(a connection lost after the message went out); some may arrive twice.",
+        ),
+    ] = False,
+    test_to: Annotated[
+        str | None,
+        typer.Option(
+            "--test-to",
+            metavar="ADDR,ADDR",
+            help="Mail every edition, subject marked [TEST], to these addresses only "
+            "(no subscribers, no ledger; the rest stays a dry run).",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
 ) -> None:
-    """Read briefs, build every channel's output and write dry-run previews."""
+    """Read briefs, build every channel's output and write the previews; with --send, mail
+    the newsletter to the subscribers."""
     try:
         chosen = parse_channels(channels)
     except ValueError as exc:
         fail(f"--channels: {exc}")
-    if send:
-        fail(
-            "--send: live delivery is not available yet; nothing was sent. "
-            "Run without --send to write the previews."
-        )
+    if resend_unknown and not send:
+        fail("--resend-unknown only applies with --send")
+    if send and test_to is not None:
+        fail("--send and --test-to: choose one (--test-to mails only the addresses given)")
+    testers = _test_addresses(test_to, chosen) if test_to is not None else []
     try:
         settings = load_settings()
     except Exception as exc:  # pydantic's report is many lines; the first names the key
         fail(f"configuration: {str(exc).splitlines()[0]}")
+    if send and "email" in chosen:
+        try:
+            delivery.check_ready(settings)
+        except DeliveryError as exc:
+            fail(f"--send: {exc}; nothing was sent.")
     try:
         # Read every brief before Prefect starts: bad input fails fast and changes nothing.
         briefs = read(paths, settings)
@@ -63,16 +104,143 @@ def publish(
         fail(str(exc))
 
     prefect_defaults(verbose)
+    mode = "live" if send else "test send" if testers else "dry run"
+    reporter = _Reporter()
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=16),
+        _SendColumn(),
+        TimeElapsedColumn(),
+        console=console,
     ) as progress:
-        progress.add_task(f"Publishing {len(briefs)} brief(s) through Prefect (dry run)…")
+        reporter.bar = progress
+        progress.add_task(f"Publishing {len(briefs)} brief(s), {mode}…", total=None)
         from flows.publish import publish as publish_flow  # Prefect import is slow: only now
 
-        folders = publish_flow([str(p) for p in paths], chosen, dry_run=True, out=str(out))
+        try:
+            with delivery.reporting(reporter):
+                folders = publish_flow(
+                    [str(p) for p in paths],
+                    chosen,
+                    dry_run=not send,
+                    out=str(out),
+                    resend_unknown=resend_unknown,
+                    test_to=testers or None,
+                )
+        except DeliveryError as exc:
+            fail(str(exc), code=1)
     for brief, folder in zip(briefs, folders, strict=True):
         print(f"{brief.id}  languages={','.join(brief.languages)}  {folder}/index.html")
-    console.print(f"[green]Dry run complete:[/] previews in {out}/ (nothing was sent).")
+    if testers:
+        _print_tests(reporter.tests)
+        if any(r.status != "sent" for r in reporter.tests):
+            raise typer.Exit(1)
+        return
+    if not send:
+        console.print(f"[green]Dry run complete:[/] previews in {out}/ (nothing was sent).")
+        return
+    for summary in reporter.summaries:
+        _print_summary(summary)
+    errors = [s for s in reporter.summaries if s.error]
+    for summary in errors:
+        console.print(
+            f"[bold red]error:[/] {escape(f'{summary.brief_id}: {summary.error}')}", soft_wrap=True
+        )
+    if errors:
+        raise typer.Exit(1)
+
+
+def _test_addresses(value: str, channels: list[str]) -> list[str]:
+    if "email" not in channels:
+        fail("--test-to needs the email channel")
+    addresses = []
+    for raw in (a.strip() for a in value.split(",")):
+        if not raw:
+            continue
+        try:
+            addresses.append(validate_email(raw, check_deliverability=False).normalized)
+        except EmailNotValidError as exc:
+            fail(f"--test-to: {raw!r} is not an email address ({exc})")
+    if not addresses:
+        fail("--test-to: no address given")
+    return list(dict.fromkeys(addresses))
+
+
+class _SendColumn(ProgressColumn):
+    """done/total, messages per second and time left, for the sending bars only."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        speed = task.speed or 0.0
+        left = task.remaining or 0
+        eta = str(timedelta(seconds=round(left / speed))) if speed else "-:--:--"
+        return Text(f"{task.completed:,.0f}/{task.total:,.0f} {speed:,.0f} msg/s ETA {eta}")
+
+
+class _Reporter:
+    """Receives the flow's sending progress (same process) and keeps the results."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+        self.summaries: list[DeliverySummary] = []
+        self.tests: list[TestSend] = []
+
+    def progress(self, brief_id: str, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if brief_id not in self.tasks:
+            self.tasks[brief_id] = self.bar.add_task(f"Sending {brief_id[:20]}…", total=total)
+        self.bar.update(self.tasks[brief_id], completed=done, total=total)
+
+    def finished(self, summary: DeliverySummary) -> None:
+        self.summaries.append(summary)
+
+    def tested(self, results: list[TestSend]) -> None:
+        self.tests.extend(results)
+
+
+def _print_summary(summary: DeliverySummary) -> None:
+    out_console.print(f"Delivery of {summary.brief_id}:", soft_wrap=True)
+    table = Table()
+    table.add_column("status")
+    table.add_column("this run", justify="right")
+    table.add_column("all runs", justify="right")
+    for status, n in summary.this_run.items():
+        if status != "queued" or n or summary.ledger[status]:
+            table.add_row(status, f"{n:,}", f"{summary.ledger[status]:,}")
+    table.add_row("skipped", f"{summary.skipped:,}", "")
+    table.add_row("rate", f"{summary.rate:,.0f} msg/s", "")
+    out_console.print(table)
+    out_console.print(summary.line(), soft_wrap=True)
+    if summary.unknown:
+        out_console.print(
+            "unknown (the connection was lost after the message went out; not resent "
+            f"unless you pass --resend-unknown): {_listed(summary.unknown, summary.ledger)}",
+            soft_wrap=True,
+        )
+    if summary.deferred:
+        out_console.print(
+            "deferred (the relay said try later; a re-run of this publish retries them): "
+            f"{_listed(summary.deferred, summary.ledger, 'deferred')}",
+            soft_wrap=True,
+        )
+
+
+def _listed(addresses: list[str], ledger: dict[str, int], status: str = "unknown") -> str:
+    more = ledger[status] - len(addresses)
+    return ", ".join(addresses) + (f" and {more:,} more" if more > 0 else "")
+
+
+def _print_tests(results: list[TestSend]) -> None:
+    table = Table(title="Test send ([TEST] in the subject)", title_justify="left")
+    for column in ("to", "edition", "status", "reply"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.address, r.edition, r.status, r.reply)
+    out_console.print(table)
 
 
 def run() -> None:

@@ -1,10 +1,14 @@
-"""Email channel: the three editions (en, it, both) as .html, .txt and .eml."""
+"""Email channel: the three editions (en, it, both) as .html, .txt and .eml; live sending."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from briefcast.config import Settings
+from briefcast.delivery import DeliverySummary, TestSend, deliver, send_test
 from briefcast.pipeline import Edition
+from briefcast.store import Store
 
 
 def preview(edition: Edition, folder: Path) -> list[Path]:
@@ -21,3 +25,19 @@ def preview(edition: Edition, folder: Path) -> list[Path]:
             path.write_bytes(data)
             paths.append(path)
     return paths
+
+
+def send(edition: Edition, settings: Settings, *, resend_unknown: bool = False) -> DeliverySummary:
+    """Mail the brief to every active subscriber who has not had it (see briefcast.delivery)."""
+    store = Store(settings.database.url)
+    try:
+        return deliver(
+            store, edition.brief.id, edition.emails, settings, resend_unknown=resend_unknown
+        )
+    finally:
+        store.engine.dispose()
+
+
+def send_tests(edition: Edition, settings: Settings, addresses: Sequence[str]) -> list[TestSend]:
+    """Every edition to each address, subject marked [TEST]; no ledger, no subscribers."""
+    return send_test(edition.emails, settings, addresses)

@@ -17,8 +17,10 @@ from briefcast import pipeline
 from briefcast.brief import Brief
 from briefcast.build.preview import preview_markdown, preview_rows
 from briefcast.config import Settings, load_settings
+from briefcast.delivery import DeliverySummary, TestSend, check_ready
 from briefcast.pipeline import Edition
 from channels import dispatch_preview, finish_previews, staging_dir
+from channels import email as email_channel
 
 # Inputs here are live objects (settings, briefs): nothing to cache or persist.
 quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
@@ -57,18 +59,47 @@ def finish(
     return [str(f) for f in folders]
 
 
+@quiet_task
+def send_email(
+    editions: list[Edition], settings: Settings, resend_unknown: bool
+) -> list[DeliverySummary]:
+    """The live send: each brief to its active subscribers, through the delivery ledger."""
+    summaries = []
+    for edition in editions:
+        summary = email_channel.send(edition, settings, resend_unknown=resend_unknown)
+        summaries.append(summary)
+        create_table_artifact(
+            key=f"delivery-{edition.brief.id}"[:100],
+            table=[
+                {"status": status, "this run": n, "all runs": summary.ledger[status]}
+                for status, n in summary.this_run.items()
+            ],
+            description=summary.line(),
+        )
+    return summaries
+
+
+@quiet_task
+def send_test_email(editions: list[Edition], settings: Settings, to: list[str]) -> list[TestSend]:
+    return [r for e in editions for r in email_channel.send_tests(e, settings, to)]
+
+
 @flow(name="publish", log_prints=False)
 def publish(
     paths: list[str],
     channels: list[str] = list(pipeline.CHANNELS),  # noqa: B006 - Prefect parameters are data
     dry_run: bool = True,
     out: str = "out",
+    resend_unknown: bool = False,
+    test_to: list[str] | None = None,
 ) -> list[str]:
-    """Publish briefs; returns each brief's preview folder."""
-    if not dry_run:
-        raise RuntimeError("live sending is not available yet; run without --send")
+    """Publish briefs; returns each brief's preview folder. With ``dry_run=False`` the email
+    goes to the subscribers; ``test_to`` mails the editions to those addresses only."""
     settings = load_settings()
     channels = pipeline.parse_channels(channels)
+    sending = not dry_run and "email" in channels
+    if sending:
+        check_ready(settings)  # before anything is archived as published
     briefs = read_briefs(paths, settings)
     dated = archive_briefs(briefs, settings, dry_run)
     editions = build_editions(dated, settings, channels)
@@ -76,7 +107,12 @@ def publish(
     staging = staging_dir(out_dir)
     for channel in channels:
         dispatch(channel, editions, staging)
-    return finish(editions, channels, staging, out_dir, settings)
+    folders = finish(editions, channels, staging, out_dir, settings)
+    if test_to and "email" in channels:
+        send_test_email(editions, settings, test_to)
+    if sending:
+        send_email(editions, settings, resend_unknown)
+    return folders
 
 
 if __name__ == "__main__":

@@ -1,0 +1,378 @@
+"""Live delivery of a brief's email editions to the active subscribers.
+
+``deliver`` is the whole send, as a plain function (the Prefect flow's task and the tests
+call it the same way):
+
+1. rows left ``sending`` by a run that died become ``unknown``;
+2. every active subscriber gets a ledger row (read in keyset batches; existing rows kept);
+3. the due rows (queued, deferred and due; unknown too with ``resend_unknown``) go out
+   through the connection pool, each claimed and settled in the ledger by the group writer;
+4. deferred messages due within ``retry_window_seconds`` are retried before the run ends;
+5. a :class:`DeliverySummary` says what happened.
+
+``send_test`` mails the editions, subject marked ``[TEST]``, to a few addresses, outside the
+ledger.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from briefcast import subscribers as subscriber_store
+from briefcast.build.email import EmailEdition
+from briefcast.config import Settings
+from briefcast.delivery import ledger, tokens
+from briefcast.delivery.dkim import DkimError, DkimSigner
+from briefcast.delivery.ledger import (
+    Claim,
+    Job,
+    LedgerWriter,
+    Outcome,
+    Waiter,
+    nothing_to_wait_for,
+)
+from briefcast.delivery.prepared import PreparedEdition, dot_stuff
+from briefcast.delivery.smtp import (
+    HourlyCap,
+    Pool,
+    RateLimiter,
+    RelayUnreachable,
+    Result,
+    SmtpFatal,
+)
+from briefcast.store import Store
+
+SECRET_ENV = "BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET"
+SUMMARY_STATUSES = ("sent", "deferred", "bounced", "unknown", "queued")
+LISTED = 20  # addresses named in the summary per status
+
+
+class DeliveryError(Exception):
+    """Sending cannot start: ``str(error)`` is one line for the editor."""
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    brief_id: str
+    this_run: dict[str, int]  # rows this run left in each status
+    ledger: dict[str, int]  # every row of the brief, by status
+    skipped: int  # rows this run left alone (done before, unknown, not active)
+    seconds: float  # time spent sending (waits for deferred retries not included)
+    unknown: list[str] = field(default_factory=list)  # first addresses whose outcome is unknown
+    deferred: list[str] = field(default_factory=list)
+    error: str | None = None  # why the run stopped early, if it did
+
+    @property
+    def rate(self) -> float:
+        return self.this_run.get("sent", 0) / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """One line for logs: ``brief X: sent 9,998, deferred 0, ... (2,512 msg/s)``."""
+        counts = ", ".join(
+            f"{status} {self.this_run.get(status, 0):,}"
+            for status in ("sent", "deferred", "bounced", "unknown")
+        )
+        return (
+            f"brief {self.brief_id}: {counts}, skipped {self.skipped:,} "
+            f"in {self.seconds:.1f} s ({self.rate:,.0f} msg/s)"
+        )
+
+
+@dataclass(frozen=True)
+class TestSend:
+    address: str
+    edition: str
+    status: str
+    reply: str
+
+
+class Reporter(Protocol):
+    """Who watches a send: the CLI's progress bar and summary table."""
+
+    def progress(self, brief_id: str, done: int, total: int) -> None: ...
+
+    def finished(self, summary: DeliverySummary) -> None: ...
+
+    def tested(self, results: list[TestSend]) -> None: ...
+
+
+# The CLI runs the Prefect flow in its own process and shows the flow's sending live; a flow
+# parameter cannot carry a callback, so the CLI registers its reporter here.
+_reporter: Reporter | None = None
+
+
+@contextmanager
+def reporting(reporter: Reporter) -> Iterator[None]:
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
+
+
+def unsubscribe_secret(settings: Settings) -> str:
+    secret = settings.delivery.unsubscribe_secret
+    value = secret.get_secret_value() if secret else ""
+    if not value.strip():
+        raise DeliveryError(
+            f"{SECRET_ENV} is not set: it signs every subscriber's unsubscribe link"
+        )
+    return value
+
+
+def check_ready(settings: Settings) -> None:
+    """Everything a live send needs that can be checked before anything is built."""
+    unsubscribe_secret(settings)
+    try:
+        DkimSigner.from_settings(settings)
+    except DkimError as exc:
+        raise DeliveryError(str(exc)) from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Messages:
+    """Builds each recipient's DATA bytes from the prepared editions (and signs them)."""
+
+    def __init__(self, editions: dict[str, PreparedEdition], dkim: DkimSigner | None) -> None:
+        self.editions = editions
+        self.dkim = dkim
+
+    def data(self, edition: str, to: str, token: str) -> bytes:
+        prepared = self.editions[edition]
+        if self.dkim is None:
+            return prepared.wire(to, token)
+        raw = prepared.render(to, token)
+        return dot_stuff(self.dkim.sign(raw) + raw)
+
+
+class _LedgerHandler:
+    """The pool's handler for a live send: tokens, claims and outcomes in the ledger."""
+
+    def __init__(
+        self, messages: _Messages, writer: LedgerWriter, secret: str, settings: Settings
+    ) -> None:
+        self._messages = messages
+        self._writer = writer
+        self._secret = secret
+        self._message_ids: dict[int, str] = {}
+        self._max_attempts = settings.delivery.max_attempts
+        self._backoff = settings.delivery.backoff_seconds
+
+    def message(self, job: Job) -> tuple[str, bytes]:
+        token = tokens.sign(self._secret, job.subscriber_id)
+        data = self._messages.data(job.edition, job.email, token)
+        # Kept for the claim that follows (same thread, same job): one signature per message.
+        message_id = self._messages.editions[job.edition].message_id(token)
+        self._message_ids[job.delivery_id] = message_id
+        return job.email, data
+
+    def record(self, done: tuple[Job, Result] | None, claim: Job | None) -> Waiter:
+        outcome = self._outcome(*done) if done else None
+        if claim is None:
+            return self._writer.submit(outcome, None)
+        message_id = self._message_ids.pop(claim.delivery_id)
+        return self._writer.submit(outcome, Claim(claim, message_id))
+
+    def _outcome(self, job: Job, result: Result) -> Outcome:
+        status, reply = result.status, result.reply
+        if status in ("sent", "unknown"):
+            return Outcome(job, status, reply)
+        if status == "bounced":
+            return Outcome(job, "bounced", reply, hard_bounce=result.hard)
+        if status == "failed":  # could not be made or addressed: no retry will help
+            return Outcome(job, "bounced", reply)
+        if status == "deferred":
+            attempts = job.attempts + 1
+            if attempts >= self._max_attempts:
+                return Outcome(job, "bounced", f"gave up after {attempts} attempts: {reply}")
+            wait = self._backoff[min(attempts, len(self._backoff)) - 1]
+            return Outcome(job, "deferred", reply, _now() + timedelta(seconds=wait))
+        return Outcome(job, "queued", reply)  # unsent or fatal: handed back untouched
+
+
+def _pool(settings: Settings, size: int, cap: HourlyCap | None = None) -> Pool[Any]:
+    d, smtp = settings.delivery, settings.smtp
+    password = smtp.password.get_secret_value() if smtp.password else None
+    return Pool(
+        smtp,
+        sender=settings.email.from_address,
+        size=size,
+        timeout=d.timeout_seconds,
+        password=password,
+        limiter=RateLimiter(d.rate_per_second),
+        cap=cap,
+    )
+
+
+def deliver(
+    store: Store,
+    brief_id: str,
+    mails: Sequence[EmailEdition],
+    settings: Settings,
+    *,
+    resend_unknown: bool = False,
+    reporter: Reporter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliverySummary:
+    """Send one brief to its active subscribers; safe to re-run at any time after any crash
+    (it mails exactly those not yet mailed). Returns what happened."""
+    secret = unsubscribe_secret(settings)
+    try:
+        dkim = DkimSigner.from_settings(settings)
+    except DkimError as exc:
+        raise DeliveryError(str(exc)) from exc
+    d = settings.delivery
+    reporter = reporter or _reporter
+    messages = _Messages({m.edition: PreparedEdition.from_edition(m) for m in mails}, dkim)
+
+    started = _now()
+    ledger.recover(store, brief_id, started)
+    ledger.enqueue(
+        store,
+        brief_id,
+        subscriber_store.iter_active(store, batch=d.batch_size),
+        messages.editions,
+        started,
+        d.batch_size,
+    )
+    if resend_unknown:
+        ledger.requeue_unknown(store, brief_id, started)
+
+    cap = HourlyCap(d.hourly_cap, sleep=sleep)
+    if d.hourly_cap:
+        since = started - timedelta(hours=1)
+        cap.seed(when.timestamp() for when in ledger.attempt_times(store, since))
+
+    total = ledger.count_due(store, brief_id, _now())
+
+    def progress(outcomes: dict[str, int]) -> None:
+        if reporter is not None:
+            reporter.progress(brief_id, _attempted(outcomes), total)
+
+    def hard_bounce(subscriber_id: int) -> None:
+        subscriber_store.record_hard_bounce(store, subscriber_id, d.hard_bounce_threshold)
+
+    error: str | None = None
+    busy = 0.0
+    progress({})
+    with (
+        LedgerWriter(store, on_hard_bounce=hard_bounce, on_progress=progress, clock=_now) as writer,
+        _pool(settings, d.pool_size, cap) as pool,
+    ):
+        handler = _LedgerHandler(messages, writer, secret, settings)
+        deadline: datetime | None = None
+        while True:  # a pass, then the deferred messages that come due within the window
+            attempted = _attempted(writer.outcomes)
+            t0 = time.perf_counter()
+            try:
+                pool.run(ledger.iter_due(store, brief_id, _now(), d.batch_size), handler)
+            except (SmtpFatal, RelayUnreachable) as exc:
+                error = str(exc)
+            finally:
+                busy += time.perf_counter() - t0
+            if error:
+                break
+            progressed = _attempted(writer.outcomes) > attempted
+            if progressed and (due := ledger.count_due(store, brief_id, _now())):
+                total += due  # handed back by a connection that could not connect: again
+                continue
+            deadline = deadline or _now() + timedelta(seconds=d.retry_window_seconds)
+            retry_at = ledger.next_retry_at(store, brief_id)
+            if retry_at is None or retry_at > deadline:
+                break
+            if not progressed and retry_at <= _now():
+                break  # due, yet nothing was tried: never spin
+            sleep(max(0.0, (retry_at - _now()).total_seconds()))
+            total += ledger.count_due(store, brief_id, _now())
+
+    summary = _summary(store, brief_id, started, busy, error)
+    if reporter is not None:
+        reporter.finished(summary)
+    return summary
+
+
+def _attempted(outcomes: dict[str, int]) -> int:
+    return sum(n for status, n in outcomes.items() if status != "queued")
+
+
+def _summary(
+    store: Store, brief_id: str, started: datetime, seconds: float, error: str | None
+) -> DeliverySummary:
+    this_run = ledger.counts(store, brief_id, since=started)
+    everything = ledger.counts(store, brief_id)
+    return DeliverySummary(
+        brief_id=brief_id,
+        this_run={s: this_run.get(s, 0) for s in SUMMARY_STATUSES},
+        ledger={s: everything.get(s, 0) for s in SUMMARY_STATUSES},
+        skipped=everything.total() - this_run.total(),
+        seconds=seconds,
+        unknown=ledger.addresses(store, brief_id, "unknown", LISTED),
+        deferred=ledger.addresses(store, brief_id, "deferred", LISTED),
+        error=error,
+    )
+
+
+# --- test sends ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _TestJob:
+    address: str
+    edition: str
+
+
+class _TestHandler:
+    """Test messages: no ledger, a token that unsubscribes nobody, results kept in memory."""
+
+    def __init__(self, messages: _Messages) -> None:
+        self._messages = messages
+        self.results: list[TestSend] = []
+
+    def message(self, job: _TestJob) -> tuple[str, bytes]:
+        # Unique per send so that mailboxes do not hide a repeated test as a duplicate.
+        token = f"test-{secrets.token_hex(6)}"
+        return job.address, self._messages.data(job.edition, job.address, token)
+
+    def record(self, done: tuple[_TestJob, Result] | None, claim: _TestJob | None) -> Waiter:
+        if done is not None:
+            job, result = done
+            self.results.append(TestSend(job.address, job.edition, result.status, result.reply))
+        return nothing_to_wait_for
+
+
+def send_test(
+    mails: Sequence[EmailEdition],
+    settings: Settings,
+    addresses: Sequence[str],
+    *,
+    reporter: Reporter | None = None,
+) -> list[TestSend]:
+    """Every edition to every address, subject marked ``[TEST]``; no ledger, no subscribers."""
+    try:
+        dkim = DkimSigner.from_settings(settings)
+    except DkimError as exc:
+        raise DeliveryError(str(exc)) from exc
+    prepared = {m.edition: PreparedEdition.from_edition(m).marked_test(m.subject) for m in mails}
+    handler = _TestHandler(_Messages(prepared, dkim))
+    jobs = [_TestJob(a, e) for a in addresses for e in prepared]
+    with _pool(settings, min(settings.delivery.pool_size, max(1, len(jobs)))) as pool:
+        try:
+            pool.run(jobs, handler)
+        except (SmtpFatal, RelayUnreachable) as exc:
+            raise DeliveryError(str(exc)) from exc
+    order = {(j.address, j.edition): i for i, j in enumerate(jobs)}
+    results = sorted(handler.results, key=lambda r: order[(r.address, r.edition)])
+    reporter = reporter or _reporter
+    if reporter is not None:
+        reporter.tested(results)
+    return results
