@@ -131,7 +131,7 @@ def test_size_limit_from_the_environment(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_send_refuses_until_delivery_exists(tmp_path: Path) -> None:
+def test_send_without_the_unsubscribe_secret_refuses(tmp_path: Path) -> None:
     line = one_line_error(briefcast("publish", SEEDS[0], "--send", cwd=tmp_path))
     assert "--send" in line and "nothing was sent" in line
     assert not (tmp_path / "out").exists()
