@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from email_validator import EmailNotValidError, validate_email
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -25,22 +22,19 @@ from rich.table import Table
 from rich.text import Text
 
 from briefcast import delivery
+from briefcast.cli_output import err as console
+from briefcast.cli_output import error, fail
+from briefcast.cli_output import out as out_console
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import load_settings
 from briefcast.delivery import DeliveryError, DeliverySummary, TestSend
 from briefcast.pipeline import CHANNELS, parse_channels, read
 from briefcast.readers import BriefError
+from briefcast.subscribers import SubscriberError, normalize_address
 from flows import prefect_defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
-console = Console(stderr=True)
-out_console = Console(highlight=False)  # results, on stdout
-
-
-def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @app.callback()
@@ -144,9 +138,7 @@ def publish(
         _print_summary(summary)
     errors = [s for s in reporter.summaries if s.error]
     for summary in errors:
-        console.print(
-            f"[bold red]error:[/] {escape(f'{summary.brief_id}: {summary.error}')}", soft_wrap=True
-        )
+        error(f"{summary.brief_id}: {summary.error}")
     if errors:
         raise typer.Exit(1)
 
@@ -159,9 +151,9 @@ def _test_addresses(value: str, channels: list[str]) -> list[str]:
         if not raw:
             continue
         try:
-            addresses.append(validate_email(raw, check_deliverability=False).normalized)
-        except EmailNotValidError as exc:
-            fail(f"--test-to: {raw!r} is not an email address ({exc})")
+            addresses.append(normalize_address(raw))
+        except SubscriberError as exc:
+            fail(f"--test-to: not an email address: {exc}")
     if not addresses:
         fail("--test-to: no address given")
     return list(dict.fromkeys(addresses))

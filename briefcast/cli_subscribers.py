@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from briefcast import subscribers as subs
+from briefcast.cli_output import err, fail
 from briefcast.config import Settings, load_settings
 from briefcast.store import Store
 
@@ -21,14 +21,6 @@ subscribers_app = typer.Typer(add_completion=False, no_args_is_help=True, help=_
 # soft_wrap: one-line messages stay one line whatever the terminal's width. No markup on
 # stdout: names and reasons come from the file and may contain [brackets].
 out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    # Same one-line form as briefcast.cli.fail; not imported from there because cli.py
-    # imports this module to mount it.
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
 
 
 def _open() -> tuple[Settings, Store]:

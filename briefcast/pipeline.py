@@ -49,24 +49,18 @@ def read(paths: Sequence[str | Path], settings: Settings) -> list[Brief]:
 
 
 def archive(briefs: list[Brief], settings: Settings, *, dry_run: bool) -> list[Brief]:
-    store = Store(settings.database.url)
-    try:
+    with Store(settings.database.url) as store:
         return store.archive(briefs, published=not dry_run, tz=settings.site.tz)
-    finally:
-        store.engine.dispose()
 
 
 def build_all_feeds(briefs: list[Brief], settings: Settings) -> list[FeedSet]:
     """One feed set per site language, from the archive plus this run's briefs."""
-    store = Store(settings.database.url)
-    try:
-        ids = [b.id for b in briefs]
+    ids = [b.id for b in briefs]
+    with Store(settings.database.url) as store:
         return [
             build_feeds(store.feed_briefs(lang, settings.feeds.max_items, ids), settings, lang)
             for lang in settings.site.languages
         ]
-    finally:
-        store.engine.dispose()
 
 
 def build(

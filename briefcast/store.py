@@ -88,6 +88,13 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # Each CLI step opens its own Store; close its pooled connections when done.
+        self.engine.dispose()
+
     def archive(self, items: Iterable[Brief], *, published: bool, tz: tzinfo) -> list[Brief]:
         """Upsert briefs; an undated brief takes the time it was first archived, so its
         date (and every feed built from it) stays the same on every later run."""

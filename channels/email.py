@@ -29,13 +29,10 @@ def preview(edition: Edition, folder: Path) -> list[Path]:
 
 def send(edition: Edition, settings: Settings, *, resend_unknown: bool = False) -> DeliverySummary:
     """Mail the brief to every active subscriber who has not had it (see briefcast.delivery)."""
-    store = Store(settings.database.url)
-    try:
+    with Store(settings.database.url) as store:
         return deliver(
             store, edition.brief.id, edition.emails, settings, resend_unknown=resend_unknown
         )
-    finally:
-        store.engine.dispose()
 
 
 def send_tests(edition: Edition, settings: Settings, addresses: Sequence[str]) -> list[TestSend]:
