@@ -29,23 +29,11 @@ from briefcast.build.email import EmailEdition
 from briefcast.config import Settings
 from briefcast.delivery import ledger, tokens
 from briefcast.delivery.dkim import DkimError, DkimSigner
-from briefcast.delivery.ledger import (
-    Claim,
-    Job,
-    LedgerWriter,
-    Outcome,
-    Waiter,
-    nothing_to_wait_for,
-)
+from briefcast.delivery.ledger import Claim, Job, LedgerWriter, Outcome, Ticket
+from briefcast.delivery.pacing import HourlyCap, RateLimiter
+from briefcast.delivery.pool import Pool
 from briefcast.delivery.prepared import PreparedEdition, dot_stuff
-from briefcast.delivery.smtp import (
-    HourlyCap,
-    Pool,
-    RateLimiter,
-    RelayUnreachable,
-    Result,
-    SmtpFatal,
-)
+from briefcast.delivery.smtp import RelayUnreachable, Result, SmtpFatal
 from briefcast.store import Store
 
 SECRET_ENV = "BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET"
@@ -164,24 +152,31 @@ class _LedgerHandler:
         self._messages = messages
         self._writer = writer
         self._secret = secret
-        self._message_ids: dict[int, str] = {}
+        self._tokens: dict[int, str] = {}
         self._max_attempts = settings.delivery.max_attempts
         self._backoff = settings.delivery.backoff_seconds
 
     def message(self, job: Job) -> tuple[str, bytes]:
         token = tokens.sign(self._secret, job.subscriber_id)
         data = self._messages.data(job.edition, job.email, token)
-        # Kept for the claim that follows (same thread, same job): one signature per message.
-        message_id = self._messages.editions[job.edition].message_id(token)
-        self._message_ids[job.delivery_id] = message_id
+        self._tokens[job.delivery_id] = token  # for the claim that follows: one HMAC a message
         return job.email, data
 
-    def record(self, done: tuple[Job, Result] | None, claim: Job | None) -> Waiter:
-        outcome = self._outcome(*done) if done else None
-        if claim is None:
-            return self._writer.submit(outcome, None)
-        message_id = self._message_ids.pop(claim.delivery_id)
-        return self._writer.submit(outcome, Claim(claim, message_id))
+    def claim(self, job: Job) -> Ticket:
+        token = self._tokens.pop(job.delivery_id)
+        message_id = self._messages.editions[job.edition].message_id(token)
+        return self._writer.claim(Claim(job, message_id))
+
+    def settle(self, job: Job, result: Result) -> None:
+        self._tokens.pop(job.delivery_id, None)
+        self._writer.settle(self._outcome(job, result))
+
+    @property
+    def pending(self) -> bool:
+        return self._writer.pending
+
+    def flush(self) -> None:
+        self._writer.flush()
 
     def _outcome(self, job: Job, result: Result) -> Outcome:
         status, reply = result.status, result.reply
@@ -248,7 +243,7 @@ def deliver(
     if resend_unknown:
         ledger.requeue_unknown(store, brief_id, started)
 
-    cap = HourlyCap(d.hourly_cap, sleep=sleep)
+    cap = HourlyCap(d.hourly_cap)
     if d.hourly_cap:
         since = started - timedelta(hours=1)
         cap.seed(when.timestamp() for when in ledger.attempt_times(store, since))
@@ -331,8 +326,14 @@ class _TestJob:
     edition: str
 
 
+class _Committed:
+    committed = True
+
+
 class _TestHandler:
     """Test messages: no ledger, a token that unsubscribes nobody, results kept in memory."""
+
+    pending = False
 
     def __init__(self, messages: _Messages) -> None:
         self._messages = messages
@@ -343,11 +344,14 @@ class _TestHandler:
         token = f"test-{secrets.token_hex(6)}"
         return job.address, self._messages.data(job.edition, job.address, token)
 
-    def record(self, done: tuple[_TestJob, Result] | None, claim: _TestJob | None) -> Waiter:
-        if done is not None:
-            job, result = done
-            self.results.append(TestSend(job.address, job.edition, result.status, result.reply))
-        return nothing_to_wait_for
+    def claim(self, job: _TestJob) -> _Committed:
+        return _Committed()
+
+    def settle(self, job: _TestJob, result: Result) -> None:
+        self.results.append(TestSend(job.address, job.edition, result.status, result.reply))
+
+    def flush(self) -> None:
+        return None
 
 
 def send_test(

@@ -14,9 +14,8 @@ outcomes together (group commit): one transaction per few messages, not two per 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -304,38 +303,25 @@ ProgressHook = Callable[[Counter[str]], None]
 HardBounceHook = Callable[[int], None]
 
 
-Waiter = Callable[[], None]
-
-
-def nothing_to_wait_for() -> None:
-    return None
-
-
 class LedgerError(RuntimeError):
     """The ledger could not be written: stop sending, or messages could go out twice."""
 
 
-class _Request:
-    """A claim and/or outcome waiting for a commit."""
+class Ticket:
+    """A claim waiting for its commit: the message's body waits for ``committed``."""
 
-    __slots__ = ("claim", "committed", "outcome")
+    __slots__ = ("committed",)
 
-    def __init__(self, outcome: Outcome | None, claim: Claim | None) -> None:
-        self.outcome = outcome
-        self.claim = claim
+    def __init__(self) -> None:
         self.committed = False
 
 
 class LedgerWriter:
-    """Group commit without a writer thread: requests queue up, and whichever connection
-    needs its request durable first commits everything queued so far, for all of them.
-
-    A connection submits the outcome of its last message and the claim of its next in one
-    request, so there is never a moment when it has two messages in doubt; it submits, sends
-    the next message's commands, and only before the body waits for its request, which
-    another connection's commit has often carried meanwhile (about 2.4 messages a commit
-    with 4 connections). No writer thread: no hand-off and no wake-up per message.
-    """
+    """Group commit: claims and outcomes queue up, and :meth:`flush` commits them all in one
+    transaction. The sending loop flushes when a body waits for its claim, so the claims of
+    the other connections (sent meanwhile, answered by the relay a round trip later) and the
+    outcomes since the last commit ride along: a few messages per commit, not two commits
+    per message."""
 
     def __init__(
         self,
@@ -348,8 +334,8 @@ class LedgerWriter:
         self._on_hard_bounce = on_hard_bounce
         self._on_progress = on_progress
         self._clock = clock
-        self._pending: deque[_Request] = deque()
-        self._committing = threading.Lock()  # held by the connection that is committing
+        self._claims: list[tuple[Claim, Ticket]] = []
+        self._outcomes: list[Outcome] = []
         self._error: BaseException | None = None
         self._last_progress = 0.0
         self.outcomes: Counter[str] = Counter()  # committed outcomes, by status
@@ -359,30 +345,51 @@ class LedgerWriter:
         self._outcome = _DriverStatement(_OUTCOME, dialect)
         to_db = deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._to_db: Callable[[datetime], Any] = to_db or (lambda when: when)
-        # One connection, used by one committer at a time (SQLAlchemy lets a file SQLite
-        # connection change threads): checking one out per commit costs more than the commit.
+        # One connection for the whole send: checking one out per commit costs more than
+        # the commit.
         self._conn = store.engine.connect()
 
-    def record(self, outcome: Outcome | None = None, claim: Claim | None = None) -> None:
-        """Commit both, together; returns once they are durable."""
-        self.submit(outcome, claim)()
+    @property
+    def pending(self) -> bool:
+        return bool(self._claims or self._outcomes)
 
-    def submit(self, outcome: Outcome | None = None, claim: Claim | None = None) -> Waiter:
-        """Queue both for the next commit; the returned function blocks until they are
-        durable (committing them itself if nobody else is) and raises LedgerError if they
-        cannot be. Submit the next request only after waiting for the previous one, so a
-        row's claim is committed before its outcome."""
+    def claim(self, claim: Claim) -> Ticket:
         self._check()
-        if outcome is None and claim is None:
-            return nothing_to_wait_for
-        request = _Request(outcome, claim)
-        self._pending.append(request)
-        return lambda: self._wait(request)
+        ticket = Ticket()
+        self._claims.append((claim, ticket))
+        return ticket
+
+    def settle(self, outcome: Outcome) -> None:
+        self._check()
+        self._outcomes.append(outcome)
+
+    def flush(self) -> None:
+        """Commit everything queued; raises LedgerError if it cannot be (and from then on)."""
+        self._check()
+        if not self.pending:
+            return
+        claims, self._claims = self._claims, []
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            self._commit(self._conn, [c for c, _ in claims], outcomes)
+        except Exception as exc:
+            log.exception("ledger write failed")
+            self._error = exc
+            raise LedgerError(f"the ledger could not be written: {exc}") from exc
+        for _, ticket in claims:
+            ticket.committed = True
+        for outcome in outcomes:
+            if outcome.hard_bounce:
+                self._hard_bounce(outcome.job.subscriber_id)
+        now = time.monotonic()
+        if self._on_progress is not None and now - self._last_progress > 0.1:
+            self._last_progress = now
+            self._on_progress(self.outcomes)
 
     def close(self) -> None:
         try:
-            if self._pending and self._error is None:
-                self._wait(self._pending[-1])
+            if self._error is None:
+                self.flush()
         finally:
             self._conn.close()
         if self._on_progress is not None:
@@ -398,46 +405,24 @@ class LedgerWriter:
         if self._error is not None:
             raise LedgerError(f"the ledger could not be written: {self._error}")
 
-    def _wait(self, request: _Request) -> None:
-        while not request.committed:
-            self._check()
-            if self._committing.acquire(blocking=False):
-                try:
-                    if not request.committed:
-                        self._commit_pending()
-                finally:
-                    self._committing.release()
-            else:  # another connection is committing, perhaps this request too: wait for it
-                with self._committing:
-                    pass
-        self._check()
-
-    def _commit_pending(self) -> None:
-        batch: list[_Request] = []
-        while self._pending:  # deque.popleft is atomic: submitters may append meanwhile
-            batch.append(self._pending.popleft())
-        bounced: list[int] = []
-        try:
-            bounced = self._commit(self._conn, batch)
-        except Exception as exc:  # every waiting connection must hear about it
-            log.exception("ledger write failed")
-            self._error = exc
-            raise LedgerError(f"the ledger could not be written: {exc}") from exc
-        finally:
-            for request in batch:
-                request.committed = True  # or failed: _check() tells which
-        for subscriber_id in bounced:
-            self._hard_bounce(subscriber_id)
-        now = time.monotonic()
-        if self._on_progress is not None and now - self._last_progress > 0.1:
-            self._last_progress = now
-            self._on_progress(self.outcomes)
-
-    def _commit(self, conn: Connection, batch: list[_Request]) -> list[int]:
+    def _commit(self, conn: Connection, claims: list[Claim], outcomes: list[Outcome]) -> None:
         when = self._timestamp(self._clock())
-        outcomes = [r.outcome for r in batch if r.outcome is not None]
-        claims = [r.claim for r in batch if r.claim is not None]
         with conn.begin():
+            # Claims first: a row claimed and settled within one batch (a message handed
+            # back before its body went) must end settled, not "sending".
+            if claims:
+                self._claim.run(
+                    conn,
+                    [
+                        {
+                            "b_id": c.job.delivery_id,
+                            "b_status": "sending",
+                            "b_message_id": c.message_id,
+                            "b_now": when,
+                        }
+                        for c in claims
+                    ],
+                )
             if outcomes:
                 self._outcome.run(
                     conn,
@@ -453,22 +438,8 @@ class LedgerWriter:
                         for o in outcomes
                     ],
                 )
-            if claims:
-                self._claim.run(
-                    conn,
-                    [
-                        {
-                            "b_id": c.job.delivery_id,
-                            "b_status": "sending",
-                            "b_message_id": c.message_id,
-                            "b_now": when,
-                        }
-                        for c in claims
-                    ],
-                )
         self.commits += 1
         self.outcomes.update(o.status for o in outcomes)
-        return [o.job.subscriber_id for o in outcomes if o.hard_bounce]
 
     def _timestamp(self, when: datetime | None) -> Any:
         return None if when is None else self._to_db(when)

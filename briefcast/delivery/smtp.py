@@ -1,40 +1,40 @@
-"""Talking to the relay: a pool of reused smtplib connections, paced, with honest outcomes.
+"""One SMTP connection to the relay, reused for message after message, never blocking.
 
-Each connection sends one message at a time (one recipient per transaction, since each message
-is personal) and keeps track of how far it got, because that decides what a failure means:
+smtplib opens it (connect, EHLO, STARTTLS, login: rare, and fiddly to get right). After that
+the socket is non-blocking and this class speaks the transaction itself, so that one loop
+(:mod:`briefcast.delivery.pool`) can drive every connection from one thread: no thread per
+connection, no hand-off and no lock per message.
 
-- nothing of the message sent yet (connect, MAIL, RCPT, DATA command, or the body itself not
-  sent in full): the relay cannot have it, so reconnect and try again;
+Each message is one transaction with one recipient (each message is personal). How far it got
+decides what a failure means:
+
+- nothing of the message sent yet (connect, MAIL, RCPT, DATA, or the body not sent in full):
+  the relay cannot have it -> ``retry`` (the pool reconnects and sends it again);
 - the body and its final "." sent, but no reply: the relay may have it -> ``unknown``;
 - a reply: 2xx sent, 4xx deferred, 5xx bounced (5xx to MAIL FROM is about us, not the
-  recipient: that stops the run).
+  recipient: ``fatal``, the run stops).
 """
 
 from __future__ import annotations
 
-import logging
-import queue
+import selectors
 import smtplib
 import socket
 import ssl
-import struct
-import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import NamedTuple
 
 from briefcast.config import SmtpSettings
 
-log = logging.getLogger(__name__)
-
-# Waits before each reconnect when a connection drops before the message went out.
-RECONNECT_DELAYS = (0.1, 0.5, 2.0)
-J = TypeVar("J")
+# The ssl module's "try again when the socket is ready" signals are OSErrors too.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_END_OF_DATA = b".\r\n"
 
 
 class Result(NamedTuple):
     # sent | deferred | bounced | unknown: what the relay did (or may have done);
     # failed: the message could not be made (bad address), never sent;
+    # retry: the connection was lost before the message went out, nothing sent;
     # unsent: handed back, nothing went out; fatal: handed back, and the run must stop.
     status: str
     reply: str = ""
@@ -49,31 +49,55 @@ class RelayUnreachable(Exception):
     """No connection of the pool could reach the relay."""
 
 
-def _reply(code: int, text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return f"{code} {' '.join(text.split())}"
+def _reply(code: int, text: bytes) -> str:
+    return f"{code} {' '.join(text.decode('utf-8', 'replace').split())}"
 
 
 class Connection:
-    """One smtplib connection, opened on first use and reused for message after message."""
+    """States: ``closed`` -> (open) ``idle`` -> (begin) ``envelope`` -> ``ready`` (the relay
+    said 354; the body waits for the ledger) -> (send_body) ``body`` -> ``idle``; after a
+    refusal, ``cleanup`` (ending the transaction) -> ``idle``. Every read and write is
+    non-blocking; :meth:`on_event` and :meth:`expired` return a :class:`Result` when the
+    message's fate is known."""
 
     def __init__(
-        self, settings: SmtpSettings, *, timeout: float, helo: str, password: str | None
+        self,
+        settings: SmtpSettings,
+        selector: selectors.BaseSelector,
+        *,
+        timeout: float,
+        helo: str,
+        password: str | None,
     ) -> None:
         self._settings = settings
+        self._selector = selector
         self._timeout = timeout
         self._helo = helo
         self._password = password
         self._smtp: smtplib.SMTP | None = None
+        self._sock: socket.socket | None = None
         self._pipelining = False
         self._smtputf8 = False
+        self.state = "closed"
+        self._inbox = b""  # bytes read and not yet parsed into replies
+        self._outbox: list[memoryview] = []  # bytes to write, in order
+        self._mask = 0
+        self._commands: list[tuple[str, bytes]] = []  # not yet sent (a relay without PIPELINING)
+        self._stages: list[str] = []  # what each awaited reply answers, in order
+        self._replies: list[tuple[str, int, bytes]] = []
+        self._body: bytes = b""
+        self._after_refusal: Result | None = None
+        self.deadline = 0.0  # when the relay's silence becomes a lost connection
+
+    # --- opening and closing (blocking, through smtplib) ---------------------------------
 
     @property
     def is_open(self) -> bool:
-        return self._smtp is not None and self._smtp.sock is not None
+        return self._sock is not None
 
     def open(self) -> None:
+        """Connect, EHLO, STARTTLS, login; raises SmtpFatal for what retrying cannot mend,
+        OSError (smtplib's errors are OSErrors) for what it might."""
         s = self._settings
         context = ssl.create_default_context()
         smtp: smtplib.SMTP
@@ -84,8 +108,6 @@ class Connection:
         else:
             smtp = smtplib.SMTP(s.host, s.port, local_hostname=self._helo, timeout=self._timeout)
         try:
-            # Commands are small writes followed by a read: don't let Nagle hold them back.
-            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo_or_helo_if_needed()
             if s.starttls and not s.tls:
                 if not smtp.has_extn("starttls"):
@@ -105,90 +127,222 @@ class Connection:
         except BaseException:
             smtp.close()
             raise
-        _kernel_timeouts(smtp.sock, self._timeout)
-        self._smtp = smtp
+        sock = smtp.sock
+        # Commands are small writes followed by a read: don't let Nagle hold them back.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        self._smtp, self._sock = smtp, sock
         self._pipelining = smtp.has_extn("pipelining")
         self._smtputf8 = smtp.has_extn("smtputf8")
+        self._inbox, self._outbox = b"", []
+        self._mask = selectors.EVENT_READ
+        self._selector.register(sock, self._mask, self)
+        self.state = "idle"
 
     def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
-        try:
-            if smtp.sock is not None:
+        """QUIT politely (briefly blocking) if the session is between messages."""
+        smtp = self._smtp
+        if smtp is not None and self.state == "idle" and self._sock is not None:
+            self._unregister()
+            try:
+                self._sock.settimeout(min(self._timeout, 5.0))
                 smtp.quit()
-        except (OSError, smtplib.SMTPException):
-            pass
-        finally:
-            smtp.close()
+            except (OSError, smtplib.SMTPException):
+                pass
+        self.drop()
 
     def drop(self) -> None:
-        """Close without QUIT: the session is in an unknown state."""
-        smtp, self._smtp = self._smtp, None
+        """Hang up without QUIT: the session is in an unknown state."""
+        self._unregister()
+        smtp, self._smtp, self._sock = self._smtp, None, None
         if smtp is not None:
             smtp.close()
+        self.state = "closed"
+        self._outbox, self._inbox = [], b""
 
-    def send(
-        self, sender: str, recipient: str, data: bytes, ready: Callable[[], None] = lambda: None
-    ) -> Result:
-        """One message: ``data`` is the DATA payload, dot-stuffed and ending ``.\\r\\n``.
+    def _unregister(self) -> None:
+        if self._sock is not None and self._mask:
+            self._selector.unregister(self._sock)
+            self._mask = 0
 
-        ``ready()`` blocks until the ledger holds the message as ``sending``; it is called
-        just before the body goes, so the claim (submitted before the commands) has had the
-        commands' round trip to be committed along with other connections'. If it raises,
-        the body is never sent.
-        """
-        smtp = self._smtp
-        assert smtp is not None, "open() first"
+    # --- one transaction -----------------------------------------------------------------
+
+    def begin(self, sender: str, recipient: str, body: bytes) -> Result | None:
+        """Send the envelope (MAIL, RCPT, DATA: in one write if the relay pipelines).
+        ``body`` is the DATA payload, dot-stuffed and ending ``.\\r\\n``; it goes out with
+        :meth:`send_body` once the relay said 354 (state ``ready``)."""
+        assert self.state == "idle", self.state
         utf8 = not recipient.isascii()
         if utf8 and not self._smtputf8:
             return Result("failed", "the relay does not offer SMTPUTF8 for a non-ASCII address")
         commands = [
-            f"MAIL FROM:<{sender}>{' SMTPUTF8' if utf8 else ''}",
-            f"RCPT TO:<{recipient}>",
-            "DATA",
+            ("mail", f"MAIL FROM:<{sender}>{' SMTPUTF8' if utf8 else ''}\r\n".encode()),
+            ("rcpt", f"RCPT TO:<{recipient}>\r\n".encode()),
+            ("data", b"DATA\r\n"),
         ]
-        replies: list[tuple[int, bytes]] = []
+        self._body = body
+        self._replies = []
+        self._after_refusal = None
+        self.state = "envelope"
+        if self._pipelining:  # RFC 2920: one round trip instead of three
+            self._stages = [stage for stage, _ in commands]
+            self._commands = []
+            self._write(b"".join(command for _, command in commands))
+        else:
+            self._stages, self._commands = [], commands
+            self._next_command()
+        return self._flush_or_lost()
+
+    def send_body(self) -> Result | None:
+        assert self.state == "ready", self.state
+        self.state = "body"
+        self._stages = ["end"]
+        self._write(self._body)
+        return self._flush_or_lost()
+
+    def on_event(self, mask: int) -> Result | None:
+        """The socket is readable and/or writable: move the transaction on."""
         try:
-            if self._pipelining:  # RFC 2920: one round trip instead of three
-                smtp.send("".join(f"{c}\r\n" for c in commands).encode())
-                replies = [smtp.getreply() for _ in commands]
+            if mask & selectors.EVENT_WRITE:
+                self._flush()
+            if mask & selectors.EVENT_READ:
+                if not self._read():
+                    return self._lost("the relay closed the connection")
+                return self._on_replies()
+        except OSError as exc:
+            return self._lost(str(exc) or type(exc).__name__)
+        return None
+
+    def expired(self, now: float) -> Result | None:
+        """The relay has been silent for longer than the timeout: give up on it."""
+        if self.state in ("closed", "idle", "ready") or now < self.deadline:
+            return None
+        return self._lost(f"no answer in {self._timeout:g} s")
+
+    # --- inside --------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        self._outbox.append(memoryview(data))
+
+    def _flush_or_lost(self) -> Result | None:
+        try:
+            self._flush()
+        except OSError as exc:
+            return self._lost(str(exc) or type(exc).__name__)
+        return None
+
+    def _flush(self) -> None:
+        """Write what the socket takes now; wait for it to be writable for the rest."""
+        sock = self._sock
+        assert sock is not None
+        outbox = self._outbox
+        while outbox:
+            chunk = outbox[0]
+            try:
+                n = sock.send(chunk)
+            except _WOULD_BLOCK:
+                break
+            if n < len(chunk):
+                outbox[0] = chunk[n:]
             else:
-                for command in commands:
-                    smtp.send(f"{command}\r\n".encode())
-                    replies.append(smtp.getreply())
-                    if replies[-1][0] >= 400:
-                        break
-        except OSError as exc:  # smtplib's errors are OSErrors too
-            self.drop()
-            return Result("retry", f"connection lost before the message was sent: {exc}")
+                outbox.pop(0)
+        self.deadline = time.monotonic() + self._timeout
+        mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if outbox else 0)
+        if mask != self._mask:
+            self._selector.modify(sock, mask, self)
+            self._mask = mask
 
-        refused = next(
-            (
-                (stage, code, text)
-                for stage, (code, text) in zip(("mail", "rcpt"), replies, strict=False)
-                if code >= 300
-            ),
-            None,
-        )
-        data_code, data_text = replies[2] if len(replies) == 3 else (0, b"")
-        if refused is not None or data_code != 354:
-            return self._refused(refused or ("data", data_code, data_text), data_code)
+    def _read(self) -> bool:
+        """Read what is there; False if the relay hung up."""
+        sock = self._sock
+        assert sock is not None
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except _WOULD_BLOCK:
+                return True
+            if not chunk:
+                return False
+            self._inbox += chunk
+            # TLS may hold decrypted bytes the selector cannot see; a plain socket has told
+            # us all it had (another read would be one more system call to say so).
+            if not isinstance(sock, ssl.SSLSocket) or not sock.pending():
+                return True
 
-        self._ready(ready)
-        try:
-            smtp.send(data)
-        except OSError as exc:
-            # The final "." is at the very end: if the send broke, it did not go out, and a
-            # relay never keeps a message whose end it did not see.
-            self.drop()
-            return Result("retry", f"connection lost while sending the message: {exc}")
-        try:
-            code, text = smtp.getreply()
-        except OSError as exc:
-            self.drop()
-            return Result("unknown", f"connection lost after the message was sent: {exc}")
+    def _on_replies(self) -> Result | None:
+        while self._stages and (reply := self._next_reply()) is not None:
+            stage = self._stages.pop(0)
+            code, text = reply
+            if stage == "end":
+                return self._ended(code, text)
+            if stage == "cleanup":
+                if not self._stages:
+                    self.state = "idle"
+                continue
+            self._replies.append((stage, code, text))
+            if self._commands and 200 <= code < 300:  # one by one: the next command
+                self._next_command()
+                self._flush()
+            elif not self._stages:
+                return self._envelope_answered()
+        if self.state == "idle" and self._inbox:  # a relay speaking out of turn (421)
+            return self._lost("unexpected reply: " + self._inbox[:200].decode("ascii", "replace"))
+        return None
+
+    def _next_command(self) -> None:
+        stage, command = self._commands.pop(0)
+        self._stages.append(stage)
+        self._write(command)
+
+    def _next_reply(self) -> tuple[int, bytes] | None:
+        """One whole reply (all of its lines) from the inbox, or None if not all here yet."""
+        inbox = self._inbox
+        start = 0
+        texts = []
+        while (end := inbox.find(b"\r\n", start)) >= 0:
+            line = inbox[start:end]
+            start = end + 2
+            texts.append(line[4:])
+            if line[3:4] != b"-":  # "250-..." continues, "250 ..." or "250" ends the reply
+                self._inbox = inbox[start:]
+                code = int(line[:3]) if line[:3].isdigit() else -1
+                return code, b" ".join(texts)
+        return None
+
+    def _envelope_answered(self) -> Result | None:
+        replies = self._replies
+        refused = next(((s, c, t) for s, c, t in replies if s != "data" and c >= 300), None)
+        data = next(((s, c, t) for s, c, t in replies if s == "data"), None)
+        if refused is None and data is not None and data[1] == 354:
+            self.state = "ready"
+            return None
+        stage, code, text = refused or data or replies[-1]
         reply = _reply(code, text)
+        if code < 0 or code >= 600 or 200 <= code < 400:
+            self.drop()
+            return Result("retry", f"unexpected reply at {stage}: {reply}")
+        if code == 421:  # the relay is closing this connection
+            self.drop()
+            return Result("deferred", reply)
+        # End the transaction before the next: a pipelining relay that took DATA after
+        # refusing the recipient wants a body, an empty one will do; then RSET.
+        self.state = "cleanup"
+        self._stages, self._commands = [], []
+        if data is not None and data[1] == 354:
+            self._stages.append("cleanup")
+            self._write(_END_OF_DATA)
+        self._stages.append("cleanup")
+        self._write(b"RSET\r\n")
+        self._flush_or_lost()  # if the connection is gone, so is the transaction: no matter
+        if code < 500:
+            return Result("deferred", reply)
+        if stage == "mail":
+            return Result("fatal", f"the relay refused the sender: {reply}")
+        return Result("bounced", reply, hard=True)
+
+    def _ended(self, code: int, text: bytes) -> Result:
+        reply = _reply(code, text)
+        self.state = "idle"
         if 200 <= code < 300:
             return Result("sent", reply)
         if code == 421:
@@ -200,332 +354,15 @@ class Connection:
         self.drop()
         return Result("unknown", f"unexpected reply after the message was sent: {reply}")
 
-    def _ready(self, ready: Callable[[], None]) -> None:
-        try:
-            ready()
-        except BaseException:
-            self.drop()  # mid-transaction with no body: hanging up is the only clean way out
-            raise
-
-    def _refused(self, refused: tuple[str, int, bytes], data_code: int) -> Result:
-        """The relay said no before the body: tidy the session up and say what it means."""
-        stage, code, text = refused
-        reply = _reply(code, text)
-        smtp = self._smtp
-        assert smtp is not None
-        try:
-            if data_code == 354:  # a pipelining relay that took DATA after refusing: end it
-                smtp.send(b".\r\n")
-                smtp.getreply()
-            if code != 421:
-                smtp.rset()
-        except OSError:
-            self.drop()
-        if code == 421:  # the relay is closing this connection
-            self.drop()
-        if code < 0 or code >= 600 or 200 <= code < 400:
-            self.drop()
-            return Result("retry", f"unexpected reply at {stage}: {reply}")
-        if code < 500:
-            return Result("deferred", reply)
-        if stage == "mail":
-            return Result("fatal", f"the relay refused the sender: {reply}")
-        return Result("bounced", reply, hard=True)
-
-
-class RateLimiter:
-    """At most ``per_second`` messages, evenly spaced, over all connections together."""
-
-    def __init__(self, per_second: float, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-        self._sleep = sleep
-
-    def acquire(self) -> None:
-        if not self._interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)  # no credit piles up while idle: no bursts
-            self._next = slot + self._interval
-        if slot > now:
-            self._sleep(slot - now)
-
-
-class HourlyCap:
-    """At most ``cap`` messages in any rolling ``window`` seconds (an hour).
-
-    Counts per minute, not per message, so memory stays small at any cap; it rounds the
-    safe way (a message leaves the count a full window after it was sent, or later).
-    """
-
-    def __init__(
-        self,
-        cap: int,
-        *,
-        window: float = 3600.0,
-        buckets: int = 60,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.cap = cap
-        self._width = window / buckets
-        self._buckets = buckets
-        self._counts: dict[int, int] = {}
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-
-    def seed(self, times: Iterable[float]) -> None:
-        """Messages sent before this run (the relay counted them too)."""
-        with self._lock:
-            for when in times:
-                key = int(when // self._width)
-                self._counts[key] = self._counts.get(key, 0) + 1
-
-    def used(self) -> int:
-        with self._lock:
-            self._expire(int(self._clock() // self._width))
-            return sum(self._counts.values())
-
-    def _expire(self, current: int) -> None:
-        for key in [k for k in self._counts if k < current - self._buckets]:
-            del self._counts[key]
-
-    def acquire(self, before_waiting: Callable[[], None] | None = None) -> None:
-        """Take a slot, waiting for one if need be (calling ``before_waiting`` first)."""
-        if not self.cap:
-            return
-        while True:
-            with self._lock:
-                now = self._clock()
-                current = int(now // self._width)
-                self._expire(current)
-                if sum(self._counts.values()) < self.cap:
-                    self._counts[current] = self._counts.get(current, 0) + 1
-                    return
-                wake = (min(self._counts) + self._buckets + 1) * self._width
-            log.info("hourly cap of %d reached: waiting %.0f s", self.cap, wake - now)
-            if before_waiting is not None:
-                before_waiting()
-                before_waiting = None
-            self._sleep(max(0.01, wake - now))
-
-
-class Handler(Protocol[J]):
-    """What the pool needs from its user: the bytes of a job, and a durable record."""
-
-    def message(self, job: J) -> tuple[str, bytes]:
-        """The recipient and the DATA payload; ValueError if it cannot be sent at all."""
-        ...
-
-    def record(self, done: tuple[J, Result] | None, claim: J | None) -> Callable[[], None]:
-        """Start making the last outcome and the next claim durable, together; the returned
-        function blocks until they are (and raises if they cannot be)."""
-        ...
-
-
-_STOP = object()
-
-
-class Pool(Generic[J]):
-    """N connections, each in its own thread (the work is waiting on sockets), fed from one
-    bounded queue so that however many jobs there are, few are in memory at once."""
-
-    def __init__(
-        self,
-        settings: SmtpSettings,
-        *,
-        sender: str,
-        size: int,
-        timeout: float,
-        password: str | None,
-        limiter: RateLimiter | None = None,
-        cap: HourlyCap | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        backlog: int = 1000,
-    ) -> None:
-        helo = sender.rpartition("@")[2] or "localhost"  # not getfqdn(): it can hang on DNS
-        self.connections = [
-            Connection(settings, timeout=timeout, helo=helo, password=password) for _ in range(size)
-        ]
-        self._address = f"{settings.host}:{settings.port}"
-        self._sender = sender
-        self._limiter = limiter or RateLimiter(0)
-        self._cap = cap or HourlyCap(0)
-        self._sleep = sleep
-        self._backlog = backlog
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._unreachable: str | None = None
-
-    def close(self) -> None:
-        for conn in self.connections:
-            conn.close()
-
-    def __enter__(self) -> Pool[J]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def run(self, jobs: Iterable[J], handler: Handler[J]) -> None:
-        """Send every job; returns when all are settled and recorded. Raises SmtpFatal,
-        RelayUnreachable, or whatever stopped a worker (a ledger failure)."""
-        self._stop.clear()
-        self._error = None
-        self._unreachable = None
-        work: queue.SimpleQueue[object] = queue.SimpleQueue()  # bounded by _put
-        threads = [
-            threading.Thread(target=self._work, args=(c, work, handler), name=f"smtp-{i}")
-            for i, c in enumerate(self.connections)
-        ]
-        for t in threads:
-            t.start()
-        starved = False  # jobs were left with no connection alive to take them
-        try:
-            for job in jobs:
-                if not self._put(work, job, threads):
-                    starved = not self._stop.is_set()
-                    break
-        except BaseException:  # Ctrl-C, a database error: finish the messages in hand only
-            self._stop.set()
-            raise
-        finally:
-            for _ in threads:
-                self._put(work, _STOP, threads)
-            for t in threads:
-                t.join()
-        if self._error is not None:
-            raise self._error
-        left = [item for item in _drain(work) if item is not _STOP]
-        if self._unreachable is not None and (starved or left):
-            raise RelayUnreachable(f"cannot reach {self._address}: {self._unreachable}")
-
-    def _put(
-        self, work: queue.SimpleQueue[object], item: object, threads: list[threading.Thread]
-    ) -> bool:
-        # Not a blocking put: that would wake this thread at every get() once the queue is
-        # full, a context switch per message. Top it up a few hundred times a second instead.
-        while not self._stop.is_set():
-            if work.qsize() < self._backlog:
-                work.put_nowait(item)
-                return True
-            if not any(t.is_alive() for t in threads):
-                return False
-            self._sleep(0.005)
-        return False
-
-    def _get(self, work: queue.SimpleQueue[object]) -> object:
-        while not self._stop.is_set():
-            try:
-                return work.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return _STOP
-
-    def _fail(self, error: BaseException) -> None:
-        if self._error is None:
-            self._error = error
-        self._stop.set()
-
-    def _work(self, conn: Connection, work: queue.SimpleQueue[object], handler: Handler[J]) -> None:
-        done: tuple[J, Result] | None = None
-        durable: Callable[[], None] = _nothing  # waits for this worker's last record
-
-        def record(claim: J | None) -> None:
-            nonlocal done, durable
-            durable()  # in order: a claim is committed before its outcome is submitted
-            durable = handler.record(done, claim)
-            done = None
-
-        def flush() -> None:
-            record(None)
-            durable()
-
-        try:
-            while not self._stop.is_set():
-                try:
-                    item = work.get_nowait()
-                except queue.Empty:
-                    flush()  # idle: the last outcome durable now, not with the next claim
-                    item = self._get(work)
-                if item is _STOP:
-                    break
-                job: J = item  # type: ignore[assignment]
-                try:
-                    recipient, data = handler.message(job)
-                except ValueError as exc:
-                    record(None)
-                    done = (job, Result("failed", str(exc)))
-                    continue
-                self._cap.acquire(before_waiting=flush)  # a long wait: record the last first
-                self._limiter.acquire()
-                record(job)  # the body waits for this claim (see Connection.send)
-                result = self._attempt(conn, recipient, data, durable)
-                done = (job, result)
-                if result.status == "fatal":
-                    self._fail(SmtpFatal(result.reply))
-                elif result.status == "unsent":
-                    # This connection cannot reach the relay; the others carry on, if any can.
-                    self._unreachable = result.reply
-                    break
-        except BaseException as exc:
-            self._fail(exc)
-        finally:
-            try:
-                flush()
-            except BaseException as exc:
-                self._fail(exc)
-
-    def _attempt(
-        self, conn: Connection, recipient: str, data: bytes, ready: Callable[[], None]
-    ) -> Result:
-        last = ""
-        for delay in (*RECONNECT_DELAYS, None):
-            if not conn.is_open:
-                try:
-                    conn.open()
-                except SmtpFatal as exc:
-                    return Result("fatal", str(exc))
-                except OSError as exc:  # refused, timed out, 421 on connect, ...
-                    last = f"cannot connect: {exc}"
-                    if delay is None:
-                        return Result("unsent", last)
-                    self._sleep(delay)
-                    continue
-            result = conn.send(self._sender, recipient, data, ready)
-            if result.status != "retry":
-                return result
-            last = result.reply
-            if delay is not None:
-                self._sleep(delay)
-        return Result("deferred", f"connection kept failing: {last}")
-
-
-def _kernel_timeouts(sock: socket.socket, seconds: float) -> None:
-    """Blocking socket, timeouts kept by the kernel (SO_RCVTIMEO/SO_SNDTIMEO): Python's own
-    timeout mode polls before every send and receive, which doubles the system calls (and
-    the GIL hand-offs) per message. A timed-out call still raises an OSError."""
-    whole = int(seconds)
-    timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-    except OSError:  # not this platform's timeval: keep Python's timeouts
-        return
-    sock.settimeout(None)
-
-
-def _nothing() -> None:
-    return None
-
-
-def _drain(work: queue.SimpleQueue[object]) -> list[object]:
-    items = []
-    while True:
-        try:
-            items.append(work.get_nowait())
-        except queue.Empty:
-            return items
+    def _lost(self, why: str) -> Result | None:
+        """The connection broke (or went silent): what that means depends on the stage."""
+        state, body_out = self.state, not self._outbox
+        self.drop()
+        if state == "body" and body_out:
+            # The final "." went out: the relay may have kept the message.
+            return Result("unknown", f"connection lost after the message was sent: {why}")
+        if state in ("envelope", "ready", "body"):
+            # The final "." is at the very end of the body: if it did not go out, the relay
+            # never keeps the message.
+            return Result("retry", f"connection lost before the message was sent: {why}")
+        return None  # idle or tidying up after a refusal: the outcome is known already
