@@ -84,6 +84,8 @@ class DeliverySettings(BaseModel):
     retry_window_seconds: float = Field(900, ge=0)
     timeout_seconds: float = Field(60, gt=0)  # per SMTP read or write
     hard_bounce_threshold: int = Field(3, ge=1)  # then the subscriber is marked bounced
+    # Another run sending the same brief: wait this long for it to finish, then refuse.
+    lock_wait_seconds: float = Field(10, ge=0)
     dkim_selector: str | None = None
     dkim_domain: str | None = None  # default: the From address's domain
     dkim_key_path: str | None = None  # PEM private key; DKIM signing only when set

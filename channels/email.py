@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from briefcast.config import Settings
-from briefcast.delivery import DeliverySummary, TestSend, deliver, send_test
+from briefcast.delivery import DeliverySummary, TestSend, send_test
+from briefcast.delivery.worker import deliver_in_worker
 from briefcast.pipeline import Edition
-from briefcast.store import Store
 
 
 def preview(edition: Edition, folder: Path) -> list[Path]:
@@ -27,12 +27,10 @@ def preview(edition: Edition, folder: Path) -> list[Path]:
     return paths
 
 
-def send(edition: Edition, settings: Settings, *, resend_unknown: bool = False) -> DeliverySummary:
-    """Mail the brief to every active subscriber who has not had it (see briefcast.delivery)."""
-    with Store(settings.database.url) as store:
-        return deliver(
-            store, edition.brief.id, edition.emails, settings, resend_unknown=resend_unknown
-        )
+def send(edition: Edition, *, resend_unknown: bool = False) -> DeliverySummary:
+    """Mail the brief to every active subscriber who has not had it (see briefcast.delivery),
+    from a sending process of its own that reads the same settings."""
+    return deliver_in_worker(edition.brief.id, edition.emails, resend_unknown=resend_unknown)
 
 
 def send_tests(edition: Edition, settings: Settings, addresses: Sequence[str]) -> list[TestSend]:

@@ -60,13 +60,12 @@ def finish(
 
 
 @quiet_task
-def send_email(
-    editions: list[Edition], settings: Settings, resend_unknown: bool
-) -> list[DeliverySummary]:
-    """The live send: each brief to its active subscribers, through the delivery ledger."""
+def send_email(editions: list[Edition], resend_unknown: bool) -> list[DeliverySummary]:
+    """The live send: each brief to its active subscribers, through the delivery ledger,
+    from a sending process of its own (small and alone on its CPU; same settings)."""
     summaries = []
     for edition in editions:
-        summary = email_channel.send(edition, settings, resend_unknown=resend_unknown)
+        summary = email_channel.send(edition, resend_unknown=resend_unknown)
         summaries.append(summary)
         create_table_artifact(
             key=f"delivery-{edition.brief.id}"[:100],
@@ -111,7 +110,7 @@ def publish(
     if test_to and "email" in channels:
         send_test_email(editions, settings, test_to)
     if sending:
-        send_email(editions, settings, resend_unknown)
+        send_email(editions, resend_unknown)
     return folders
 
 

@@ -17,8 +17,9 @@ ledger.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 from briefcast import subscribers as subscriber_store
 from briefcast.build.email import EmailEdition
 from briefcast.config import Settings
-from briefcast.delivery import ledger, tokens
+from briefcast.delivery import ledger, lock, tokens
 from briefcast.delivery.dkim import DkimError, DkimSigner
 from briefcast.delivery.ledger import Claim, Job, LedgerWriter, Outcome, Ticket
 from briefcast.delivery.pacing import HourlyCap, RateLimiter
@@ -103,6 +104,10 @@ def reporting(reporter: Reporter) -> Iterator[None]:
         yield
     finally:
         _reporter = previous
+
+
+def current_reporter() -> Reporter | None:
+    return _reporter
 
 
 def unsubscribe_secret(settings: Settings) -> str:
@@ -212,26 +217,57 @@ def _pool(settings: Settings, size: int, cap: HourlyCap | None = None) -> Pool[A
 def deliver(
     store: Store,
     brief_id: str,
-    mails: Sequence[EmailEdition],
+    mails: Sequence[EmailEdition | PreparedEdition],
     settings: Settings,
     *,
     resend_unknown: bool = False,
     reporter: Reporter | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> DeliverySummary:
     """Send one brief to its active subscribers; safe to re-run at any time after any crash
-    (it mails exactly those not yet mailed). Returns what happened."""
+    (it mails exactly those not yet mailed). Returns what happened. Setting ``stop`` ends
+    the run early and cleanly: the messages under way finish and are recorded."""
     secret = unsubscribe_secret(settings)
     try:
         dkim = DkimSigner.from_settings(settings)
     except DkimError as exc:
         raise DeliveryError(str(exc)) from exc
-    d = settings.delivery
-    reporter = reporter or _reporter
-    messages = _Messages({m.edition: PreparedEdition.from_edition(m) for m in mails}, dkim)
+    editions = {
+        m.edition: m if isinstance(m, PreparedEdition) else PreparedEdition.from_edition(m)
+        for m in mails
+    }
+    try:
+        with lock.sending(store, brief_id, wait=settings.delivery.lock_wait_seconds):
+            summary = _deliver(
+                store,
+                brief_id,
+                _Messages(editions, dkim),
+                settings,
+                secret,
+                resend_unknown,
+                reporter or _reporter,
+                stop or threading.Event(),
+            )
+    except lock.BriefBusy as exc:
+        raise DeliveryError(str(exc)) from exc
+    if reporter := reporter or _reporter:
+        reporter.finished(summary)
+    return summary
 
+
+def _deliver(
+    store: Store,
+    brief_id: str,
+    messages: _Messages,
+    settings: Settings,
+    secret: str,
+    resend_unknown: bool,
+    reporter: Reporter | None,
+    stop: threading.Event,
+) -> DeliverySummary:
+    d = settings.delivery
     started = _now()
-    ledger.recover(store, brief_id, started)
+    ledger.recover(store, brief_id, started)  # safe: the lock says nobody else is sending
     ledger.enqueue(
         store,
         brief_id,
@@ -270,12 +306,15 @@ def deliver(
             attempted = _attempted(writer.outcomes)
             t0 = time.perf_counter()
             try:
-                pool.run(ledger.iter_due(store, brief_id, _now(), d.batch_size), handler)
+                pool.run(ledger.iter_due(store, brief_id, _now(), d.batch_size), handler, stop)
             except (SmtpFatal, RelayUnreachable) as exc:
                 error = str(exc)
             finally:
                 busy += time.perf_counter() - t0
             if error:
+                break
+            if stop.is_set():
+                error = "stopped before the end: run the same publish again to finish"
                 break
             progressed = _attempted(writer.outcomes) > attempted
             if progressed and (due := ledger.count_due(store, brief_id, _now())):
@@ -287,13 +326,10 @@ def deliver(
                 break
             if not progressed and retry_at <= _now():
                 break  # due, yet nothing was tried: never spin
-            sleep(max(0.0, (retry_at - _now()).total_seconds()))
+            stop.wait(max(0.0, (retry_at - _now()).total_seconds()))
             total += ledger.count_due(store, brief_id, _now())
 
-    summary = _summary(store, brief_id, started, busy, error)
-    if reporter is not None:
-        reporter.finished(summary)
-    return summary
+    return _summary(store, brief_id, started, busy, error)
 
 
 def _attempted(outcomes: dict[str, int]) -> int:

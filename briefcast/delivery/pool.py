@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import selectors
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
@@ -133,14 +134,12 @@ class Pool(Generic[J]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def stop(self) -> None:
-        """Take no new job; the messages under way finish and are recorded (safe to call
-        from a signal handler)."""
-        self._stopping = True
-
-    def run(self, jobs: Iterable[J], handler: Handler[J]) -> None:
+    def run(
+        self, jobs: Iterable[J], handler: Handler[J], stop: threading.Event | None = None
+    ) -> None:
         """Send every job; returns when all are settled and durable. Raises SmtpFatal,
-        RelayUnreachable, or whatever the handler raised (a ledger failure)."""
+        RelayUnreachable, or whatever the handler raised (a ledger failure). Once ``stop``
+        is set, no job starts: those under way finish and are recorded, then it returns."""
         source = iter(jobs)
         slots: list[_Slot[J]] = [_Slot(conn) for conn in self.connections]
         by_conn = {id(s.conn): s for s in slots}
@@ -148,6 +147,8 @@ class Pool(Generic[J]):
         exhausted = False
         try:
             while True:
+                if stop is not None and stop.is_set():
+                    self._stopping = True
                 now = time.monotonic()
                 wake = now + 1.0
                 for slot in slots:
