@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from briefcast.store import Store, as_aware, deliveries, subscribers
@@ -289,14 +289,10 @@ class _DriverStatement:
         self.sql = str(compiled)
         self.order: list[str] | None = compiled.positiontup  # None: named parameters
 
-    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def run(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
         order = self.order
         params = [tuple(row[name] for name in order) for row in rows] if order else rows
-        cursor = conn.connection.cursor()  # same connection, same transaction
-        try:
-            cursor.executemany(self.sql, params)
-        finally:
-            cursor.close()
+        cursor.executemany(self.sql, params)
 
 
 ProgressHook = Callable[[Counter[str]], None]
@@ -345,9 +341,10 @@ class LedgerWriter:
         self._outcome = _DriverStatement(_OUTCOME, dialect)
         to_db = deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._to_db: Callable[[datetime], Any] = to_db or (lambda when: when)
-        # One connection for the whole send: checking one out per commit costs more than
-        # the commit.
-        self._conn = store.engine.connect()
+        # One driver connection for the whole send, used directly: checking one out per
+        # commit, or SQLAlchemy's transaction bookkeeping, costs more than the commit. The
+        # driver opens a transaction with the first update; commit() ends it.
+        self._conn = store.engine.raw_connection()
 
     @property
     def pending(self) -> bool:
@@ -371,7 +368,7 @@ class LedgerWriter:
         claims, self._claims = self._claims, []
         outcomes, self._outcomes = self._outcomes, []
         try:
-            self._commit(self._conn, [c for c, _ in claims], outcomes)
+            self._commit([c for c, _ in claims], outcomes)
         except Exception as exc:
             log.exception("ledger write failed")
             self._error = exc
@@ -405,14 +402,15 @@ class LedgerWriter:
         if self._error is not None:
             raise LedgerError(f"the ledger could not be written: {self._error}")
 
-    def _commit(self, conn: Connection, claims: list[Claim], outcomes: list[Outcome]) -> None:
+    def _commit(self, claims: list[Claim], outcomes: list[Outcome]) -> None:
         when = self._timestamp(self._clock())
-        with conn.begin():
+        cursor = self._conn.cursor()
+        try:
             # Claims first: a row claimed and settled within one batch (a message handed
             # back before its body went) must end settled, not "sending".
             if claims:
                 self._claim.run(
-                    conn,
+                    cursor,
                     [
                         {
                             "b_id": c.job.delivery_id,
@@ -425,7 +423,7 @@ class LedgerWriter:
                 )
             if outcomes:
                 self._outcome.run(
-                    conn,
+                    cursor,
                     [
                         {
                             "b_id": o.job.delivery_id,
@@ -438,6 +436,12 @@ class LedgerWriter:
                         for o in outcomes
                     ],
                 )
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        finally:
+            cursor.close()
         self.commits += 1
         self.outcomes.update(o.status for o in outcomes)
 

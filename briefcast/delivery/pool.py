@@ -66,35 +66,36 @@ class Handler(Protocol[J]):
         ...
 
 
-class _Slot(Generic[J]):
-    """A connection and the job it is working on."""
+class _Work(Generic[J]):
+    """A job taken from the source, with its message made."""
 
-    __slots__ = (
-        "conn",
-        "data",
-        "failures",
-        "job",
-        "paced",
-        "recipient",
-        "retired",
-        "retry_at",
-        "ticket",
-    )
+    __slots__ = ("data", "job", "paced", "recipient", "ticket")
+
+    def __init__(self, job: J, recipient: str, data: bytes) -> None:
+        self.job = job
+        self.recipient = recipient
+        self.data = data
+        self.ticket: Ticket | None = None  # its claim, once queued
+        self.paced = False  # it has its place in the rate and the hourly cap
+
+
+class _Slot(Generic[J]):
+    """A connection, the message it is working on, and the one whose envelope followed that
+    message's body (when the relay pipelines)."""
+
+    __slots__ = ("conn", "failures", "next", "retired", "retry_at", "work")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.job: J | None = None
-        self.recipient = ""
-        self.data = b""
-        self.ticket: Ticket | None = None
-        self.paced = False  # the job has its place in the rate and the hourly cap
-        self.failures = 0  # connects and sessions lost for this job, in a row
+        self.work: _Work[J] | None = None
+        self.next: _Work[J] | None = None
+        self.failures = 0  # connects and sessions lost for this message, in a row
         self.retry_at = 0.0  # after a failure: when to reconnect
         self.retired = False  # cannot reach the relay: takes no more jobs
 
     @property
     def busy(self) -> bool:
-        return self.job is not None or self.conn.state in IN_FLIGHT
+        return self.work is not None or self.conn.state in IN_FLIGHT
 
 
 class Pool(Generic[J]):
@@ -119,6 +120,8 @@ class Pool(Generic[J]):
         self._sender = sender
         self._limiter = limiter or RateLimiter(0)
         self._cap = cap or HourlyCap(0)
+        self._source: Iterator[J] = iter(())
+        self._exhausted = False
         self._stopping = False
         self._fatal: str | None = None
         self._unreachable: str | None = None
@@ -140,11 +143,11 @@ class Pool(Generic[J]):
         """Send every job; returns when all are settled and durable. Raises SmtpFatal,
         RelayUnreachable, or whatever the handler raised (a ledger failure). Once ``stop``
         is set, no job starts: those under way finish and are recorded, then it returns."""
-        source = iter(jobs)
+        self._source = iter(jobs)
+        self._exhausted = self._stopping = False
+        self._fatal = self._unreachable = None
         slots: list[_Slot[J]] = [_Slot(conn) for conn in self.connections]
         by_conn = {id(s.conn): s for s in slots}
-        self._stopping, self._fatal, self._unreachable = False, None, None
-        exhausted = False
         try:
             while True:
                 if stop is not None and stop.is_set():
@@ -154,32 +157,31 @@ class Pool(Generic[J]):
                 for slot in slots:
                     if slot.retired or slot.conn.state in IN_FLIGHT:
                         continue
-                    idle = slot.job is None and not (exhausted or self._stopping)
-                    if idle and not self._take(slot, source, handler):
-                        exhausted = True
-                        continue
-                    if slot.job is not None:
+                    if slot.work is None:
+                        slot.work = self._take(handler)
+                    if slot.work is not None:
                         wake = min(wake, self._start(slot, handler, now))
-                if not any(s.busy for s in slots):
+                if not any(s.busy for s in slots) or all(s.retired for s in slots):
                     break
-                if all(s.retired for s in slots):
-                    break
-                # Durable before the bodies: commit when a body waits for its claim, or
-                # when nothing is under way (the loop may wait a while: pace, reconnect).
-                if handler.pending and (
-                    any(s.conn.state == "ready" for s in slots)
-                    or not any(s.conn.state in IN_FLIGHT for s in slots)
-                ):
+                # Durable before the bodies: commit when a body waits (its claim and the
+                # previous outcome of its connection must be in), or when nothing is under
+                # way (the loop may wait a while: pace, reconnect).
+                ready = [s for s in slots if s.conn.state == "ready"]
+                for slot in ready:
+                    self._claim(slot, handler)
+                if handler.pending and (ready or not any(s.conn.state in IN_FLIGHT for s in slots)):
                     handler.flush()
-                for slot in slots:
-                    if slot.conn.state == "ready" and slot.ticket and slot.ticket.committed:
-                        self._settle(slot, handler, slot.conn.send_body())
+                for slot in ready:
+                    self._send_body(slot, handler)
                 deadlines = [s.conn.deadline for s in slots if s.conn.state in IN_FLIGHT]
                 wake = min(wake, *deadlines) if deadlines else wake
                 timeout = max(0.0, wake - time.monotonic())
                 for key, mask in self._selector.select(timeout):
                     slot = by_conn[id(key.data)]
-                    self._settle(slot, handler, slot.conn.on_event(mask))
+                    result = slot.conn.on_event(mask)
+                    while result is not None:  # a read can finish one message, then another
+                        self._settle(slot, handler, result)
+                        result = slot.conn.advance()
                 now = time.monotonic()
                 for slot in slots:
                     self._settle(slot, handler, slot.conn.expired(now))
@@ -200,34 +202,42 @@ class Pool(Generic[J]):
         if all(s.retired for s in slots):  # and each handed its job back: work is left
             raise RelayUnreachable(f"cannot reach {self._address}: {self._unreachable}")
 
-    def _take(self, slot: _Slot[J], source: Iterator[J], handler: Handler[J]) -> bool:
-        """Give the slot the next job that can be sent; False when there are none left."""
-        for job in source:
+    def _take(self, handler: Handler[J]) -> _Work[J] | None:
+        """The next job that can be sent, its message made; None when there are none left
+        (or the run is stopping)."""
+        if self._exhausted or self._stopping:
+            return None
+        for job in self._source:
             try:
-                slot.recipient, slot.data = handler.message(job)
+                recipient, data = handler.message(job)
             except ValueError as exc:
                 handler.settle(job, Result("failed", str(exc)))
                 continue
-            slot.job, slot.ticket, slot.paced = job, None, False
-            slot.failures, slot.retry_at = 0, 0.0
-            return True
-        return False
+            return _Work(job, recipient, data)
+        self._exhausted = True
+        return None
 
-    def _start(self, slot: _Slot[J], handler: Handler[J], now: float) -> float:
-        """Begin the slot's job if its time has come; returns when to look again."""
-        job = slot.job
-        assert job is not None
-        if self._stopping:  # claimed, perhaps, but nothing went out: hand it back
-            self._hand_back(slot, handler, "the run stopped before this message was sent")
-            return now
-        if not slot.paced:
+    def _paced(self, work: _Work[J]) -> float:
+        """0 once the message has its place in the pace, else how long to wait."""
+        if not work.paced:
             # The rate first: its slot is cheap to waste, the hourly cap's is not.
             wait = self._limiter.reserve() or self._cap.reserve()
             if wait:
                 if wait > 1:
                     log.info("hourly cap of %d reached: waiting %.0f s", self._cap.cap, wait)
-                return now + wait
-            slot.paced = True
+                return wait
+            work.paced = True
+        return 0.0
+
+    def _start(self, slot: _Slot[J], handler: Handler[J], now: float) -> float:
+        """Begin the slot's message if its time has come; returns when to look again."""
+        work = slot.work
+        assert work is not None
+        if self._stopping:  # claimed, perhaps, but nothing went out: hand it back
+            self._hand_back(slot, handler, "the run stopped before this message was sent")
+            return now
+        if wait := self._paced(work):
+            return now + wait
         conn = slot.conn
         if not conn.is_open:
             if slot.retry_at > now:
@@ -241,13 +251,32 @@ class Pool(Generic[J]):
                 return now
             except OSError as exc:  # refused, timed out, 421 on connect, ...
                 return self._failed(slot, handler, f"cannot connect: {exc}", now, connect=True)
-        if slot.ticket is None:
-            slot.ticket = handler.claim(job)
-        self._settle(slot, handler, conn.begin(self._sender, slot.recipient, slot.data))
+        self._settle(slot, handler, conn.begin(self._sender, work.recipient, work.data))
         return now + 1.0
 
+    @staticmethod
+    def _claim(slot: _Slot[J], handler: Handler[J]) -> None:
+        """Claim the message whose body goes next. Not earlier: in the same commit as the
+        outcome of its connection's message before (or a later one), so that never two
+        messages of a connection are in doubt."""
+        work = slot.work
+        assert work is not None
+        if work.ticket is None:
+            work.ticket = handler.claim(work.job)
+
+    def _send_body(self, slot: _Slot[J], handler: Handler[J]) -> None:
+        """The body of the slot's message; the next message's envelope with it, if it can."""
+        then = None
+        if slot.next is None and (nxt := self._take(handler)) is not None:
+            slot.next = nxt
+        nxt = slot.next
+        if nxt is not None and slot.conn.can_pipeline(nxt.recipient) and not self._paced(nxt):
+            then = (self._sender, nxt.recipient, nxt.data)
+        self._settle(slot, handler, slot.conn.send_body(then))
+
     def _settle(self, slot: _Slot[J], handler: Handler[J], result: Result | None) -> None:
-        if result is None or slot.job is None:
+        work = slot.work
+        if result is None or work is None:
             return
         if result.status == "retry":
             self._failed(slot, handler, result.reply, time.monotonic(), connect=False)
@@ -257,8 +286,14 @@ class Pool(Generic[J]):
             self._stopping = True
             self._hand_back(slot, handler, result.reply)
             return
-        job, slot.job, slot.ticket = slot.job, None, None
-        handler.settle(job, result)
+        handler.settle(work.job, result)
+        self._done(slot)
+
+    def _done(self, slot: _Slot[J]) -> None:
+        """The slot's message is settled: the next one (envelope sent or not) takes its
+        place; if its envelope was lost with the connection, it starts again from there."""
+        slot.work, slot.next = slot.next, None
+        slot.failures, slot.retry_at = 0, 0.0
 
     def _failed(
         self, slot: _Slot[J], handler: Handler[J], why: str, now: float, *, connect: bool
@@ -273,12 +308,15 @@ class Pool(Generic[J]):
             slot.retired = True
             self._hand_back(slot, handler, why)
         else:
-            job, slot.job, slot.ticket = slot.job, None, None
-            assert job is not None
-            handler.settle(job, Result("deferred", f"connection kept failing: {why}"))
+            work = slot.work
+            assert work is not None
+            handler.settle(work.job, Result("deferred", f"connection kept failing: {why}"))
+            self._done(slot)
         return now
 
     def _hand_back(self, slot: _Slot[J], handler: Handler[J], why: str) -> None:
-        job, slot.job, slot.ticket = slot.job, None, None
-        if job is not None:
-            handler.settle(job, Result("unsent", why))
+        """Return the slot's messages untouched: nothing of them went out."""
+        for work in (slot.work, slot.next):
+            if work is not None:
+                handler.settle(work.job, Result("unsent", why))
+        slot.work = slot.next = None

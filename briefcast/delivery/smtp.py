@@ -86,7 +86,7 @@ class Connection:
         self._stages: list[str] = []  # what each awaited reply answers, in order
         self._replies: list[tuple[str, int, bytes]] = []
         self._body: bytes = b""
-        self._after_refusal: Result | None = None
+        self._then: bytes | None = None  # the next message's body, its envelope sent
         self.deadline = 0.0  # when the relay's silence becomes a lost connection
 
     # --- opening and closing (blocking, through smtplib) ---------------------------------
@@ -158,7 +158,7 @@ class Connection:
         if smtp is not None:
             smtp.close()
         self.state = "closed"
-        self._outbox, self._inbox = [], b""
+        self._outbox, self._inbox, self._stages, self._then = [], b"", [], None
 
     def _unregister(self) -> None:
         if self._sock is not None and self._mask:
@@ -167,22 +167,21 @@ class Connection:
 
     # --- one transaction -----------------------------------------------------------------
 
+    def can_pipeline(self, recipient: str) -> bool:
+        """Whether a message to ``recipient`` can have its envelope sent after the body of
+        the message before, in the same write (see :meth:`send_body`)."""
+        return self._pipelining and (recipient.isascii() or self._smtputf8)
+
     def begin(self, sender: str, recipient: str, body: bytes) -> Result | None:
         """Send the envelope (MAIL, RCPT, DATA: in one write if the relay pipelines).
         ``body`` is the DATA payload, dot-stuffed and ending ``.\\r\\n``; it goes out with
         :meth:`send_body` once the relay said 354 (state ``ready``)."""
         assert self.state == "idle", self.state
-        utf8 = not recipient.isascii()
-        if utf8 and not self._smtputf8:
+        if not recipient.isascii() and not self._smtputf8:
             return Result("failed", "the relay does not offer SMTPUTF8 for a non-ASCII address")
-        commands = [
-            ("mail", f"MAIL FROM:<{sender}>{' SMTPUTF8' if utf8 else ''}\r\n".encode()),
-            ("rcpt", f"RCPT TO:<{recipient}>\r\n".encode()),
-            ("data", b"DATA\r\n"),
-        ]
+        commands = self._envelope(sender, recipient)
         self._body = body
         self._replies = []
-        self._after_refusal = None
         self.state = "envelope"
         if self._pipelining:  # RFC 2920: one round trip instead of three
             self._stages = [stage for stage, _ in commands]
@@ -193,12 +192,35 @@ class Connection:
             self._next_command()
         return self._flush_or_lost()
 
-    def send_body(self) -> Result | None:
+    def send_body(self, then: tuple[str, str, bytes] | None = None) -> Result | None:
+        """Send the body. With ``then`` (sender, recipient, body of the next message; see
+        :meth:`can_pipeline`), the next envelope follows it in the same write: RFC 2920
+        lets message content open a pipelined group, so the relay's end-of-data reply and
+        the next message's 354 come back together, one round trip a message."""
         assert self.state == "ready", self.state
         self.state = "body"
         self._stages = ["end"]
-        self._write(self._body)
+        if then is not None:
+            sender, recipient, body = then
+            commands = self._envelope(sender, recipient)
+            # One write: a relay that reads the end of the body and the next envelope
+            # together answers them together (no Nagle wait between its replies).
+            self._write(b"".join([self._body, *(command for _, command in commands)]))
+            self._stages += [stage for stage, _ in commands]
+            self._then = body
+        else:
+            self._write(self._body)
+            self._then = None
         return self._flush_or_lost()
+
+    def advance(self) -> Result | None:
+        """Go on with replies already read (after :meth:`on_event` returned a result)."""
+        if self._sock is None:
+            return None
+        try:
+            return self._on_replies()
+        except OSError as exc:
+            return self._lost(str(exc) or type(exc).__name__)
 
     def on_event(self, mask: int) -> Result | None:
         """The socket is readable and/or writable: move the transaction on."""
@@ -274,7 +296,12 @@ class Connection:
             stage = self._stages.pop(0)
             code, text = reply
             if stage == "end":
-                return self._ended(code, text)
+                result = self._ended(code, text)
+                if self._sock is not None and self._then is not None:
+                    # The next message's envelope went with this body: its replies follow.
+                    self.state, self._body, self._replies = "envelope", self._then, []
+                    self._then = None
+                return result
             if stage == "cleanup":
                 if not self._stages:
                     self.state = "idle"
@@ -288,6 +315,15 @@ class Connection:
         if self.state == "idle" and self._inbox:  # a relay speaking out of turn (421)
             return self._lost("unexpected reply: " + self._inbox[:200].decode("ascii", "replace"))
         return None
+
+    @staticmethod
+    def _envelope(sender: str, recipient: str) -> list[tuple[str, bytes]]:
+        utf8 = " SMTPUTF8" if not recipient.isascii() else ""
+        return [
+            ("mail", f"MAIL FROM:<{sender}>{utf8}\r\n".encode()),
+            ("rcpt", f"RCPT TO:<{recipient}>\r\n".encode()),
+            ("data", b"DATA\r\n"),
+        ]
 
     def _next_command(self) -> None:
         stage, command = self._commands.pop(0)
