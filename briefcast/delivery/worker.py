@@ -39,6 +39,15 @@ from briefcast.delivery import (
 from briefcast.delivery.prepared import PreparedEdition
 from briefcast.store import Store
 
+COMMAND = [sys.executable, "-m", "briefcast.delivery.worker"]
+
+
+def spec_line(brief_id: str, mails: Sequence[EmailEdition], *, resend_unknown: bool) -> str:
+    """What the worker reads on stdin: one JSON line."""
+    editions = {m.edition: base64.b64encode(m.eml).decode("ascii") for m in mails}
+    spec = {"brief_id": brief_id, "resend_unknown": resend_unknown, "editions": editions}
+    return json.dumps(spec) + "\n"
+
 
 def deliver_in_worker(
     brief_id: str,
@@ -49,13 +58,8 @@ def deliver_in_worker(
 ) -> DeliverySummary:
     """:func:`briefcast.delivery.deliver`, run by a worker process with the same settings."""
     reporter = reporter or current_reporter()
-    spec = {
-        "brief_id": brief_id,
-        "resend_unknown": resend_unknown,
-        "editions": {m.edition: base64.b64encode(m.eml).decode("ascii") for m in mails},
-    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "briefcast.delivery.worker"],
+        COMMAND,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -68,7 +72,7 @@ def deliver_in_worker(
     summary: DeliverySummary | None = None
     refused: str | None = None
     try:
-        proc.stdin.write(json.dumps(spec) + "\n")
+        proc.stdin.write(spec_line(brief_id, mails, resend_unknown=resend_unknown))
         proc.stdin.flush()  # and left open: closing it tells the worker to stop
         for line in proc.stdout:
             message = json.loads(line)
