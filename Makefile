@@ -49,14 +49,17 @@ $(VENV)/.installed-test: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(VENV)/.installed $@
 
-# Headless Chromium (screenshot tests) and xmllint (Atom schema check), from Debian.
+# Headless Chromium (screenshot tests), xmllint (Atom schema check) and PostgreSQL (the
+# store's second dialect; the tests start a throwaway server of their own), from Debian.
+# Debian puts initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, not on PATH.
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v xmllint >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v xmllint >/dev/null \
+	    || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium libxml2-utils fonts-dejavu-core >/dev/null; \
+	      chromium libxml2-utils fonts-dejavu-core postgresql >/dev/null; \
 	  else \
-	    echo "note: install chromium and libxml2-utils (sudo apt-get install chromium libxml2-utils) for the screenshot and schema tests"; \
+	    echo "note: install chromium, libxml2-utils and postgresql (sudo apt-get install chromium libxml2-utils postgresql) for the screenshot, schema and PostgreSQL tests"; \
 	  fi; \
 	fi
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -78,6 +79,8 @@ deliveries = Table(
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("brief_id", "subscriber_id", name="uq_delivery_once"),
+    # The hourly cap counts every brief's sends of the last hour at the start of a run.
+    Index("ix_deliveries_updated_at", "updated_at"),
 )
 
 
@@ -87,6 +90,9 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        # create_all skips a table that exists, and so the indexes added to it since.
+        for index in deliveries.indexes:
+            index.create(self.engine, checkfirst=True)
 
     def __enter__(self) -> Store:
         return self
@@ -112,7 +118,9 @@ class Store:
                 values = {
                     "digest": brief.digest,
                     "data": json.dumps(dated.to_dict(), ensure_ascii=False, sort_keys=True),
-                    "date": dated.date,
+                    # In UTC: SQLite keeps a datetime's wall-clock time and drops its offset,
+                    # so briefs dated in different zones would sort by wall clock, not instant.
+                    "date": dated.date.astimezone(UTC),
                     "languages": "," + ",".join(brief.languages) + ",",
                     "updated_at": now,
                     "published": published or bool(row and row.published),

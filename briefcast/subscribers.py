@@ -122,6 +122,9 @@ def _clean_name(name: str | None) -> str | None:
     if name is None:
         return None
     name = unicodedata.normalize("NFC", " ".join(name.split()))
+    # NUL and friends reach us from UTF-16 "Unicode text" files; PostgreSQL refuses NUL.
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise SubscriberError("name contains control characters")
     if len(name) > NAME_MAX:
         raise SubscriberError(f"name longer than {NAME_MAX} characters")
     return name or None

@@ -29,7 +29,7 @@ from briefcast.config import (
     SiteSettings,
     SmtpSettings,
 )
-from briefcast.delivery import DeliveryError, deliver, ledger, send_test, tokens
+from briefcast.delivery import DeliveryError, deliver, ledger, lock, send_test, tokens
 from briefcast.delivery.ledger import Claim, LedgerWriter, Outcome
 from briefcast.delivery.pacing import HourlyCap, RateLimiter
 from briefcast.delivery.prepared import PreparedEdition
@@ -76,10 +76,9 @@ def brief_and_mails() -> tuple[str, list[EmailEdition]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'b.db'}")
-    yield store
-    store.engine.dispose()
+def store(database_url: str) -> Iterator[Store]:
+    with Store(database_url) as store:
+        yield store
 
 
 def add_subscribers(store: Store, count: int, status: str = "active", start: int = 1) -> None:
@@ -277,6 +276,16 @@ def test_group_commit_makes_claims_durable_a_turn_at_a_time(store: Store) -> Non
     writer.close()
     assert ledger.counts(store, "b") == Counter({"sent": 4000})
     assert writer.commits == len(jobs) // 4 + 1
+
+
+def test_a_reply_with_a_nul_byte_is_recorded_without_it(store: Store) -> None:
+    add_subscribers(store, 1)
+    now = datetime.now(UTC)
+    ledger.enqueue(store, "b", pipeline_subscribers(store), {"en", "it", "both"}, now)
+    (job,) = ledger.iter_due(store, "b", now)
+    with LedgerWriter(store, clock=lambda: datetime.now(UTC)) as writer:
+        writer.settle(Outcome(job, "deferred", "451 odd\x00relay", now))
+    assert ledger_rows(store, "b")["reader1@example.org"]["last_reply"] == "451 oddrelay"
 
 
 # --- sending against a real server ----------------------------------------------------------
@@ -553,6 +562,77 @@ def test_send_needs_the_unsubscribe_secret(store: Store, brief_and_mails) -> Non
     brief_id, mails = brief_and_mails
     with pytest.raises(DeliveryError, match="BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET"):
         deliver(store, brief_id, mails, make_settings(unsubscribe_secret=None))
+
+
+# --- one sender per brief ------------------------------------------------------------------
+
+
+def same_database(store: Store) -> Store:
+    """Another Store on the same database: what a second process would open."""
+    return Store(store.engine.url.render_as_string(hide_password=False))
+
+
+def test_a_second_run_of_the_same_brief_is_refused_while_one_sends(
+    store: Store, brief_and_mails
+) -> None:
+    brief_id, mails = brief_and_mails
+    add_subscribers(store, 3)
+    recorder = Recorder()
+    with smtp_server(recorder) as port, same_database(store) as other:
+        settings = make_settings(port, lock_wait_seconds=0.3)
+        with lock.sending(other, brief_id):
+            started = time.monotonic()
+            with pytest.raises(DeliveryError, match="being sent by another run"):
+                deliver(store, brief_id, mails, settings)
+            assert time.monotonic() - started >= 0.3  # it waited for the other run first
+            assert ledger.counts(store, brief_id) == Counter()  # and touched nothing
+            elsewhere = deliver(store, "another-brief", mails, settings)  # not held up
+        assert elsewhere.this_run["sent"] == 3
+        after = deliver(store, brief_id, mails, settings)  # let go: this brief's turn
+
+    assert after.this_run["sent"] == 3
+    assert recorder.count() == Counter(dict.fromkeys(active_emails(store), 2))
+
+
+def test_the_send_lock_dies_with_a_killed_holder(store: Store, brief_and_mails) -> None:
+    brief_id, mails = brief_and_mails
+    add_subscribers(store, 2)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLD_LOCK,
+            store.engine.url.render_as_string(hide_password=False),
+            brief_id,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        recorder = Recorder()
+        with smtp_server(recorder) as port:
+            settings = make_settings(port, lock_wait_seconds=0.2)
+            with pytest.raises(DeliveryError, match="being sent by another run"):
+                deliver(store, brief_id, mails, settings)
+            holder.kill()  # kill -9: no chance to let go of anything itself
+            holder.wait(timeout=10)
+            summary = deliver(store, brief_id, mails, make_settings(port, lock_wait_seconds=10))
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert summary.this_run["sent"] == 2
+
+
+HOLD_LOCK = """
+import sys, time
+from briefcast.delivery import lock
+from briefcast.store import Store
+with lock.sending(Store(sys.argv[1]), sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
 
 
 # --- the CLI: refusals (fast) and a real kill -9 part way (through Prefect) -----------------

@@ -10,7 +10,7 @@ import pytest
 
 from briefcast.brief import BlockKind, Brief
 from briefcast.config import Settings
-from briefcast.readers import read_brief
+from briefcast.readers import BriefError, read_brief
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 ROME = ZoneInfo("Europe/Rome")
@@ -269,6 +269,24 @@ def test_markdown_single_language_with_lang_key(tmp_path: Path, settings: Settin
     assert brief.languages == ("it",)
     assert brief.id == "breve-nota"
     assert brief.date is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [("2026", "2026"), ("2026-01-07", "2026-01-07")])
+def test_markdown_id_that_yaml_reads_as_a_number_or_date_is_text(
+    tmp_path: Path, settings: Settings, value: str, expected: str
+) -> None:
+    path = tmp_path / "id.md"
+    path.write_text(f"---\nid: {value}\nlang: en\n---\nSome text.\n", "utf-8")
+    assert read_brief(path, settings).id == expected
+
+
+def test_markdown_id_too_long_for_the_archive_is_refused(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "id.md"
+    path.write_text(f"---\nid: {'x' * 201}\nlang: en\n---\nSome text.\n", "utf-8")
+    with pytest.raises(BriefError, match="id longer than 200 characters"):
+        read_brief(path, settings)
 
 
 def test_script_in_a_brief_stays_text(tmp_path: Path, settings: Settings) -> None:

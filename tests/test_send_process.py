@@ -1,4 +1,4 @@
-"""The live send's own process and its lock: a parent that goes away, a second sender."""
+"""The live send's own process: started by the flow, stopped cleanly when its parent goes."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from test_delivery import (
 
 from briefcast import pipeline
 from briefcast.build.email import EmailEdition, build_emails
-from briefcast.delivery import DeliveryError, deliver, ledger, lock
+from briefcast.delivery import deliver
 from briefcast.delivery.worker import COMMAND, spec_line
 from briefcast.store import Store
 
@@ -83,23 +83,3 @@ def test_sending_process_stops_cleanly_when_its_parent_goes(
         again = deliver(store, brief_id, mails, make_settings(port))
     assert again.this_run["sent"] == 40 - len(sent)
     assert recorder.count() == Counter(dict.fromkeys(active_emails(store), 1))
-
-
-def test_a_second_sender_of_the_same_brief_is_refused_and_changes_nothing(
-    store: Store, brief_and_mails
-) -> None:
-    brief_id, mails = brief_and_mails
-    add_subscribers(store, 5)
-    recorder = Recorder()
-    with smtp_server(recorder) as port:
-        settings = make_settings(port, lock_wait_seconds=0.3)
-        with lock.sending(store, brief_id, wait=0), pytest.raises(DeliveryError) as refused:
-            deliver(store, brief_id, mails, settings)
-        assert "being sent by another run" in str(refused.value)
-        assert ledger.counts(store, brief_id) == Counter() and recorder.count() == Counter()
-
-        deliver(store, "another-brief", mails, settings)  # other briefs are not held up
-        with lock.sending(store, "another-brief", wait=0):
-            pass  # and their lock was let go
-        summary = deliver(store, brief_id, mails, settings)  # once free, it goes
-    assert summary.this_run["sent"] == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +20,9 @@ SETTINGS = Settings(site=SiteSettings(languages=["en", "it"]))
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path}/s.db")
+def store(database_url: str) -> Iterator[Store]:
+    with Store(database_url) as store:
+        yield store
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -99,6 +101,16 @@ def test_bom_semicolons_and_windows_1252(store: Store, tmp_path: Path) -> None:
     unicode_text = write(tmp_path / "u.txt", "email\tlanguage\nc@example.org\tboth\n", "utf-16")
     assert subs.import_csv(store, unicode_text, SETTINGS).created == 1
     assert set(by_email(store)) == {"a@example.org", "b@example.org", "c@example.org"}
+
+
+def test_a_control_character_in_a_name_rejects_only_its_row(store: Store, tmp_path: Path) -> None:
+    text = "email\tlanguage\tname\na@example.org\ten\tNul\x00Name\nb@example.org\ten\tOk\n"
+    report = subs.import_csv(store, write(tmp_path / "u.txt", text, "utf-16"), SETTINGS)
+    assert report.created == 1
+    assert [(r.line, r.reason) for r in report.rejected] == [
+        (2, "name contains control characters")
+    ]
+    assert list(by_email(store)) == ["b@example.org"]
 
 
 def test_an_address_in_any_case_is_one_subscriber(store: Store) -> None:
@@ -252,8 +264,8 @@ def test_bad_file_raises_one_clear_error(
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("BRIEFCAST_DATABASE__URL", f"sqlite:///{tmp_path}/cli.db")
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BRIEFCAST_DATABASE__URL", database_url)
     monkeypatch.setenv("BRIEFCAST_SITE__LANGUAGES", '["en", "it"]')
     app = typer.Typer()
     app.add_typer(subscribers_app, name="subscribers")

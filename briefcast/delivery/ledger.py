@@ -87,14 +87,16 @@ def enqueue(
     """Give every subscriber in ``active`` (rows with ``id`` and ``language``) a ``queued``
     row, in batches; rows that exist already are left exactly as they are. Returns the
     number of new rows."""
-    insert = _insert_ignoring_duplicates(store)
+    # Counted by RETURNING (only rows actually inserted come back): a driver's rowcount after
+    # executemany is not the total (psycopg gives -1).
+    insert = _insert_ignoring_duplicates(store).returning(deliveries.c.id)
     created = 0
     rows: list[dict[str, object]] = []
 
     def flush() -> None:
         nonlocal created
         with store.engine.begin() as conn:
-            created += conn.execute(insert, rows).rowcount or 0
+            created += len(conn.execute(insert, rows).all())
         rows.clear()
 
     for sub in active:
@@ -429,7 +431,8 @@ class LedgerWriter:
                             "b_id": o.job.delivery_id,
                             "b_status": o.status,
                             "b_attempted": int(o.attempted),
-                            "b_reply": o.reply[:REPLY_MAX] or None,
+                            # PostgreSQL refuses NUL in text, and a relay may send one.
+                            "b_reply": o.reply[:REPLY_MAX].replace("\x00", "") or None,
                             "b_next": self._timestamp(o.next_attempt_at),
                             "b_now": when,
                         }

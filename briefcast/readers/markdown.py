@@ -18,6 +18,7 @@ from briefcast.readers.source import BriefError, Source
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*(?:\n|\Z)", re.DOTALL)
 # A line "[en]" or "[it]" on its own starts that language's body.
 LANG_LINE = re.compile(r"^\[([A-Za-z]{2,3})\]\s*$", re.MULTILINE)
+ID_MAX = 200  # store.briefs.id is String(200): PostgreSQL enforces it, SQLite does not
 
 
 def is_markdown(source: Source) -> bool:
@@ -85,8 +86,19 @@ def read_markdown(source: Source, settings: Settings) -> Parts:
         tags=[str(t).strip() for t in tags if str(t).strip()],
         footer=[str(line).strip() for line in footer if str(line).strip()],
         publisher=meta.get("publisher"),
-        brief_id=meta.get("id"),
+        brief_id=brief_id(meta.get("id"), source),
     )
+
+
+def brief_id(value: Any, source: Source) -> str | None:
+    # YAML reads "id: 2026" as a number and "id: 2026-01-07" as a date; the archive keys
+    # briefs by text, and PostgreSQL will not compare text with a number.
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    if len(text) > ID_MAX:
+        raise BriefError(source.path, f"id longer than {ID_MAX} characters")
+    return text
 
 
 def parse_date(value: Any, source: Source, settings: Settings) -> datetime | None:

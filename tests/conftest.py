@@ -1,0 +1,52 @@
+"""Fixtures shared by the test modules: a real PostgreSQL server for the store's second dialect."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pg_server import SUPERUSER, Server, find_bindir, postgres_server
+from smtp_servers import HOST
+
+REQUIRE_POSTGRES = "BRIEFCAST_REQUIRE_POSTGRES"
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server]:
+    """One throwaway server for the whole session (started only if a test asks for it)."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get(REQUIRE_POSTGRES) == "1":
+            pytest.fail(f"PostgreSQL (initdb, pg_ctl) not found and {REQUIRE_POSTGRES}=1")
+        pytest.skip(f"PostgreSQL (initdb, pg_ctl) not found; set {REQUIRE_POSTGRES}=1 to fail")
+    started = time.perf_counter()
+    with postgres_server(bindir) as server:
+        print(f"\nPostgreSQL from {bindir} up in {time.perf_counter() - started:.2f} s")
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: Server) -> Iterator[str]:
+    """A SQLAlchemy URL to a fresh, empty database of its own, dropped after the test."""
+    name = f"test_{os.getpid()}_{next(_databases)}"
+    admin = f"host={HOST} port={postgres.port} user={SUPERUSER} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield postgres.url(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # FORCE: a test that failed may have left a Store's pooled connections open.
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store's two dialects: each test using this runs on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'briefcast.db'}"
+    return request.getfixturevalue("postgres_url")
