@@ -176,12 +176,16 @@ class Pool(Generic[J]):
                 deadlines = [s.conn.deadline for s in slots if s.conn.state in IN_FLIGHT]
                 wake = min(wake, *deadlines) if deadlines else wake
                 timeout = max(0.0, wake - time.monotonic())
-                for key, mask in self._selector.select(timeout):
-                    slot = by_conn[id(key.data)]
-                    result = slot.conn.on_event(mask)
-                    while result is not None:  # a read can finish one message, then another
-                        self._settle(slot, handler, result)
-                        result = slot.conn.advance()
+                events = self._selector.select(timeout)
+                while events:
+                    for key, mask in events:
+                        slot = by_conn[id(key.data)]
+                        result = slot.conn.on_event(mask)
+                        while result is not None:  # a read can finish a message, then another
+                            self._settle(slot, handler, result)
+                            result = slot.conn.advance()
+                    # Whatever arrived meanwhile joins this turn, and its claims this commit.
+                    events = self._selector.select(0)
                 now = time.monotonic()
                 for slot in slots:
                     self._settle(slot, handler, slot.conn.expired(now))
