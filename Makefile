@@ -19,11 +19,13 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/build.py
 
 # Live delivery against Postfix's smtp-sink, with smtp-source as the reference (loopback only).
-# make bench-send SUBSCRIBERS=100000 for the memory check.
+# make bench-send SUBSCRIBERS=100000 ROUNDS=1 for the memory check.
 SUBSCRIBERS ?= 10000
 CONNECTIONS ?= 4
+ROUNDS ?= 5
 bench-send: $(VENV)/.installed bench-deps
-	$(BIN)/python bench/send.py --subscribers $(SUBSCRIBERS) --connections $(CONNECTIONS)
+	$(BIN)/python bench/send.py --subscribers $(SUBSCRIBERS) --connections $(CONNECTIONS) \
+	  --rounds $(ROUNDS)
 
 # smtp-sink and smtp-source come with Debian's postfix; "No configuration" keeps the Postfix
 # daemon itself unconfigured and stopped (nothing listens on port 25).
