@@ -232,6 +232,7 @@ def deliver(
         dkim = DkimSigner.from_settings(settings)
     except DkimError as exc:
         raise DeliveryError(str(exc)) from exc
+    reporter = reporter or _reporter
     editions = {
         m.edition: m if isinstance(m, PreparedEdition) else PreparedEdition.from_edition(m)
         for m in mails
@@ -245,12 +246,12 @@ def deliver(
                 settings,
                 secret,
                 resend_unknown,
-                reporter or _reporter,
+                reporter,
                 stop or threading.Event(),
             )
     except lock.BriefBusy as exc:
         raise DeliveryError(str(exc)) from exc
-    if reporter := reporter or _reporter:
+    if reporter is not None:
         reporter.finished(summary)
     return summary
 
@@ -363,7 +364,12 @@ class _TestJob:
 
 
 class _Committed:
+    """Test messages have no claims to wait for."""
+
     committed = True
+
+
+_COMMITTED = _Committed()
 
 
 class _TestHandler:
@@ -381,7 +387,7 @@ class _TestHandler:
         return job.address, self._messages.data(job.edition, job.address, token)
 
     def claim(self, job: _TestJob) -> _Committed:
-        return _Committed()
+        return _COMMITTED
 
     def settle(self, job: _TestJob, result: Result) -> None:
         self.results.append(TestSend(job.address, job.edition, result.status, result.reply))

@@ -250,9 +250,7 @@ class Pool(Generic[J]):
             try:
                 conn.open()
             except SmtpFatal as exc:
-                self._fatal = str(exc)
-                self._stopping = True
-                self._hand_back(slot, handler, str(exc))
+                self._settle(slot, handler, Result("fatal", str(exc)))
                 return now
             except OSError as exc:  # refused, timed out, 421 on connect, ...
                 return self._failed(slot, handler, f"cannot connect: {exc}", now, connect=True)
@@ -272,8 +270,8 @@ class Pool(Generic[J]):
     def _send_body(self, slot: _Slot[J], handler: Handler[J]) -> None:
         """The body of the slot's message; the next message's envelope with it, if it can."""
         then = None
-        if slot.next is None and (nxt := self._take(handler)) is not None:
-            slot.next = nxt
+        if slot.next is None:
+            slot.next = self._take(handler)
         nxt = slot.next
         if nxt is not None and slot.conn.can_pipeline(nxt.recipient) and not self._paced(nxt):
             then = (self._sender, nxt.recipient, nxt.data)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -139,7 +138,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     reporter = _JsonReporter(out)
-    spec = json.loads(sys.stdin.readline() or "{}")
+    line = sys.stdin.readline()
+    if not line:  # the parent went before saying what to send
+        reporter.error("no brief to send was given")
+        return 2
+    spec = json.loads(line)
 
     def watch_parent() -> None:
         sys.stdin.read()  # returns when the parent closes stdin or dies
@@ -171,5 +174,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
