@@ -45,7 +45,8 @@ class SiteSettings(BaseModel):
 
 
 class InputSettings(BaseModel):
-    max_bytes: int = Field(2_000_000, gt=0)
+    max_bytes: int = Field(2_000_000, gt=0)  # a brief file
+    max_csv_bytes: int = Field(200_000_000, gt=0)  # a subscriber CSV to import
     # Besides the site's languages, what unmarked text may be recognised as.
     detect_languages: list[str] = ["en", "it", "fr", "de", "es"]
 

@@ -1,0 +1,66 @@
+"""Reading files that may be hostile: regular files only, never more than a bound.
+
+``st_size`` is a claim, not a limit: ``/dev/zero`` claims 0 bytes and never ends, and a FIFO
+blocks the reader until someone writes to it. So the file is opened without blocking, its
+type is checked on the open descriptor (no race with a rename), and at most ``max_bytes + 1``
+bytes are read whatever it claims.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+class UnsafeFile(Exception):
+    """Why the file was not read, as a phrase to follow its name ("is a FIFO, not a file")."""
+
+
+_KINDS = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is a FIFO (named pipe)"),
+    (stat.S_ISCHR, "is a character device"),
+    (stat.S_ISBLK, "is a block device"),
+    (stat.S_ISSOCK, "is a socket"),
+)
+
+
+def read_regular(path: Path | str, max_bytes: int) -> bytes:
+    """The file's bytes; raises ``UnsafeFile`` when it is missing, unreadable, not a regular
+    file, or longer than ``max_bytes`` (then the message gives the limit)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UnsafeFile("no such file") from None
+    except IsADirectoryError:
+        raise UnsafeFile("is a directory, not a file") from None
+    except PermissionError:
+        raise UnsafeFile("permission denied") from None
+    except OSError as exc:
+        raise UnsafeFile(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((what for test, what in _KINDS if test(mode)), "is not a regular file")
+            raise UnsafeFile(f"{kind}, not a file")
+        claimed = os.fstat(fd).st_size
+        if claimed > max_bytes:
+            raise UnsafeFile(f"is {claimed:,} bytes, over the {max_bytes:,}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(CHUNK, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise UnsafeFile(f"cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise UnsafeFile(f"is over the {max_bytes:,}-byte limit")
+    return b"".join(chunks)
