@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -23,13 +24,13 @@ from rich.text import Text
 
 from briefcast import delivery
 from briefcast.cli_output import err as console
-from briefcast.cli_output import error, fail
+from briefcast.cli_output import error, fail, first_line
 from briefcast.cli_output import out as out_console
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import load_settings
 from briefcast.delivery import DeliveryError, DeliverySummary, TestSend
-from briefcast.pipeline import CHANNELS, parse_channels, read
-from briefcast.readers import BriefError
+from briefcast.errors import BriefcastError, ConfigError
+from briefcast.pipeline import CHANNELS, check, parse_channels, read
 from briefcast.subscribers import SubscriberError, normalize_address
 from flows import prefect_defaults
 
@@ -84,18 +85,18 @@ def publish(
     testers = _test_addresses(test_to, chosen) if test_to is not None else []
     try:
         settings = load_settings()
-    except Exception as exc:  # pydantic's report is many lines; the first names the key
-        fail(f"configuration: {str(exc).splitlines()[0]}")
+    except ConfigError as exc:
+        fail(f"configuration: {exc}")
     if send and "email" in chosen:
         try:
             delivery.check_ready(settings)
         except DeliveryError as exc:
             fail(f"--send: {exc}; nothing was sent.")
-    try:
-        # Read every brief before Prefect starts: bad input fails fast and changes nothing.
-        briefs = read(paths, settings)
-    except BriefError as exc:
-        fail(str(exc))
+    # Read every brief and build every output before Prefect starts: bad input fails fast
+    # (about a second, not after the local server's start) and changes nothing.
+    briefs = read(paths, settings)
+    check(briefs, settings, chosen)
+    _check_out(out)
 
     prefect_defaults(verbose)
     mode = "live" if send else "test send" if testers else "dry run"
@@ -107,23 +108,22 @@ def publish(
         _SendColumn(),
         TimeElapsedColumn(),
         console=console,
+        # Gone when done: what stays on the screen is the result, or the one-line error.
+        transient=True,
     ) as progress:
         reporter.bar = progress
         progress.add_task(f"Publishing {len(briefs)} brief(s), {mode}…", total=None)
         from flows.publish import publish as publish_flow  # Prefect import is slow: only now
 
-        try:
-            with delivery.reporting(reporter):
-                folders = publish_flow(
-                    [str(p) for p in paths],
-                    chosen,
-                    dry_run=not send,
-                    out=str(out),
-                    resend_unknown=resend_unknown,
-                    test_to=testers or None,
-                )
-        except DeliveryError as exc:
-            fail(str(exc), code=1)
+        with delivery.reporting(reporter):
+            folders = publish_flow(
+                [str(p) for p in paths],
+                chosen,
+                dry_run=not send,
+                out=str(out),
+                resend_unknown=resend_unknown,
+                test_to=testers or None,
+            )
     for brief, folder in zip(briefs, folders, strict=True):
         print(f"{brief.id}  languages={','.join(brief.languages)}  {folder}/index.html")
     if testers:
@@ -141,6 +141,15 @@ def publish(
         error(f"{summary.brief_id}: {summary.error}")
     if errors:
         raise typer.Exit(1)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--out {out}: cannot be made ({exc.strerror or exc})")
 
 
 def _test_addresses(value: str, channels: list[str]) -> list[str]:
@@ -236,8 +245,23 @@ def _print_tests(results: list[TestSend]) -> None:
 
 
 def run() -> None:
-    app(prog_name="briefcast")
+    """The entry point: every failure is one line. A user's mistake exits 2, a runtime
+    failure 1; anything unexpected says so, with the traceback only when asked for."""
+    debug = os.environ.get("BRIEFCAST_DEBUG") == "1" or bool({"-v", "--verbose"} & set(sys.argv))
+    try:
+        app(prog_name="briefcast")
+    except BriefcastError as exc:
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        error(
+            f"unexpected error: {type(exc).__name__}: {first_line(exc)} (this is a bug; run "
+            "again with -v, or BRIEFCAST_DEBUG=1, to see the traceback)"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

@@ -13,7 +13,12 @@ out = Console(highlight=False)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    # One line, whatever the message carries: a file name or a brief's text may hold breaks.
+    err.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}")
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

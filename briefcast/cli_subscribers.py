@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from briefcast import subscribers as subs
 from briefcast.cli_output import err, fail
 from briefcast.config import Settings, load_settings
+from briefcast.errors import ConfigError
 from briefcast.store import Store
 
 subscribers_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -26,8 +27,8 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 def _open() -> tuple[Settings, Store]:
     try:
         settings = load_settings()
-    except Exception as exc:  # pydantic's report is many lines; the first names the key
-        fail(f"configuration: {str(exc).splitlines()[0]}")
+    except ConfigError as exc:
+        fail(f"configuration: {exc}")
     try:
         return settings, Store(settings.database.url)
     except (SQLAlchemyError, ImportError) as exc:

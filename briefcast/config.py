@@ -1,33 +1,152 @@
-"""Settings: one TOML file, each key overridable by ``BRIEFCAST_<SECTION>__<KEY>``."""
+"""Settings: one TOML file, each key overridable by ``BRIEFCAST_<SECTION>__<KEY>``.
+
+Every problem with them, in the file, a variable or a value, is one line naming the file or
+variable and the key: a setting silently ignored (a typo, a missing file) would otherwise send
+a newsletter built on defaults, and a bad value would surface later as a traceback.
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any, cast, get_origin
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr
+from babel import localedata
+from email_validator import EmailNotValidError, validate_email
+from lingua import IsoCode639_1
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
+    SettingsError,
 )
+
+from briefcast.errors import ConfigError
+from briefcast.safe_io import UnsafeFile, read_regular
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "briefcast.toml"
+CONFIG_ENV = "BRIEFCAST_CONFIG"
+CONFIG_MAX_BYTES = 1_000_000  # a settings file is a few KB; more is a wrong file
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("BRIEFCAST_CONFIG", DEFAULT_CONFIG))
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
 
 
-class SiteSettings(BaseModel):
+# --- values ---------------------------------------------------------------------------------
+# pydantic reports a ValueError raised here as "Value error, <message>" at the key's location.
+
+
+def _esc(text: str) -> str:
+    """``text`` with control characters escaped: an error must stay one line."""
+    return repr(text)[1:-1]
+
+
+def _language(code: str) -> str:
+    # Codes become folder and file names (out/<id>/feed/<lang>/), and babel writes each
+    # edition's dates: anything else would escape the folder or fail mid-publish. Two
+    # letters: the readers and the language detector speak ISO 639-1.
+    if not re.fullmatch(r"[a-z]{2}", code):
+        raise ValueError(
+            f'"{_esc(code)}" is not a lower-case ISO 639-1 language code (two letters a-z)'
+        )
+    if not localedata.exists(code):
+        raise ValueError(f'"{code}" is not a language code babel knows (it writes the dates)')
+    return code
+
+
+def _languages(codes: list[str]) -> list[str]:
+    if not codes:
+        raise ValueError("must name at least one language")
+    for i, code in enumerate(codes):
+        _language(code)
+        if code in codes[:i]:
+            raise ValueError(f'"{code}" is listed twice')
+    return codes
+
+
+def _detectable(codes: list[str]) -> list[str]:
+    # The detector is built from these names; an unknown one would fail on the first brief.
+    for code in codes:
+        if not re.fullmatch(r"[a-z]{2}", code) or not hasattr(IsoCode639_1, code.upper()):
+            raise ValueError(f'"{_esc(code)}" is not the two-letter code of a detectable language')
+    return codes
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, like "Europe"
+        raise ValueError(f'"{_esc(name)}" is not an IANA time zone (like "Europe/Rome")') from None
+    return name
+
+
+def _is_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not re.search(r"\s", url)
+
+
+def _base_url(url: str) -> str:
+    # Page and feed URLs are built by appending "/<lang>/...": a query or fragment breaks them.
+    parts = urlsplit(url)
+    if not _is_http(url) or parts.query or parts.fragment:
+        raise ValueError(f'"{_esc(url)}" is not an absolute http(s) URL without query or fragment')
+    return url
+
+
+def _unsubscribe_url(url: str) -> str:
+    if "{token}" not in url:
+        raise ValueError("must contain {token}, where each subscriber's token goes")
+    try:  # what the email builder does with it, so a stray "{x}" fails now, not mid-send
+        filled = url.format(token="TOKEN")
+    except KeyError as exc:
+        raise ValueError(f"{{{_esc(str(exc.args[0]))}}}: only {{token}} may be in braces") from None
+    except (IndexError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"only {{token}} may be in braces; write {{{{ or }}}} for a literal brace ({exc})"
+        ) from None
+    if not _is_http(filled):
+        raise ValueError(f'"{_esc(url)}" is not an absolute http(s) URL')
+    return url
+
+
+def _address(address: str) -> str:
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f'"{_esc(address)}" is not an email address: {exc}') from None
+    return address
+
+
+Languages = Annotated[list[str], AfterValidator(_languages)]
+Detectable = Annotated[list[str], AfterValidator(_detectable)]
+Address = Annotated[str, AfterValidator(_address)]
+DAY = 86_400.0
+
+
+class _Section(BaseModel):
+    # A misspelt key (in code, or in a whole section given as JSON) is an error, not ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSettings(_Section):
     name: str = "Europolitiche Brief"
-    base_url: str = "https://briefs.example.org"
-    languages: list[str] = ["en", "it"]
-    timezone: str = "Europe/Rome"
+    base_url: Annotated[str, AfterValidator(_base_url)] = "https://briefs.example.org"
+    languages: Languages = ["en", "it"]
+    timezone: Annotated[str, AfterValidator(_timezone)] = "Europe/Rome"
     publisher: str = "Europolitiche"
     author: str = "Europolitiche"
 
@@ -44,49 +163,58 @@ class SiteSettings(BaseModel):
         return f"{self.base_url.rstrip('/')}/{lang}/{name}"
 
 
-class InputSettings(BaseModel):
-    max_bytes: int = Field(2_000_000, gt=0)  # a brief file
-    max_csv_bytes: int = Field(200_000_000, gt=0)  # a subscriber CSV to import
+class InputSettings(_Section):
+    max_bytes: int = Field(2_000_000, gt=0, le=100_000_000)  # a brief file
+    max_csv_bytes: int = Field(200_000_000, gt=0, le=10_000_000_000)  # a subscriber CSV
     # Besides the site's languages, what unmarked text may be recognised as.
-    detect_languages: list[str] = ["en", "it", "fr", "de", "es"]
+    detect_languages: Detectable = ["en", "it", "fr", "de", "es"]
 
 
-class DatabaseSettings(BaseModel):
+class DatabaseSettings(_Section):
     url: str = "sqlite:///briefcast.db"
 
 
-class EmailSettings(BaseModel):
-    from_address: str = "briefs@example.org"
+class EmailSettings(_Section):
+    from_address: Address = "briefs@example.org"
     from_name: str = "Europolitiche Brief"
-    reply_to: str | None = None
-    unsubscribe_url: str = "https://briefs.example.org/unsubscribe/{token}"
-    unsubscribe_mailto: str = "unsubscribe@example.org"
+    reply_to: str | None = None  # a header as written: may be "Desk <desk@example.org>"
+    unsubscribe_url: Annotated[str, AfterValidator(_unsubscribe_url)] = (
+        "https://briefs.example.org/unsubscribe/{token}"
+    )
+    unsubscribe_mailto: Address = "unsubscribe@example.org"
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(_Section):
     host: str = "localhost"
-    port: int = 587
+    port: int = Field(587, ge=1, le=65_535)
     starttls: bool = True
     tls: bool = False
     user: str | None = None
     password: SecretStr | None = None  # from BRIEFCAST_SMTP__PASSWORD only
 
 
-class DeliverySettings(BaseModel):
+# Durations and rates must be finite: "inf" or "nan" parse as floats and would wait forever.
+def _seconds(default: float, *, gt: float | None = None, ge: float | None = None) -> Any:
+    return Field(default, gt=gt, ge=ge, le=DAY, allow_inf_nan=False)
+
+
+class DeliverySettings(_Section):
     """Live sending (``publish --send``): pool, pace, retries, bounces, DKIM."""
 
     pool_size: int = Field(4, ge=1, le=100)  # SMTP connections kept open and reused
-    rate_per_second: float = Field(0, ge=0)  # 0: as fast as the relay takes them
+    rate_per_second: float = Field(0, ge=0, le=100_000, allow_inf_nan=False)  # 0: no pacing
     hourly_cap: int = Field(0, ge=0)  # 0: no cap; counts every brief's sends
-    batch_size: int = Field(1000, ge=1)  # subscribers read and ledger rows written at once
-    max_attempts: int = Field(5, ge=1)  # per message, over all runs; then given up
-    backoff_seconds: list[float] = Field(default=[60, 300, 900, 3600], min_length=1)
+    batch_size: int = Field(1000, ge=1, le=100_000)  # subscribers read, ledger rows written
+    max_attempts: int = Field(5, ge=1, le=100)  # per message, over all runs; then given up
+    backoff_seconds: list[Annotated[float, Field(ge=0, le=DAY, allow_inf_nan=False)]] = Field(
+        default=[60, 300, 900, 3600], min_length=1
+    )
     # A run waits for deferred retries due this soon; later ones are left to a re-run.
-    retry_window_seconds: float = Field(900, ge=0)
-    timeout_seconds: float = Field(60, gt=0)  # per SMTP read or write
-    hard_bounce_threshold: int = Field(3, ge=1)  # then the subscriber is marked bounced
+    retry_window_seconds: float = _seconds(900, ge=0)
+    timeout_seconds: float = _seconds(60, gt=0)  # per SMTP read or write
+    hard_bounce_threshold: int = Field(3, ge=1, le=1000)  # then the subscriber is bounced
     # Another run sending the same brief: wait this long for it to finish, then refuse.
-    lock_wait_seconds: float = Field(10, ge=0)
+    lock_wait_seconds: float = _seconds(10, ge=0)
     dkim_selector: str | None = None
     dkim_domain: str | None = None  # default: the From address's domain
     dkim_key_path: str | None = None  # PEM private key; DKIM signing only when set
@@ -94,11 +222,14 @@ class DeliverySettings(BaseModel):
     unsubscribe_secret: SecretStr | None = None
 
 
-class FeedSettings(BaseModel):
-    max_items: int = Field(50, gt=0)
+class FeedSettings(_Section):
+    max_items: int = Field(50, gt=0, le=10_000)
 
 
 class Settings(BaseSettings):
+    """The settings. ``Settings()`` raises ``ValueError`` on a bad file or value (a missing
+    file gives the defaults, for tests); the commands use ``load_settings()``."""
+
     model_config = SettingsConfigDict(
         env_prefix="BRIEFCAST_", env_nested_delimiter="__", extra="ignore"
     )
@@ -121,24 +252,194 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the file; the file beats the defaults above.
-        toml = _TomlWithoutSecrets(settings_cls, toml_file=config_path())
+        toml = _TomlFile(settings_cls, config_path())
+        _check_environment()
         return (init_settings, env_settings, toml)
 
 
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: cast(type[BaseModel], field.annotation) for name, field in Settings.model_fields.items()
+}
 # Settings that only the environment may carry: a file can end up in a repository or a backup.
 SECRET_KEYS = (("smtp", "password"), ("delivery", "unsubscribe_secret"))
 
 
-class _TomlWithoutSecrets(TomlConfigSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path) -> None:
-        super().__init__(settings_cls, toml_file=toml_file)
-        for section, key in SECRET_KEYS:
-            if key in self.toml_data.get(section, {}):
-                raise ValueError(
-                    f"{toml_file}: [{section}] {key} must not be in a file; set "
-                    f"BRIEFCAST_{section.upper()}__{key.upper()} in the environment instead"
+class _SettingsError(ConfigError, ValueError):
+    """Raised while ``Settings()`` gathers its sources: a ``ConfigError`` for the commands,
+    and a ``ValueError`` like pydantic's own errors for code that calls ``Settings()``."""
+
+
+def _hint(name: str, known: Iterable[str], show: Callable[[str], str]) -> str:
+    """`` (did you mean "host"?)`` for a near miss, else the names there are."""
+    known = list(known)
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {show(close[0])}?)"
+    return f" (known: {', '.join(known)})"
+
+
+# --- the file -------------------------------------------------------------------------------
+
+
+class _TomlFile(InitSettingsSource):
+    """The settings file, read as untrusted input: a regular file of bounded size, UTF-8
+    TOML, known sections and keys only, no secrets."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls, _read_config(path))
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        raw = read_regular(path, CONFIG_MAX_BYTES)
+    except UnsafeFile as exc:
+        if _missing(path):  # defaults; load_settings() insists on a file that was named
+            return {}
+        raise _SettingsError(f"{path}: {exc}") from None
+    try:
+        # utf-8-sig: a byte-order mark from a Windows editor is harmless.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        bad = exc.object  # without the byte-order mark, which exc.start does not count
+        line = bad[: exc.start].count(b"\n") + 1
+        raise _SettingsError(
+            f"{path}: is not UTF-8 text (byte 0x{bad[exc.start]:02x} on line {line})"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _SettingsError(f"{path}: is not valid TOML: {exc}") from None
+    return _check_names(data, path)
+
+
+def _missing(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:  # cannot be looked at, which the read will say
+        pass
+    return False
+
+
+def _check_names(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The file's sections under their lower-case names. Section names match whatever their
+    case, as they always have; key names must be exact, as pydantic matches them."""
+    sections: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for name, table in data.items():
+        section = name.lower()
+        if section not in SECTIONS:
+            if isinstance(table, dict):
+                hint = _hint(name, SECTIONS, "[{}]".format)
+                raise _SettingsError(f"{path}: unknown section [{_esc(name)}]{hint}")
+            raise _SettingsError(f'{path}: "{_esc(name)}" is outside any section{_home(name)}')
+        if section in sections:
+            raise _SettingsError(
+                f"{path}: [{written[section]}] and [{_esc(name)}] are one section; merge them"
+            )
+        sections[section], written[section] = table, _esc(name)
+        if not isinstance(table, dict):
+            continue  # validation says what it should be
+        fields = SECTIONS[section].model_fields
+        for key in table:
+            # Any case: pydantic would ignore "PASSWORD", but the secret is in the file all
+            # the same, and a later fix of the case would start using it.
+            if (section, key.lower()) in SECRET_KEYS:
+                raise _SettingsError(
+                    f"{path}: [{section}] {key.lower()} must not be in a file; set "
+                    f"{_env_name(section, key)} in the environment instead"
                 )
+            if key not in fields:
+                hint = _home(key) or _hint(key, fields, '"{}"'.format)
+                raise _SettingsError(f'{path}: unknown key "{_esc(key)}" in [{section}]{hint}')
+    return sections
+
+
+def _home(key: str) -> str:
+    """`` (it belongs in [smtp])`` for a key of another section."""
+    homes = [
+        f"[{name}]"
+        for name, model in SECTIONS.items()
+        if key in model.model_fields and (name, key) not in SECRET_KEYS  # no hint to put it here
+    ]
+    return f" (it belongs in {' or '.join(homes)})" if homes else ""
+
+
+# --- the environment ------------------------------------------------------------------------
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"BRIEFCAST_{section}__{key}".upper()
+
+
+def _check_environment() -> None:
+    """``BRIEFCAST_<SECTION>__<KEY>`` with a known (or nearly known) section must name a known
+    key. Variables without ``__`` (BRIEFCAST_CONFIG, BRIEFCAST_DEBUG, ...) are not settings,
+    nor are ones whose section is nothing like ours: they may belong to something else."""
+    for name, value in os.environ.items():
+        lower = name.lower()  # pydantic-settings reads these names in any case
+        if not lower.startswith("briefcast_"):
+            continue
+        section, sep, rest = lower.removeprefix("briefcast_").partition("__")
+        key, _, deeper = rest.partition("__")
+        if not sep:
+            continue
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(section, SECTIONS, n=1, cutoff=0.75)
+            if close:
+                guess = _env_name(close[0], key)
+                raise _SettingsError(f"{name}: unknown section [{section}] (did you mean {guess}?)")
+            continue
+        fields = SECTIONS[section].model_fields
+        if key not in fields:
+            hint = _hint(key, fields, partial(_env_name, section))
+            raise _SettingsError(f'{name}: unknown key "{key}" in [{section}]{hint}')
+        # A list is read as JSON; pydantic-settings' own complaint names neither the variable
+        # nor the key.
+        if not deeper and get_origin(fields[key].annotation) is list:
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, list):
+                raise _SettingsError(f'{name}: is not a JSON list (write it like ["a", "b"])')
+
+
+# --- loading --------------------------------------------------------------------------------
 
 
 def load_settings() -> Settings:
-    return Settings()
+    """The settings the commands use: a file named by BRIEFCAST_CONFIG must exist, and every
+    problem is a ``ConfigError`` of one line, without a "configuration:" prefix (the CLI adds
+    one)."""
+    named = os.environ.get(CONFIG_ENV)
+    if named == "":
+        raise ConfigError(f"{CONFIG_ENV} is set but empty")
+    if named is not None and _missing(Path(named)):
+        raise ConfigError(f"{named}: no such file (named by {CONFIG_ENV})")
+    try:
+        return Settings()
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0])) from exc
+    except SettingsError as exc:  # a value pydantic-settings could not parse at all
+        raise ConfigError(str(exc).splitlines()[0]) from exc
+
+
+def _describe(error: ErrorDetails) -> str:
+    """``config/x.toml: [smtp] port: Input should be ...``, or the variable's name in front
+    when the value came from the environment."""
+    loc = error["loc"]
+    section = str(loc[0])
+    where = f"[{section}]"
+    if len(loc) > 1:
+        where += f" {_esc(str(loc[1]))}" + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{_esc(str(part))}" for part in loc[2:]
+        )
+    env = {name.lower(): name for name in os.environ}
+    candidates = [f"briefcast_{section}__{loc[1]}".lower()] if len(loc) > 1 else []
+    source = next(
+        (env[c] for c in [*candidates, f"briefcast_{section}"] if c in env), str(config_path())
+    )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{source}: {where}: {message}"

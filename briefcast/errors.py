@@ -7,6 +7,8 @@ Anything else reaching the CLI is a bug: one line saying so, the traceback only 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class BriefcastError(Exception):
     """A runtime failure the CLI reports in one line, exit 1."""
@@ -22,3 +24,12 @@ class UserError(BriefcastError):
 
 class ConfigError(UserError):
     """The settings file or a BRIEFCAST_* variable is missing, unreadable or wrong."""
+
+
+class BriefError(UserError):
+    """A brief that cannot be published as it is: ``path: reason``, one line."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason

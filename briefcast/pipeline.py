@@ -1,4 +1,7 @@
-"""The publish pipeline as plain functions: read → archive → build → dispatch.
+"""The publish pipeline as plain functions: read → date → build → preview → archive → send.
+
+Everything that can fail on a brief's content (reading, every builder, Gmail's size limit)
+runs before anything is written: a brief is archived only once its previews are in place.
 
 The Prefect flow in ``flows/publish.py`` calls these from its tasks; tests call them
 directly, with no Prefect server to wait for.
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from briefcast.brief import Brief
@@ -48,17 +52,34 @@ def read(paths: Sequence[str | Path], settings: Settings) -> list[Brief]:
     return read_briefs([Path(p) for p in paths], settings)
 
 
+def date(briefs: list[Brief], settings: Settings) -> list[Brief]:
+    """An undated brief takes the time it was first archived (so a re-run builds the same
+    bytes), or now when it is new; nothing is written."""
+    with Store(settings.database.url) as store:
+        seen = store.first_seen(b.id for b in briefs)
+    return provisional(briefs, settings, seen)
+
+
+def provisional(
+    briefs: list[Brief], settings: Settings, seen: dict[str, datetime] | None = None
+) -> list[Brief]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return [b.dated((seen or {}).get(b.id, now).astimezone(settings.site.tz)) for b in briefs]
+
+
 def archive(briefs: list[Brief], settings: Settings, *, dry_run: bool) -> list[Brief]:
     with Store(settings.database.url) as store:
         return store.archive(briefs, published=not dry_run, tz=settings.site.tz)
 
 
 def build_all_feeds(briefs: list[Brief], settings: Settings) -> list[FeedSet]:
-    """One feed set per site language, from the archive plus this run's briefs."""
+    """One feed set per site language: the published archive and this run's briefs (which
+    are not archived yet: the archive is written only after the previews)."""
     ids = [b.id for b in briefs]
+    limit = settings.feeds.max_items
     with Store(settings.database.url) as store:
         return [
-            build_feeds(store.feed_briefs(lang, settings.feeds.max_items, ids), settings, lang)
+            build_feeds([*store.feed_briefs(lang, limit, exclude=ids), *briefs], settings, lang)
             for lang in settings.site.languages
         ]
 
@@ -78,6 +99,16 @@ def build(
     ]
 
 
+def check(briefs: list[Brief], settings: Settings, channels: Sequence[str]) -> None:
+    """Build every output once, undated briefs dated now, and throw it away: what would fail
+    on a brief's content fails here, before Prefect starts or anything is written."""
+    dated = provisional(briefs, settings)
+    build(dated, settings, channels, feeds=[])
+    if "feed" in channels:
+        for lang in settings.site.languages:
+            build_feeds(dated, settings, lang)
+
+
 def run_publish(
     paths: Sequence[str | Path],
     settings: Settings,
@@ -87,8 +118,9 @@ def run_publish(
     """The whole dry run without Prefect: returns each brief's preview folder."""
     from channels import write_previews  # channels build on this module's Edition
 
-    briefs = read(paths, settings)
-    dated = archive(briefs, settings, dry_run=True)
+    dated = date(read(paths, settings), settings)
     feeds = build_all_feeds(dated, settings) if "feed" in channels else []
     editions = build(dated, settings, channels, feeds)
-    return write_previews(editions, list(channels), out, settings)
+    folders = write_previews(editions, list(channels), out, settings)
+    archive(dated, settings, dry_run=True)
+    return folders

@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+from briefcast.errors import UserError
+
 CHUNK = 1 << 20
 
 
@@ -64,3 +66,30 @@ def read_regular(path: Path | str, max_bytes: int) -> bytes:
     if size > max_bytes:
         raise UnsafeFile(f"is over the {max_bytes:,}-byte limit")
     return b"".join(chunks)
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+class OutsideFolder(UserError):
+    """A path that would land outside the folder it must stay in."""
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root/parts…``, resolved, or ``OutsideFolder`` if it is not strictly inside ``root``
+    (``..``, an absolute part, a symlink leading out). Independent of any rule on names."""
+    base = root.resolve()
+    target = base.joinpath(*parts).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise OutsideFolder(f"{'/'.join(parts)!r} would be written outside {root}")
+    return target
+
+
+def write_inside(root: Path, relative: str, data: bytes | str) -> Path:
+    """Write ``data`` to ``root/relative`` (folders made as needed), never outside ``root``."""
+    path = inside(root, *relative.split("/"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.write_bytes(data)
+    return path

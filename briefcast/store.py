@@ -6,6 +6,7 @@ SQLite by default; any SQLAlchemy URL (``postgresql+psycopg://…``) works the s
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -27,10 +28,12 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from briefcast.brief import Brief
 
 metadata = MetaData()
+CREATE_ATTEMPTS = 5
 
 briefs = Table(
     "briefs",
@@ -88,7 +91,16 @@ class Store:
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        # Several first runs at once on a new database: each saw no table, one created it
+        # first ("table … already exists"). Again, each finds what the others made.
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except (OperationalError, ProgrammingError):
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def __enter__(self) -> Store:
         return self
@@ -109,7 +121,12 @@ class Store:
                         briefs.c.id == brief.id
                     )
                 ).first()
-                first_seen = as_aware(row.first_seen_at) if row else now
+                # A brief the pipeline dated already (undated, first seen moments ago) keeps
+                # that date as its first sighting: a re-run dates it the same.
+                assigned = (
+                    brief.date.astimezone(UTC) if brief.date and brief.date_assigned else None
+                )
+                first_seen = as_aware(row.first_seen_at) if row else assigned or now
                 dated = brief.dated(first_seen.astimezone(tz))
                 values = {
                     "digest": brief.digest,
@@ -130,11 +147,21 @@ class Store:
                 out.append(dated)
         return out
 
-    def feed_briefs(self, lang: str, limit: int, include: Iterable[str] = ()) -> list[Brief]:
-        """Newest first: the published archive, plus the drafts named in ``include``."""
+    def first_seen(self, ids: Iterable[str]) -> dict[str, datetime]:
+        """When each of these briefs was first archived (those archived before)."""
+        query = select(briefs.c.id, briefs.c.first_seen_at).where(briefs.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return {row.id: as_aware(row.first_seen_at) for row in conn.execute(query)}
+
+    def feed_briefs(
+        self, lang: str, limit: int, include: Iterable[str] = (), exclude: Iterable[str] = ()
+    ) -> list[Brief]:
+        """Newest first: the published archive, plus the drafts named in ``include``, less
+        the briefs named in ``exclude`` (the caller has newer versions of them)."""
         query = (
             select(briefs.c.data)
             .where(or_(briefs.c.published, briefs.c.id.in_(list(include))))
+            .where(briefs.c.id.not_in(list(exclude)))
             .where(briefs.c.languages.contains(f",{lang},"))
             .order_by(briefs.c.date.desc(), briefs.c.id)
             .limit(limit)

@@ -19,8 +19,11 @@ from typing import Any, NamedTuple, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, true, update
+from sqlalchemy.exc import IntegrityError
 
 from briefcast.config import Settings
+from briefcast.errors import UserError
+from briefcast.safe_io import UnsafeFile, read_regular
 from briefcast.store import Store, as_aware, deliveries, subscribers
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
@@ -31,9 +34,15 @@ IMPORT_BATCH = 1000
 EXPORT_COLUMNS = ("email", "language", "name", "status")
 NAME_MAX = 200  # subscribers.name is String(200): PostgreSQL enforces it, SQLite does not
 FALLBACK_ENCODING = "cp1252"  # Excel on Windows saves "CSV" in the ANSI code page
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Another import may insert the same addresses between our SELECT and our INSERT; each retry
+# sees what it wrote, so more than a few conflicts in a row means something else is wrong.
+WRITE_ATTEMPTS = 5
 
 
-class SubscriberError(ValueError):
+# Still a ValueError, as it always was, for callers that catch that.
+class SubscriberError(UserError, ValueError):
     """Bad input about a subscriber: ``str(error)`` is a one-line reason."""
 
 
@@ -320,9 +329,25 @@ def list_subscribers(store: Store, status: str | None = None) -> list[Subscriber
     return list(_walk(store, where, 1000))
 
 
+def _neutralize(cell: str) -> str:
+    """``'`` before a formula-like cell, so a spreadsheet shows it as text (OWASP).
+
+    Also before a cell that only looks escaped (``'=x`` becomes ``''=x``), so that
+    :func:`_unneutralize` gives back every value exactly.
+    """
+    return "'" + cell if cell.lstrip("'").startswith(FORMULA_START) else cell
+
+
+def _unneutralize(cell: str) -> str:
+    """The value :func:`_neutralize` wrote ``cell`` for: addresses may start with ``-`` or
+    ``+``, and an export must import back unchanged."""
+    return cell[1:] if cell.startswith("'") and _neutralize(cell[1:]) == cell else cell
+
+
 def export_csv(store: Store, out: TextIO | Path) -> int:
     """Every subscriber, every status (so an export re-imported elsewhere keeps the
-    unsubscribed unsubscribed), as UTF-8 CSV; returns the number of rows."""
+    unsubscribed unsubscribed), as UTF-8 CSV; returns the number of rows. A cell that a
+    spreadsheet would run as a formula is written with a ``'`` before it."""
     if isinstance(out, Path):
         with out.open("w", encoding="utf-8", newline="") as handle:
             return export_csv(store, handle)
@@ -330,7 +355,8 @@ def export_csv(store: Store, out: TextIO | Path) -> int:
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for sub in _walk(store, true(), 1000):
-        writer.writerow((sub.email, sub.language, sub.name or "", sub.status))
+        cells = (sub.email, sub.language, sub.name or "", sub.status)
+        writer.writerow([_neutralize(cell) for cell in cells])
         count += 1
     return count
 
@@ -353,7 +379,7 @@ def import_csv(store: Store, path: Path | str, settings: Settings) -> ImportRepo
     out to be unusable half way changes nothing. Rejected rows do not stop the good ones.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = _read_text(path, settings.input.max_csv_bytes)
     report = ImportReport()
     rows = _parse(path, text, settings, report)
     for start in range(0, len(rows), IMPORT_BATCH):
@@ -361,15 +387,12 @@ def import_csv(store: Store, path: Path | str, settings: Settings) -> ImportRepo
     return report
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, max_bytes: int) -> str:
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImportFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImportFileError(f"{path}: is a directory, not a CSV file") from None
-    except OSError as exc:
-        raise ImportFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        # Not path.read_bytes(): a FIFO would block it forever, /dev/zero fill the memory.
+        data = read_regular(path, max_bytes)
+    except UnsafeFile as exc:
+        raise ImportFileError(f"{path}: {exc}") from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             text = data.decode("utf-16")
@@ -427,8 +450,11 @@ class _Layout(NamedTuple):
         )
 
     def cell(self, values: list[str], index: int | None) -> str:
-        """The stripped value, or "" when the row stops before that column."""
-        return values[index].strip() if index is not None and index < len(values) else ""
+        """The stripped value (without the ``'`` our export puts before a formula-like
+        cell), or "" when the row stops before that column."""
+        if index is None or index >= len(values):
+            return ""
+        return _unneutralize(values[index].strip())
 
 
 def _parse(path: Path, text: str, settings: Settings, report: ImportReport) -> list[_Row]:
@@ -499,6 +525,28 @@ def _parse_row(line: int, values: list[str], layout: _Layout, settings: Settings
 
 
 def _write_batch(store: Store, rows: list[_Row], report: ImportReport) -> None:
+    """Write one batch in one transaction; counted in ``report`` once it is committed."""
+    # Sorted: concurrent imports then take PostgreSQL's row locks in the same order and
+    # wait for each other instead of deadlocking.
+    rows = sorted(rows, key=lambda row: row.email)
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            done = _try_batch(store, rows)
+        except IntegrityError:
+            # Another import inserted some of these addresses after our SELECT: the
+            # transaction was rolled back, and the next attempt sees its rows.
+            if attempt == WRITE_ATTEMPTS:
+                raise
+            continue
+        report.created += done.created
+        report.updated += done.updated
+        report.unchanged += done.unchanged
+        report.not_reactivated += done.not_reactivated
+        return
+
+
+def _try_batch(store: Store, rows: list[_Row]) -> ImportReport:
+    done = ImportReport()
     now = _now()
     with store.engine.begin() as conn:
         existing = {
@@ -531,17 +579,18 @@ def _write_batch(store: Store, rows: list[_Row], report: ImportReport) -> None:
                 )
                 continue
             status, refused = _next_status(old.status, row.status)
-            report.not_reactivated += refused
+            done.not_reactivated += refused
             # A missing or empty name in the file keeps the name we have.
             name = row.name if row.name is not None else old.name
             if (old.language, old.name, old.status) == (row.language, name, status):
-                report.unchanged += 1
+                done.unchanged += 1
                 continue
             updates.append({"_id": old.id, "_lang": row.language, "_name": name, "_status": status})
         if inserts:
             conn.execute(subscribers.insert(), inserts)
-            report.created += len(inserts)
+            done.created = len(inserts)
         if updates:
+            updates.sort(key=lambda values: values["_id"])  # same lock order, as above
             conn.execute(
                 update(subscribers)
                 .where(subscribers.c.id == bindparam("_id"))
@@ -553,4 +602,5 @@ def _write_batch(store: Store, rows: list[_Row], report: ImportReport) -> None:
                 ),
                 updates,
             )
-            report.updated += len(updates)
+            done.updated = len(updates)
+    return done

@@ -6,14 +6,15 @@ files; ``send(edition, settings)`` delivers it. Adapters do no rendering: builde
 
 from __future__ import annotations
 
-import os
 import shutil
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from briefcast.build.preview import build_index
 from briefcast.config import Settings
 from briefcast.pipeline import Edition
+from briefcast.safe_io import inside, write_inside
 from channels import email, feed, social, web
 
 ADAPTERS: dict[str, ModuleType] = {"email": email, "feed": feed, "social": social, "web": web}
@@ -24,11 +25,15 @@ class SendUnavailable(Exception):
 
 
 def staging_dir(out: Path) -> Path:
-    return out / f".staging-{os.getpid()}"
+    """A new empty folder inside ``out`` (made now, ours alone) where previews are built."""
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
 
 
 def dispatch_preview(channel: str, editions: list[Edition], staging: Path) -> list[Path]:
-    return [path for e in editions for path in ADAPTERS[channel].preview(e, staging / e.brief.id)]
+    return [
+        path for e in editions for path in ADAPTERS[channel].preview(e, inside(staging, e.brief.id))
+    ]
 
 
 def finish_previews(
@@ -38,20 +43,31 @@ def finish_previews(
     ``out/`` sees the old previews or the new ones, never half of each."""
     folders = []
     for e in editions:
-        folder = staging / e.brief.id
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "index.html").write_text(build_index(e, channels, settings), "utf-8")
-        final = out / e.brief.id
-        if final.exists():
-            old = out / f".old-{e.brief.id}-{os.getpid()}"
-            final.rename(old)
-            folder.rename(final)
-            shutil.rmtree(old)
-        else:
-            folder.rename(final)
-        folders.append(final)
+        folder = inside(staging, e.brief.id)
+        write_inside(folder, "index.html", build_index(e, channels, settings))
+        folders.append(swap_in(folder, out, e.brief.id))
     shutil.rmtree(staging, ignore_errors=True)
     return folders
+
+
+def swap_in(folder: Path, out: Path, name: str) -> Path:
+    """Move ``folder`` to ``out/name``, replacing what was there. The old one is first moved
+    into a fresh folder of our own and removed with it: nothing else is ever deleted."""
+    final = inside(out, name)
+    if not (final.exists() or final.is_symlink()):
+        folder.rename(final)
+        return final
+    trash = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
+    try:
+        final.rename(trash / name)
+        try:
+            folder.rename(final)
+        except OSError:
+            (trash / name).rename(final)  # the old previews back, rather than none
+            raise
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+    return final
 
 
 def write_previews(

@@ -9,21 +9,14 @@ from briefcast.config import Settings
 from briefcast.delivery import DeliverySummary, TestSend, send_test
 from briefcast.delivery.worker import deliver_in_worker
 from briefcast.pipeline import Edition
+from briefcast.safe_io import write_inside
 
 
 def preview(edition: Edition, folder: Path) -> list[Path]:
-    target = folder / "email"
-    target.mkdir(parents=True, exist_ok=True)
     paths = []
     for mail in edition.emails:
-        for suffix, data in (
-            ("html", mail.html.encode("utf-8")),
-            ("txt", mail.text.encode("utf-8")),
-            ("eml", mail.eml),
-        ):
-            path = target / f"{mail.edition}.{suffix}"
-            path.write_bytes(data)
-            paths.append(path)
+        for suffix, data in (("html", mail.html), ("txt", mail.text), ("eml", mail.eml)):
+            paths.append(write_inside(folder, f"email/{mail.edition}.{suffix}", data))
     return paths
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from briefcast.pipeline import Edition
+from briefcast.safe_io import write_inside
 
 FILES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
 
 
 def preview(edition: Edition, folder: Path) -> list[Path]:
-    paths = []
-    for feeds in edition.feeds:
-        target = folder / "feed" / feeds.lang
-        target.mkdir(parents=True, exist_ok=True)
-        for kind, name in FILES.items():
-            path = target / name
-            path.write_bytes(getattr(feeds, kind))
-            paths.append(path)
-    return paths
+    return [
+        write_inside(folder, f"feed/{feeds.lang}/{name}", getattr(feeds, kind))
+        for feeds in edition.feeds
+        for kind, name in FILES.items()
+    ]

@@ -6,21 +6,19 @@ import json
 from pathlib import Path
 
 from briefcast.pipeline import Edition
+from briefcast.safe_io import write_inside
 
 
 def preview(edition: Edition, folder: Path) -> list[Path]:
-    target = folder / "social"
-    target.mkdir(parents=True, exist_ok=True)
     paths = []
     summary = []
     for post in edition.social:
-        path = target / f"{post.network}-{post.lang}.txt"
         numbered = [
             f"--- post {i}/{len(post.posts)} · {length}/{post.limit} ---\n{text}\n"
             for i, (text, length) in enumerate(zip(post.posts, post.lengths, strict=True), 1)
         ]
-        path.write_text("\n".join(numbered), "utf-8")
-        paths.append(path)
+        name = f"social/{post.network}-{post.lang}.txt"
+        paths.append(write_inside(folder, name, "\n".join(numbered)))
         summary.append(
             {
                 "network": post.network,
@@ -31,6 +29,7 @@ def preview(edition: Edition, folder: Path) -> list[Path]:
                 ],
             }
         )
-    index = target / "posts.json"
-    index.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    index = write_inside(
+        folder, "social/posts.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+    )
     return [*paths, index]

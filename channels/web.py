@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from briefcast.pipeline import Edition
+from briefcast.safe_io import write_inside
 
 
 def preview(edition: Edition, folder: Path) -> list[Path]:
-    target = folder / "web"
-    target.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for lang, html in edition.pages.items():
-        path = target / f"{lang}.html"
-        path.write_text(html, "utf-8")
-        paths.append(path)
-    return paths
+    return [write_inside(folder, f"web/{lang}.html", html) for lang, html in edition.pages.items()]

@@ -1,4 +1,5 @@
-"""The publish flow: read → archive → build → dispatch, one flow run for all briefs.
+"""The publish flow: read → date → build → dispatch → archive → send, one flow run for all
+briefs. Nothing is archived until every output is built and every preview is in place.
 
 Runs in Prefect's local mode with no server to start; set ``PREFECT_API_URL`` to run it
 against a Prefect server (and its workers). The tasks are thin: the work is in
@@ -7,6 +8,7 @@ against a Prefect server (and its workers). The tasks are thin: the work is in
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from prefect import flow, task
@@ -29,6 +31,11 @@ quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
 @quiet_task
 def read_briefs(paths: list[str], settings: Settings) -> list[Brief]:
     return pipeline.read(paths, settings)
+
+
+@quiet_task
+def date_briefs(briefs: list[Brief], settings: Settings) -> list[Brief]:
+    return pipeline.date(briefs, settings)
 
 
 @quiet_task
@@ -100,13 +107,17 @@ def publish(
     if sending:
         check_ready(settings)  # before anything is archived as published
     briefs = read_briefs(paths, settings)
-    dated = archive_briefs(briefs, settings, dry_run)
+    dated = date_briefs(briefs, settings)
     editions = build_editions(dated, settings, channels)
     out_dir = Path(out)
     staging = staging_dir(out_dir)
-    for channel in channels:
-        dispatch(channel, editions, staging)
-    folders = finish(editions, channels, staging, out_dir, settings)
+    try:
+        for channel in channels:
+            dispatch(channel, editions, staging)
+        folders = finish(editions, channels, staging, out_dir, settings)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed run leaves no half-built folder
+    archive_briefs(dated, settings, dry_run)
     if test_to and "email" in channels:
         send_test_email(editions, settings, test_to)
     if sending:

@@ -32,6 +32,7 @@ from briefcast.build.email import (
     quoted_printable,
 )
 from briefcast.config import EmailSettings, Settings, SiteSettings
+from briefcast.errors import BriefError
 
 P, H, LI, Q = (
     BlockKind.PARAGRAPH,
@@ -119,7 +120,7 @@ def bilingual_brief() -> Brief:
         ),
     )
     return Brief(
-        id="000_a29ed60a40b38c27",
+        id="000-a29ed60a40b38c27",
         title=en.title or "",
         date=WHEN,
         sections=(en, it),
@@ -166,7 +167,7 @@ def english_only_brief() -> Brief:
             ),
         ),
     )
-    return Brief(id="004_551489c8682dc443", title=en.title or "", date=WHEN, sections=(en,))
+    return Brief(id="004-551489c8682dc443", title=en.title or "", date=WHEN, sections=(en,))
 
 
 def trilingual_brief() -> Brief:
@@ -176,7 +177,7 @@ def trilingual_brief() -> Brief:
         blocks=(Block(P, "Les dirigeants de 35 pays se sont réunis à Paris mardi."),),
     )
     brief = bilingual_brief()
-    return replace(brief, id="005_trilingual", sections=(*brief.sections, fr))
+    return replace(brief, id="005-trilingual", sections=(*brief.sections, fr))
 
 
 BRIEFS = {
@@ -388,7 +389,7 @@ def test_text_part_is_written_for_reading(editions: dict[tuple[str, str], EmailE
     assert lines[lines.index("Press Conference Summary") + 1] == "-" * 24
     assert "- The US will coordinate monitoring compliance with the ceasefire and" in lines
     assert "January 7, 2026" in lines
-    assert "https://briefs.example.org/en/004_551489c8682dc443/" in lines
+    assert "https://briefs.example.org/en/004-551489c8682dc443/" in lines
     assert f"https://briefs.example.org/unsubscribe/{TOKEN_PLACEHOLDER}" in lines
     assert all(len(line) <= 72 or line.startswith("https://") for line in lines)
     assert "<p" not in text and "&quot;" not in text and "&#" not in text
@@ -420,7 +421,7 @@ def test_refuses_what_it_cannot_build() -> None:
         Block(P, "A long analytical paragraph, again and again. " * 10) for _ in range(250)
     )
     huge = replace(bilingual_brief(), sections=(replace(en, blocks=en.blocks + filler),))
-    with pytest.raises(ValueError, match="too long for Gmail"):
+    with pytest.raises(BriefError, match=r"the en email is [\d,]+ bytes of HTML, over Gmail's"):
         build_email(huge, settings(), "en")
 
 

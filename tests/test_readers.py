@@ -285,7 +285,7 @@ def test_markdown_id_too_long_for_the_archive_is_refused(
 ) -> None:
     path = tmp_path / "id.md"
     path.write_text(f"---\nid: {'x' * 201}\nlang: en\n---\nSome text.\n", "utf-8")
-    with pytest.raises(BriefError, match="id longer than 200 characters"):
+    with pytest.raises(BriefError, match="is not valid: an id is lower-case letters"):
         read_brief(path, settings)
 
 

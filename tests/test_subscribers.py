@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import csv
+import os
+import re
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
-from sqlalchemy import event, insert
+from sqlalchemy import delete, event, func, insert, select
 from typer.testing import CliRunner
 
 from briefcast import subscribers as subs
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import Settings, SiteSettings
+from briefcast.errors import UserError
 from briefcast.store import Store, deliveries, subscribers
 
 SETTINGS = Settings(site=SiteSettings(languages=["en", "it"]))
@@ -257,7 +265,63 @@ def test_bad_file_raises_one_clear_error(
     with pytest.raises(subs.ImportFileError, match=message) as info:
         subs.import_csv(store, path, SETTINGS)
     assert "\n" not in str(info.value)
+    assert isinstance(info.value, UserError) and info.value.exit_code == 2
     assert subs.list_subscribers(store) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["=1+1", "+1 555", "-2", "@SUM(A1)", "\tx", "\rx", "'=x", "''-x", "'", "'a", "a=b", "", "Ada"],
+)
+def test_neutralized_cells_read_back_exactly(value: str) -> None:
+    cell = subs._neutralize(value)
+    assert not cell.startswith(subs.FORMULA_START)
+    assert subs._unneutralize(cell) == value
+    assert (cell == value) == (not value.lstrip("'").startswith(subs.FORMULA_START))
+
+
+def test_import_redoes_a_batch_another_import_got_into_first(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "s.csv",
+        "email,language,name\na@example.org,en,Ann\nb@example.org,it,Bea\nc@example.org,en,Cy\n",
+    )
+    inserts: list[str] = []
+
+    def other_import_first(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # Between this import's SELECT (b is not there) and its INSERT, another import
+        # commits b: what two imports of one file at once do to each other.
+        if not statement.lstrip().upper().startswith("INSERT INTO SUBSCRIBERS"):
+            return
+        inserts.append(statement)
+        if len(inserts) == 1:
+            now = datetime.now(UTC)
+            with Store(database_url) as other, other.engine.begin() as conn:
+                conn.execute(
+                    insert(subscribers).values(
+                        email="b@example.org",
+                        name="Other",
+                        language="en",
+                        status="active",
+                        hard_bounces=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+
+    event.listen(store.engine, "before_cursor_execute", other_import_first)
+    report = subs.import_csv(store, path, SETTINGS)
+
+    assert len(inserts) == 2  # the first was refused on b; the batch was done again
+    assert (report.created, report.updated, report.unchanged) == (2, 1, 0)
+    assert not report.rejected
+    rows = subs.list_subscribers(store)
+    assert sorted((s.email, s.language, s.name) for s in rows) == [
+        ("a@example.org", "en", "Ann"),
+        ("b@example.org", "it", "Bea"),  # the file's values, over what the other wrote
+        ("c@example.org", "en", "Cy"),
+    ]
 
 
 # --- CLI ---------------------------------------------------------------------------------
@@ -333,3 +397,153 @@ def test_cli_add_remove_list_export(cli, tmp_path: Path) -> None:
     ]
     assert cli("export", tmp_path / "out.csv").exit_code == 0
     assert (tmp_path / "out.csv").read_text().splitlines() == exported.stdout.splitlines()
+
+
+def test_cli_export_to_a_directory_or_a_missing_folder_is_one_line_exit_2(
+    cli, tmp_path: Path
+) -> None:
+    assert cli("add", "a@example.org", "--language", "en").exit_code == 0
+    for target in (tmp_path, tmp_path / "missing" / "out.csv"):
+        result = cli("export", target)
+        assert result.exit_code == 2
+        assert result.stderr.startswith(f"error: {target}: cannot be written")
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "missing").exists()
+
+
+FORMULAS = {  # address -> name
+    "ada@example.org": "Ada",
+    "link@example.org": '=HYPERLINK("http://evil","x")',
+    "phone@example.org": "+1 555",
+    "minus@example.org": "-2",
+    "at@example.org": "@SUM(A1)",
+    "quote@example.org": "'=already quoted",
+    "-dash@example.org": "Dash",
+    "+plus@example.org": "Plus",
+}
+
+
+def test_cli_export_neutralizes_formulas_and_imports_back(
+    cli, database_url: str, tmp_path: Path
+) -> None:
+    for address, name in FORMULAS.items():
+        # "--": an address that starts with "-" is not an option.
+        assert cli("add", "--language", "en", f"--name={name}", "--", address).exit_code == 0
+    exported = tmp_path / "export.csv"
+    assert cli("export", exported).exit_code == 0
+
+    with exported.open(newline="", encoding="utf-8") as handle:
+        cells = {row[0]: row[2] for row in csv.reader(handle)}
+    assert cells == {
+        "email": "name",
+        "ada@example.org": "Ada",
+        "link@example.org": '\'=HYPERLINK("http://evil","x")',
+        "phone@example.org": "'+1 555",
+        "minus@example.org": "'-2",
+        "at@example.org": "'@SUM(A1)",
+        "quote@example.org": "''=already quoted",
+        "'-dash@example.org": "Dash",
+        "'+plus@example.org": "Plus",
+    }
+
+    with Store(database_url) as store:
+        before = sorted(
+            (s.email, s.language, s.name, s.status) for s in subs.list_subscribers(store)
+        )
+        with store.engine.begin() as conn:
+            conn.execute(delete(subscribers))
+    result = cli("import", exported)
+    assert result.exit_code == 0, result.output
+    assert "8 created, 0 updated, 0 unchanged, 0 rejected" in result.stdout
+    with Store(database_url) as store:
+        after = sorted(
+            (s.email, s.language, s.name, s.status) for s in subs.list_subscribers(store)
+        )
+    assert after == before
+    assert {email: name for email, _, name, _ in after} == FORMULAS
+
+
+def briefcast(db: Path, *args: str | Path, env: dict[str, str] | None = None, **kw: Any):
+    """The real command in a child process: a hang or a memory hog cannot take the tests
+    with it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "briefcast.cli", "subscribers", *map(str, args)],
+        env={
+            **os.environ,
+            "BRIEFCAST_DATABASE__URL": f"sqlite:///{db}",
+            "BRIEFCAST_SITE__LANGUAGES": '["en", "it"]',
+            **(env or {}),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _two_gigabytes_at_most() -> None:
+    # Reading /dev/zero without a bound then fails here, not by starving the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "too big"])
+def test_cli_import_refuses_special_and_oversized_files(tmp_path: Path, kind: str) -> None:
+    env: dict[str, str] = {}
+    if kind == "fifo":
+        path = tmp_path / "pipe.csv"
+        os.mkfifo(path)  # with no writer: reading it would wait forever
+        reason = "is a FIFO (named pipe), not a file"
+    elif kind == "device":
+        path = Path("/dev/zero")
+        reason = "is a character device, not a file"
+    else:
+        path = write(tmp_path / "big.csv", "email,language\na@example.org,en\n")
+        env["BRIEFCAST_INPUT__MAX_CSV_BYTES"] = "20"
+        reason = f"is {path.stat().st_size} bytes, over the 20-byte limit"
+    db = tmp_path / "b.db"
+
+    proc = briefcast(db, "import", path, env=env, preexec_fn=_two_gigabytes_at_most)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == 2, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert stderr.splitlines() == [f"error: {path}: {reason}"]
+    with Store(f"sqlite:///{db}") as store:
+        assert subs.list_subscribers(store) == []
+
+
+def test_two_cli_imports_of_one_file_at_once_both_succeed(tmp_path: Path) -> None:
+    lines = [f"person{i:04}@example.org,{'en' if i % 2 else 'it'},Person {i}" for i in range(2000)]
+    path = write(tmp_path / "same.csv", "email,language,name\n" + "\n".join(lines) + "\n")
+    db = tmp_path / "b.db"
+    # The database exists already: this is about the import, not two first-ever starts.
+    Store(f"sqlite:///{db}").engine.dispose()
+
+    procs = [briefcast(db, "import", path) for _ in range(2)]
+    results = []
+    try:
+        for proc in procs:
+            results.append(proc.communicate(timeout=180))
+    finally:
+        for proc in procs:
+            proc.kill()
+
+    created = 0
+    for proc, (stdout, stderr) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        counts = re.search(r"(\d+) created, (\d+) updated, (\d+) unchanged, (\d+) rejected", stdout)
+        assert counts, stdout
+        new, updated, unchanged, rejected = map(int, counts.groups())
+        assert (new + unchanged, updated, rejected) == (2000, 0, 0)
+        created += new
+    assert created == 2000
+    with Store(f"sqlite:///{db}") as store, store.engine.connect() as conn:
+        total, distinct = conn.execute(
+            select(func.count(), func.count(subscribers.c.email.distinct()))
+        ).one()
+    assert total == distinct == 2000

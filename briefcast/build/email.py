@@ -20,10 +20,11 @@ from functools import cache
 from babel.lists import format_list
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from briefcast.brief import BlockKind, Brief
+from briefcast.brief import Brief
 from briefcast.build.blocks import Run, group_blocks
 from briefcast.build.mjml import compile_mjml
 from briefcast.config import TEMPLATES_DIR, Settings, SiteSettings
+from briefcast.errors import BriefError
 from briefcast.i18n import language_name, long_date, t
 
 # Placeholders use only [A-Z_] so that no URL, header or quoted-printable encoding alters them.
@@ -34,6 +35,10 @@ PLACEHOLDERS = (TO_PLACEHOLDER, TOKEN_PLACEHOLDER)
 BOTH = "both"
 TEXT_WIDTH = 72
 PREHEADER_MAX = 200
+# Longer subjects are cut at a word with "…": RFC 5322 allows more, but mail clients show
+# 40 to 130 characters and spam filters dislike long ones; 200 keeps both titles of the
+# bilingual edition ("English title / Titolo italiano") whole in practice.
+SUBJECT_MAX = 200
 GMAIL_CLIP_BYTES = 102 * 1024
 
 
@@ -107,7 +112,7 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
     missing = [lang for lang in wanted if not brief.section(lang)]
     parts = [_part(brief, lang, lang if edition == BOTH else edition) for lang in shown]
 
-    subject = " / ".join(dict.fromkeys(part.title for part in parts))
+    subject = _clip(" / ".join(dict.fromkeys(part.title for part in parts)), SUBJECT_MAX)
     preheader = _clip(parts[0].summary, PREHEADER_MAX)
     unsubscribe_url = settings.email.unsubscribe_url.format(token=TOKEN_PLACEHOLDER)
     context = {
@@ -124,9 +129,15 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
         "unsubscribe_url": unsubscribe_url,
     }
     html = compile_mjml(_env().get_template("edition.mjml").render(context))
-    if len(html.encode("utf-8")) >= GMAIL_CLIP_BYTES:
+    size = len(html.encode("utf-8"))
+    if size >= GMAIL_CLIP_BYTES:
         # Gmail would cut the message short, unsubscribe link included.
-        raise ValueError(f"brief {brief.id}: the {edition} email is too long for Gmail")
+        raise BriefError(
+            brief.source or brief.id,
+            f"the {edition} email is {size:,} bytes of HTML, over Gmail's limit of "
+            f"{GMAIL_CLIP_BYTES:,} (it would be clipped, unsubscribe link included); "
+            "shorten the brief",
+        )
     text = _tidy(_env().get_template("edition.txt").render(context))
     eml = _message(brief, settings, edition, subject, shown, html, text, unsubscribe_url)
     return EmailEdition(edition, subject, preheader, html, text, eml)
@@ -142,11 +153,7 @@ def _part(brief: Brief, lang: str, date_lang: str) -> _Part:
     section = brief.section(lang)
     assert section is not None and brief.date is not None
     summary = brief.summary_in(lang)
-    blocks = list(section.blocks)
-    # With no summary of its own the standfirst is the lede; printing it twice reads as a glitch.
-    first_paragraph = next((b for b in blocks if b.kind is BlockKind.PARAGRAPH), None)
-    if first_paragraph is not None and first_paragraph.text == summary:
-        blocks.remove(first_paragraph)
+    blocks = brief.body_in(lang)
     return _Part(
         lang=lang,
         anchor=f"brief-{lang}",
@@ -188,7 +195,7 @@ def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:. ") + "…"
 
 
 # --- plain text -------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         date_iso=brief.date.isoformat() if brief.date else "",
         date_text=long_date(brief.date, lang) if brief.date else "",
         tags=brief.tags,
-        body=render_blocks(section.blocks) if section else Markup(""),
+        body=render_blocks(brief.body_in(section.lang)) if section else Markup(""),
         footer=brief.footer,
         note=note,
         versions=versions,

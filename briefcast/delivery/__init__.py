@@ -35,6 +35,7 @@ from briefcast.delivery.pacing import HourlyCap, RateLimiter
 from briefcast.delivery.pool import Pool
 from briefcast.delivery.prepared import PreparedEdition, dot_stuff
 from briefcast.delivery.smtp import RelayUnreachable, Result, SmtpFatal
+from briefcast.errors import BriefcastError
 from briefcast.store import Store
 
 SECRET_ENV = "BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET"
@@ -42,7 +43,7 @@ SUMMARY_STATUSES = ("sent", "deferred", "bounced", "unknown", "queued")
 LISTED = 20  # addresses named in the summary per status
 
 
-class DeliveryError(Exception):
+class DeliveryError(BriefcastError):
     """Sending cannot start: ``str(error)`` is one line for the editor."""
 
 

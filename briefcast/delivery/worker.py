@@ -36,6 +36,7 @@ from briefcast.delivery import (
     deliver,
 )
 from briefcast.delivery.prepared import PreparedEdition
+from briefcast.errors import ConfigError
 from briefcast.store import Store
 
 COMMAND = [sys.executable, "-m", "briefcast.delivery.worker"]
@@ -152,7 +153,11 @@ def main() -> int:
     editions = [
         PreparedEdition(edition, base64.b64decode(eml)) for edition, eml in spec["editions"].items()
     ]
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:  # the parent read the same settings; they changed since
+        reporter.error(f"configuration: {exc}")
+        return 2
     try:
         with Store(settings.database.url) as store:
             deliver(

@@ -25,9 +25,9 @@ def read_brief(path: Path, settings: Settings) -> Brief:
     if is_markdown(source):
         parts = read_markdown(source, settings)
     elif is_scraped_page(source.text):
-        parts = read_scraped(source.text, settings)
+        parts = read_scraped(source, settings)
     else:
-        parts = read_text(source.text, settings)
+        parts = read_text(source, settings)
     return assemble(source, parts, settings)
 
 

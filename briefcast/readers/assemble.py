@@ -8,9 +8,10 @@ from datetime import datetime
 
 from slugify import slugify
 
-from briefcast.brief import Brief, Section
+from briefcast.brief import Brief, InvalidBrief, Section
 from briefcast.config import Settings
 from briefcast.readers.blocks import has_letters, headline_from, to_blocks
+from briefcast.readers.front_matter import YEAR_MAX, YEAR_MIN
 from briefcast.readers.lang import detect, iso639_1
 from briefcast.readers.source import BriefError, Source
 
@@ -94,18 +95,41 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
         or headline_from(sections[0].lede)
     )
 
-    return Brief(
-        id=parts.brief_id or make_id(title) or f"brief-{source.digest[:12]}",
-        title=title,
-        date=parts.date,
-        sections=tuple(sections),
-        tags=tuple(parts.tags),
-        summary=brief_summary,
-        footer=tuple(parts.footer),
-        publisher=parts.publisher,
-        source=source.path.name,
-        digest=source.digest,
-    )
+    try:
+        return Brief(
+            id=parts.brief_id or make_id(title) or f"brief-{source.digest[:12]}",
+            title=title,
+            date=parts.date,
+            sections=tuple(sections),
+            tags=tuple(parts.tags),
+            summary=brief_summary,
+            footer=tuple(parts.footer),
+            publisher=parts.publisher,
+            source=source.path.name,
+            digest=source.digest,
+        )
+    except InvalidBrief as exc:
+        raise BriefError(source.path, str(exc)) from None
+
+
+def calendar_date(
+    source: Source,
+    settings: Settings,
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+) -> datetime:
+    """A date written in the text, in the site's time zone; one line when it is impossible
+    (month 13, 31 February) or outside the years a brief can carry."""
+    if not YEAR_MIN <= year <= YEAR_MAX:
+        raise BriefError(source.path, f"date: year {year} is outside {YEAR_MIN}-{YEAR_MAX}")
+    try:
+        return datetime(year, month, day, hour, minute, tzinfo=settings.site.tz)
+    except ValueError as exc:
+        stamp = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}"
+        raise BriefError(source.path, f"date {stamp} does not exist ({exc})") from None
 
 
 def make_id(title: str, max_chars: int = 60) -> str:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
-from typing import Any
 
-import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from briefcast.config import Settings
 from briefcast.readers.assemble import Parts
+from briefcast.readers.front_matter import (
+    FrontMatter,
+    FrontMatterError,
+    PerLanguage,
+    parse_front_matter,
+)
 from briefcast.readers.lang import detect, iso639_1
 from briefcast.readers.source import BriefError, Source
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*(?:\n|\Z)", re.DOTALL)
 # A line "[en]" or "[it]" on its own starts that language's body.
 LANG_LINE = re.compile(r"^\[([A-Za-z]{2,3})\]\s*$", re.MULTILINE)
-ID_MAX = 200  # store.briefs.id is String(200): PostgreSQL enforces it, SQLite does not
 
 
 def is_markdown(source: Source) -> bool:
@@ -29,91 +31,54 @@ def is_markdown(source: Source) -> bool:
 
 def read_markdown(source: Source, settings: Settings) -> Parts:
     m = FRONT_MATTER.match(source.text)
-    meta: dict[str, Any] = {}
+    meta = FrontMatter()
     body = source.text
     if m:
         try:
-            loaded = yaml.safe_load(m.group(1))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 2}" if mark else ""
-            raise BriefError(source.path, f"front matter is not valid YAML{where}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise BriefError(source.path, "front matter must be key: value pairs")
-        meta = loaded or {}
+            meta = parse_front_matter(m.group(1))
+        except FrontMatterError as exc:
+            raise BriefError(source.path, str(exc)) from None
         body = source.text[m.end() :]
 
-    def lang_code(code: Any) -> str:
-        lang = iso639_1(str(code))
+    def lang_code(code: str) -> str:
+        lang = iso639_1(code)
         if not lang:
-            raise BriefError(source.path, f"unknown language code {code!r}")
+            raise BriefError(source.path, f"unknown language code {code[:20]!r}")
         return lang
 
-    def per_language(key: str) -> tuple[str | None, dict[str, str]]:
-        value = meta.get(key)
-        if value is None:
-            return None, {}
+    def per_language(value: str | PerLanguage | None) -> tuple[str | None, dict[str, str]]:
         if isinstance(value, dict):
-            return None, {lang_code(k): str(v).strip() for k, v in value.items() if v}
-        return str(value).strip() or None, {}
+            return None, {lang_code(k): v.strip() for k, v in value.items() if v and v.strip()}
+        return (value or "").strip() or None, {}
 
-    title, titles = per_language("title")
-    summary, summaries = per_language("summary")
-    declared = meta.get("lang")
+    title, titles = per_language(meta.title)
+    summary, summaries = per_language(meta.summary)
+    declared = meta.lang
     chunks = LANG_LINE.split(body)
     sections: list[tuple[str, list[str]]] = []
     if chunks[0].strip():
-        lang = lang_code(declared) if isinstance(declared, str) else detect(chunks[0], settings)
+        lang = lang_code(declared) if declared else detect(chunks[0], settings)
         sections.append((lang, markdown_lines(chunks[0])))
     for code, text in zip(chunks[1::2], chunks[2::2], strict=True):
         sections.append((lang_code(code), markdown_lines(text)))
-    if title and isinstance(declared, str) and not titles:
+    if title and declared and not titles:
         titles = {lang_code(declared): title}
 
-    tags = meta.get("tags") or []
-    if isinstance(tags, str):
-        tags = tags.split(",")
-    footer = meta.get("footer") or []
-    if isinstance(footer, str):
-        footer = footer.splitlines()
+    tags = meta.tags.split(",") if isinstance(meta.tags, str) else meta.tags or []
+    footer = meta.footer.splitlines() if isinstance(meta.footer, str) else meta.footer or []
+    when = meta.date
     return Parts(
         sections=sections,
         title=title,
         titles=titles,
         summary=summary,
         summaries=summaries,
-        date=parse_date(meta.get("date"), source, settings),
-        tags=[str(t).strip() for t in tags if str(t).strip()],
-        footer=[str(line).strip() for line in footer if str(line).strip()],
-        publisher=meta.get("publisher"),
-        brief_id=brief_id(meta.get("id"), source),
+        date=when if when is None or when.tzinfo else when.replace(tzinfo=settings.site.tz),
+        tags=[t.strip() for t in tags if t.strip()],
+        footer=[line.strip() for line in footer if line.strip()],
+        publisher=(meta.publisher or "").strip() or None,
+        brief_id=(meta.id or "").strip() or None,
     )
-
-
-def brief_id(value: Any, source: Source) -> str | None:
-    # YAML reads "id: 2026" as a number and "id: 2026-01-07" as a date; the archive keys
-    # briefs by text, and PostgreSQL will not compare text with a number.
-    if value is None or not str(value).strip():
-        return None
-    text = str(value).strip()
-    if len(text) > ID_MAX:
-        raise BriefError(source.path, f"id longer than {ID_MAX} characters")
-    return text
-
-
-def parse_date(value: Any, source: Source, settings: Settings) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        when = value
-    elif isinstance(value, date):
-        when = datetime.combine(value, time())
-    else:
-        try:
-            when = datetime.fromisoformat(str(value).strip())
-        except ValueError:
-            raise BriefError(source.path, f"date {value!r} is not YYYY-MM-DD [HH:MM]") from None
-    return when if when.tzinfo else when.replace(tzinfo=settings.site.tz)
 
 
 _md = MarkdownIt("commonmark")

@@ -9,12 +9,12 @@ run-on list of other headlines, social links and the site footer are all outside
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from briefcast.config import Settings
-from briefcast.readers.assemble import Parts, has_markers, split_marked
+from briefcast.readers.assemble import Parts, calendar_date, has_markers, split_marked
 from briefcast.readers.blocks import clean_lines, split_footer
 from briefcast.readers.lang import detect
+from briefcast.readers.source import Source
 
 TIMESTAMP = re.compile(r"^(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2})$")
 PUBLISHER_MAX_WORDS = 4
@@ -31,13 +31,15 @@ def is_scraped_page(text: str) -> bool:
     return find_timestamp(clean_lines(text)) is not None
 
 
-def read_scraped(text: str, settings: Settings) -> Parts:
-    lines = clean_lines(text)
+def read_scraped(source: Source, settings: Settings) -> Parts:
+    lines = clean_lines(source.text)
     ts = find_timestamp(lines)
     assert ts is not None, "read_scraped needs is_scraped_page"
     title = lines[ts - 1]
-    day, month, year, hour, minute = (int(g) for g in TIMESTAMP.match(lines[ts]).groups())
-    date = datetime(year, month, day, hour, minute, tzinfo=settings.site.tz)
+    stamp = TIMESTAMP.match(lines[ts])
+    assert stamp is not None, "find_timestamp matched this line"
+    day, month, year, hour, minute = (int(g) for g in stamp.groups())
+    date = calendar_date(source, settings, year, month, day, hour, minute)
 
     rest = lines[ts + 1 :]
     publisher = None

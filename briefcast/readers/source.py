@@ -7,14 +7,10 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from briefcast.errors import BriefError
+from briefcast.safe_io import UnsafeFile, read_regular
 
-class BriefError(Exception):
-    """Bad input: the CLI prints ``str(error)`` as its one-line message."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
+__all__ = ["BriefError", "Source", "load_source"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,18 +28,9 @@ ALLOWED_CONTROLS = set("\n\t\f")
 
 def load_source(path: Path, max_bytes: int) -> Source:
     try:
-        if path.is_dir():
-            raise BriefError(path, "is a directory, not a brief")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise BriefError(path, f"is {size:,} bytes, over the {max_bytes:,}-byte limit")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BriefError(path, "no such file") from None
-    except PermissionError:
-        raise BriefError(path, "permission denied") from None
-    except OSError as exc:
-        raise BriefError(path, f"cannot be read ({exc.strerror or exc})") from None
+        data = read_regular(path, max_bytes)
+    except UnsafeFile as exc:
+        raise BriefError(path, str(exc).replace("not a file", "not a brief")) from None
 
     if not data:
         raise BriefError(path, "is empty")
