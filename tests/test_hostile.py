@@ -240,3 +240,29 @@ def test_hostile_but_valid_briefs_publish_clean(tmp_path: Path) -> None:
     short = lxml_html.document_fromstring((out / "short-one" / "web" / "en.html").read_text())
     assert short.findtext(".//h1") == "Short one."
     assert short.find(".//article").text_content().count("Short one.") == 1
+
+
+def test_an_unexpected_error_is_one_line_and_says_how_to_see_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug (here: a builder failing in a way nobody planned for) is one line that says so,
+    exit 1; -v shows the traceback."""
+    from briefcast import cli
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setenv("BRIEFCAST_DATABASE__URL", f"sqlite:///{tmp_path / 'b.db'}")
+    monkeypatch.setattr(cli, "check", broken)
+    monkeypatch.setattr(sys, "argv", ["briefcast", "publish", str(SEEDS[0])])
+    with pytest.raises(SystemExit) as stopped:
+        cli.run()
+    assert stopped.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "unexpected error: RuntimeError: disk on fire (this is a bug" in lines[0]
+    assert "-v" in lines[0] and "Traceback" not in lines[0]
+
+    monkeypatch.setattr(sys, "argv", ["briefcast", "publish", str(SEEDS[0]), "-v"])
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cli.run()
