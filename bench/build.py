@@ -7,6 +7,9 @@ Run: .venv/bin/python bench/build.py [--brief seeds/001_….txt] [--repeat 15]
 2. The same publish through the Prefect flow, against a trivial 3-task Prefect flow,
    alternating in the same process (after one warm-up that starts Prefect's local server),
    so the ratio compares like with like on a noisy machine.
+3. The social posts of the brief with one 20,000-character first paragraph as its teaser,
+   against those of the brief itself, median of SOCIAL_REPEAT runs each (shortening used to
+   try every cut: 6.8 s for one such paragraph in one language).
 """
 
 from __future__ import annotations
@@ -18,10 +21,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from briefcast.brief import Block, BlockKind, Brief  # noqa: E402 (plain data, no settings)
+
+LONG_PARAGRAPH = 20_000  # characters
+SOCIAL_REPEAT = 5
 
 
 def median_time(fn: Callable[[], object], repeat: int) -> float:
@@ -31,6 +39,14 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def with_long_paragraph(brief: Brief, chars: int) -> Brief:
+    """The brief with one long paragraph first, its teaser in every language."""
+    text = ("parola " * (chars // 7 + 1))[:chars]
+    first = Block(BlockKind.PARAGRAPH, text)
+    sections = tuple(replace(s, summary=None, blocks=(first, *s.blocks)) for s in brief.sections)
+    return replace(brief, summary=None, sections=sections)
 
 
 def main() -> None:
@@ -70,6 +86,11 @@ def main() -> None:
     own_work()  # imports, template compilation
     own = median_time(own_work, args.repeat)
 
+    brief = read_brief(path, settings).dated(archive[0].date)
+    long_brief = with_long_paragraph(brief, LONG_PARAGRAPH)
+    social = median_time(lambda: build_social(brief, settings.site), SOCIAL_REPEAT)
+    social_long = median_time(lambda: build_social(long_brief, settings.site), SOCIAL_REPEAT)
+
     from prefect import flow, task
 
     from flows.publish import publish
@@ -99,6 +120,11 @@ def main() -> None:
     print(
         f"own work (read + all builders), median of {args.repeat}: {own * 1000:.0f} ms"
         f"   goal < 250 ms  {'OK' if own < 0.25 else 'MISSED'}"
+    )
+    print(
+        f"social posts, median of {SOCIAL_REPEAT}: {LONG_PARAGRAPH:,}-character paragraph"
+        f" {social_long * 1000:.1f} ms vs {path.name} {social * 1000:.1f} ms"
+        f"   ratio {social_long / social:.1f}"
     )
     print(f"Prefect local server start (first flow run): {startup:.1f} s")
     print(f"trivial 3-task flow, median of {runs}: {t_trivial * 1000:.0f} ms")

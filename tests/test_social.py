@@ -15,6 +15,7 @@ from briefcast.build.social import (
     BLUESKY_LIMIT,
     MASTODON_LIMIT,
     X_LIMIT,
+    X_MAX_POSTS,
     SocialPost,
     bluesky_length,
     build_social,
@@ -217,3 +218,97 @@ def test_ellipsis_is_not_glued_to_a_link() -> None:
     b = brief("T", f"Report: {url} {'x' * 300}")  # the only fitting cut is right after the URL
     (post,) = by_network(build_social(b, SITE))["bluesky"].posts
     assert post == f"T\n\nReport: {url} …\n\n{LINK_EN}"
+
+
+# A brief whose teaser is one long first paragraph: every cut used to be counted in full,
+# quadratic (20,000 characters took seconds), and the X thread ran to dozens of posts.
+URL_300 = "https://example.org/" + "r" * 280
+LONG_WORDS = ("parola " * 3000)[:20_000]
+LONG = {
+    "words": LONG_WORDS,
+    "url": f"{LONG_WORDS[:140]}{URL_300} {LONG_WORDS}",
+    "no-spaces": "a" * 20_000,
+    "cjk": "你好世界" * 5_000,
+}
+
+
+def lede_brief(title: str, paragraph: str) -> Brief:
+    block = Block(BlockKind.PARAGRAPH, paragraph)
+    return Brief(
+        id="2024-05-01-energy",
+        title=title,
+        date=datetime(2024, 5, 1, 9, tzinfo=UTC),
+        sections=(Section(lang="en", blocks=(block, Block(BlockKind.PARAGRAPH, "More."))),),
+    )
+
+
+def assert_stretches_of(teaser: str, bodies: list[str]) -> None:
+    """Each body is the teaser's next stretch, past the spaces where it was split."""
+    pos = 0
+    for body in bodies:
+        pos += len(teaser[pos:]) - len(teaser[pos:].lstrip())
+        assert teaser.startswith(body, pos), body[:40]
+        pos += len(body)
+
+
+def shortened_text(social: SocialPost) -> str:
+    assert_valid(social)
+    (post,) = social.posts
+    text, link = post.rsplit("\n\n", 1)
+    assert link == LINK_EN
+    assert text.endswith("…")
+    return text.removesuffix("…").rstrip(" ")
+
+
+@pytest.mark.parametrize("kind", LONG)
+def test_long_paragraph_is_cut_at_a_word(kind: str) -> None:
+    teaser = f"Energy brief\n\n{LONG[kind]}"
+    social = by_network(build_social(lede_brief("Energy brief", LONG[kind]), SITE))
+    for network in ("mastodon", "bluesky"):
+        kept = shortened_text(social[network])
+        assert teaser.startswith(kept)
+        assert re.match(r"[ ,;:.\-–—]*\s", teaser[len(kept) :])  # cut at a word
+        if " " not in LONG[kind]:  # the only word cut is after the title
+            assert kept == "Energy brief"
+        elif kind == "url" and network == "bluesky":  # the URL, counted in full, can't fit
+            assert kept == teaser[: teaser.index(URL_300)].rstrip()
+        else:
+            assert social[network].lengths[0] > social[network].limit - 30
+    # Mastodon counts the URL 23, whatever its length: it is kept whole.
+    assert (URL_300 in social["mastodon"].posts[0]) is (kind == "url")
+
+
+@pytest.mark.parametrize("kind", ["no-spaces", "cjk"])
+def test_long_word_without_a_title_is_cut_at_a_grapheme(kind: str) -> None:
+    social = by_network(build_social(lede_brief("", LONG[kind]), SITE))
+    for network in ("mastodon", "bluesky"):
+        kept = shortened_text(social[network])
+        assert LONG[kind].startswith(kept)
+        one_more = f"{LONG[kind][: len(kept) + 1]}…\n\n{LINK_EN}"  # the longest cut that fits
+        assert LENGTH[network](one_more) > LIMIT[network]
+
+
+@pytest.mark.parametrize("kind", LONG)
+def test_long_paragraph_makes_a_capped_x_thread(kind: str) -> None:
+    teaser = f"Energy brief\n\n{LONG[kind]}"
+    x = by_network(build_social(lede_brief("Energy brief", LONG[kind]), SITE))["x"]
+    assert_valid(x)
+    n = len(x.posts)
+    assert n == X_MAX_POSTS
+    assert x.posts[0].endswith(f" (1/{n})\n\n{LINK_EN}")
+    assert all(LINK_EN not in p for p in x.posts[1:-1])
+    assert x.posts[-1].endswith(f"… ({n}/{n})\n\n{LINK_EN}")
+    bodies = [re.sub(r" \(\d+/\d+\)(\n\n.*)?$", "", p, flags=re.S) for p in x.posts]
+    bodies[-1] = bodies[-1].removesuffix("…").rstrip(" ")
+    assert_stretches_of(teaser, bodies)
+    assert sum(map(len, bodies)) > 0.8 * X_LIMIT * n / (2 if kind == "cjk" else 1)
+
+
+def test_thread_of_as_many_posts_as_the_cap_is_whole() -> None:
+    summary = " ".join(SENTENCES * 9)  # 72 sentences fill exactly X_MAX_POSTS posts
+    x = by_network(build_social(brief("Energy", summary), SITE))["x"]
+    assert_valid(x)
+    n = len(x.posts)
+    assert n == X_MAX_POSTS
+    assert x.posts[-1].endswith(f"{SENTENCES[-1]} ({n}/{n})")
+    assert all(LINK_EN not in p for p in x.posts[1:])
