@@ -62,12 +62,12 @@ def main() -> None:
 
     prefect_defaults()
     from briefcast import pipeline
-    from briefcast.build.email import build_emails
-    from briefcast.build.feeds import build_feeds
-    from briefcast.build.social import build_social
-    from briefcast.build.web import build_pages
     from briefcast.config import load_settings
     from briefcast.readers import read_brief
+    from briefcast.render.email import build_emails
+    from briefcast.render.feeds import build_feeds
+    from briefcast.render.social import build_social
+    from briefcast.render.web import build_pages
 
     settings = load_settings()
     path = Path(args.brief)

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from briefcast.brief import Brief
-from briefcast.build.email import EmailEdition, build_emails
-from briefcast.build.feeds import FeedSet, build_feeds
-from briefcast.build.social import SocialPost, build_social
-from briefcast.build.web import build_pages
 from briefcast.config import Settings
 from briefcast.readers import read_briefs
+from briefcast.render.email import EmailEdition, build_emails
+from briefcast.render.feeds import FeedSet, build_feeds
+from briefcast.render.social import SocialPost, build_social
+from briefcast.render.web import build_pages
 from briefcast.store import Store
 
 CHANNELS = ("email", "feed", "social", "web")

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from briefcast.build.preview import build_index
 from briefcast.config import Settings
 from briefcast.pipeline import Edition
+from briefcast.render.preview import build_index
 from briefcast.safe_io import inside, write_inside
 from channels import email, feed, social, web
 

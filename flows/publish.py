@@ -17,10 +17,10 @@ from prefect.cache_policies import NO_CACHE
 
 from briefcast import pipeline
 from briefcast.brief import Brief
-from briefcast.build.preview import preview_markdown, preview_rows
 from briefcast.config import Settings, load_settings
 from briefcast.delivery import DeliverySummary, TestSend, check_ready
 from briefcast.pipeline import Edition
+from briefcast.render.preview import preview_markdown, preview_rows
 from channels import dispatch_preview, finish_previews, staging_dir
 from channels import email as email_channel
 

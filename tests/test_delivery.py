@@ -21,7 +21,6 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from briefcast import pipeline
-from briefcast.build.email import EmailEdition, build_emails
 from briefcast.config import (
     DeliverySettings,
     EmailSettings,
@@ -33,6 +32,7 @@ from briefcast.delivery import DeliveryError, deliver, ledger, lock, send_test, 
 from briefcast.delivery.ledger import Claim, LedgerWriter, Outcome
 from briefcast.delivery.pacing import HourlyCap, RateLimiter
 from briefcast.delivery.prepared import PreparedEdition
+from briefcast.render.email import EmailEdition, build_emails
 from briefcast.store import Store, deliveries, subscribers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from briefcast.brief import Block, BlockKind, Brief, Section
-from briefcast.build.email import (
+from briefcast.config import EmailSettings, Settings, SiteSettings
+from briefcast.errors import BriefError
+from briefcast.render.email import (
     PLACEHOLDERS,
     TO_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
@@ -31,8 +33,6 @@ from briefcast.build.email import (
     edition_names,
     quoted_printable,
 )
-from briefcast.config import EmailSettings, Settings, SiteSettings
-from briefcast.errors import BriefError
 
 P, H, LI, Q = (
     BlockKind.PARAGRAPH,

@@ -17,8 +17,8 @@ import pytest
 from lxml import etree
 
 from briefcast.brief import Block, BlockKind, Brief, Section
-from briefcast.build.feeds import EMPTY_FEED_DATE, FeedSet, build_feeds
 from briefcast.config import FeedSettings, Settings, SiteSettings
+from briefcast.render.feeds import EMPTY_FEED_DATE, FeedSet, build_feeds
 
 ROME = ZoneInfo("Europe/Rome")
 ATOM_RNG = Path(__file__).parent / "data" / "atom.rng"
@@ -365,4 +365,4 @@ def test_only_the_adapter_imports_feedgen() -> None:
         for path in package.rglob("*.py")
         if re.search(r"^\s*(from|import)\s+feedgen\b", path.read_text("utf-8"), re.MULTILINE)
     }
-    assert importers == {"build/feedgen_adapter.py"}
+    assert importers == {"render/feedgen_adapter.py"}

@@ -23,9 +23,9 @@ from test_delivery import (
 )
 
 from briefcast import pipeline
-from briefcast.build.email import EmailEdition, build_emails
 from briefcast.delivery import deliver
 from briefcast.delivery.worker import COMMAND, spec_line
+from briefcast.render.email import EmailEdition, build_emails
 from briefcast.store import Store
 
 

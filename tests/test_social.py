@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from briefcast.brief import Block, BlockKind, Brief, Section
-from briefcast.build.social import (
+from briefcast.config import SiteSettings
+from briefcast.render.social import (
     BLUESKY_LIMIT,
     MASTODON_LIMIT,
     X_LIMIT,
@@ -23,7 +24,6 @@ from briefcast.build.social import (
     x_is_valid,
     x_weighted_length,
 )
-from briefcast.config import SiteSettings
 
 CONFORMANCE = yaml.safe_load(
     (Path(__file__).parent / "data" / "twitter-text-validate.yml").read_text("utf-8")

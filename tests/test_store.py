@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from briefcast import pipeline
 from briefcast.brief import Block, BlockKind, Brief, Section
-from briefcast.build.feeds import FeedSet
 from briefcast.config import DatabaseSettings, Settings, SiteSettings
+from briefcast.render.feeds import FeedSet
 from briefcast.store import Store, as_aware, briefs
 
 ROME = ZoneInfo("Europe/Rome")

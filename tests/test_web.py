@@ -9,8 +9,8 @@ import pytest
 from lxml import html as lxml_html
 
 from briefcast.brief import Block, BlockKind, Brief, Section
-from briefcast.build.web import build_page, build_pages
 from briefcast.config import Settings, SiteSettings
+from briefcast.render.web import build_page, build_pages
 
 ROME = ZoneInfo("Europe/Rome")
 BASE = "https://briefs.example.org"

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from briefcast import subscribers as subscriber_store
-from briefcast.build.email import EmailEdition
 from briefcast.config import Settings
 from briefcast.delivery import ledger, lock, tokens
 from briefcast.delivery.dkim import DkimError, DkimSigner
@@ -36,6 +35,7 @@ from briefcast.delivery.pool import Pool
 from briefcast.delivery.prepared import PreparedEdition, dot_stuff
 from briefcast.delivery.smtp import RelayUnreachable, Result, SmtpFatal
 from briefcast.errors import BriefcastError
+from briefcast.render.email import EmailEdition
 from briefcast.store import Store
 
 SECRET_ENV = "BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET"

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from email.header import Header
 
-from briefcast.build.email import TO_PLACEHOLDER, TOKEN_PLACEHOLDER, EmailEdition
+from briefcast.render.email import TO_PLACEHOLDER, TOKEN_PLACEHOLDER, EmailEdition
 
 _TO = TO_PLACEHOLDER.encode()
 _TOKEN = TOKEN_PLACEHOLDER.encode()

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import IO, Any
 
-from briefcast.build.email import EmailEdition
 from briefcast.config import load_settings
 from briefcast.delivery import (
     DeliveryError,
@@ -37,6 +36,7 @@ from briefcast.delivery import (
 )
 from briefcast.delivery.prepared import PreparedEdition
 from briefcast.errors import ConfigError
+from briefcast.render.email import EmailEdition
 from briefcast.store import Store
 
 COMMAND = [sys.executable, "-m", "briefcast.delivery.worker"]

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from briefcast.brief import Brief
-from briefcast.build.blocks import render_blocks, render_footer
-from briefcast.build.feedgen_adapter import FeedDoc, FeedItem, render_atom, render_rss
 from briefcast.config import Settings
 from briefcast.i18n import t
+from briefcast.render.blocks import render_blocks, render_footer
+from briefcast.render.feedgen_adapter import FeedDoc, FeedItem, render_atom, render_rss
 
 JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
 

@@ -21,11 +21,11 @@ from babel.lists import format_list
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from briefcast.brief import Brief
-from briefcast.build.blocks import Run, group_blocks
-from briefcast.build.mjml import compile_mjml
 from briefcast.config import TEMPLATES_DIR, Settings, SiteSettings
 from briefcast.errors import BriefError
 from briefcast.i18n import language_name, long_date, t
+from briefcast.render.blocks import Run, group_blocks
+from briefcast.render.mjml import compile_mjml
 
 # Placeholders use only [A-Z_] so that no URL, header or quoted-printable encoding alters them.
 TO_PLACEHOLDER = "__BC_TO__"

@@ -26,7 +26,7 @@ URL_MAX_CHARS = 4096  # twitter-text's (and idna's) longest URL; a longer one is
 
 _TLDS = [
     line
-    for line in files("briefcast.build").joinpath("tlds.txt").read_text("utf-8").splitlines()
+    for line in files("briefcast.render").joinpath("tlds.txt").read_text("utf-8").splitlines()
     if line and not line.startswith("#")
 ]
 _TLD = "|".join(regex.escape(t) for t in sorted(_TLDS, key=len, reverse=True))

@@ -14,9 +14,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from briefcast.brief import Brief, Section
-from briefcast.build.blocks import render_blocks
 from briefcast.config import TEMPLATES_DIR, Settings
 from briefcast.i18n import language_name, long_date, t
+from briefcast.render.blocks import render_blocks
 
 WEB_TEMPLATES = TEMPLATES_DIR / "web"
 
