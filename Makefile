@@ -13,6 +13,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test

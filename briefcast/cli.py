@@ -6,7 +6,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -22,20 +22,24 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from briefcast import channel as registry
 from briefcast import delivery
+from briefcast.channel import ChannelError, sends
+from briefcast.cli_db import db_app
 from briefcast.cli_output import err as console
 from briefcast.cli_output import error, fail, first_line
 from briefcast.cli_output import out as out_console
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import load_settings
-from briefcast.delivery import DeliveryError, DeliverySummary, TestSend
+from briefcast.delivery import DeliverySummary, TestSend
 from briefcast.errors import BriefcastError, ConfigError
-from briefcast.pipeline import CHANNELS, check, parse_channels, read
+from briefcast.pipeline import check, read
 from briefcast.subscribers import SubscriberError, normalize_address
 from flows import prefect_defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
+app.add_typer(db_app, name="db", help="Show and upgrade the database schema.")
 
 
 @app.callback()
@@ -43,15 +47,36 @@ def main() -> None:
     """briefcast: one brief in; newsletter, feeds and social posts out."""
 
 
+@app.command("channels")
+def list_channels() -> None:
+    """List the installed channels (briefcast's own and plug-ins)."""
+    table = Table("channel", "title", "sends", "from")
+    for name, channel in registry.registry().items():
+        table.add_row(
+            name,
+            channel.title,
+            "yes" if sends(channel) else "preview only",
+            type(channel).__module__,
+        )
+    out_console.print(table)
+
+
 @app.command()
 def publish(
     paths: Annotated[list[Path], typer.Argument(help="Brief files (.txt, .md).")],
     out: Annotated[Path, typer.Option(help="Previews go to OUT/<brief-id>/.")] = Path("out"),
     channels: Annotated[
-        str, typer.Option(help="Comma-separated: " + ",".join(CHANNELS))
-    ] = ",".join(CHANNELS),
+        str | None,
+        typer.Option(
+            help="Comma-separated channel names (default: every installed channel; "
+            "`briefcast channels` lists them)."
+        ),
+    ] = None,
     send: Annotated[
-        bool, typer.Option("--send", help="Really send: mail the active subscribers.")
+        bool,
+        typer.Option(
+            "--send", help="Really send on every chosen channel that sends (email: the list)."
+        ),
     ] = False,
     resend_unknown: Annotated[
         bool,
@@ -75,8 +100,8 @@ def publish(
     """Read briefs, build every channel's output and write the previews; with --send, mail
     the newsletter to the subscribers."""
     try:
-        chosen = parse_channels(channels)
-    except ValueError as exc:
+        chosen = registry.parse(channels) if channels is not None else registry.names()
+    except ChannelError as exc:
         fail(f"--channels: {exc}")
     if resend_unknown and not send:
         fail("--resend-unknown only applies with --send")
@@ -87,11 +112,14 @@ def publish(
         settings = load_settings()
     except ConfigError as exc:
         fail(f"configuration: {exc}")
-    if send and "email" in chosen:
-        try:
-            delivery.check_ready(settings)
-        except DeliveryError as exc:
-            fail(f"--send: {exc}; nothing was sent.")
+    if send:  # every channel that will send is ready, or nothing is sent on any of them
+        for name in chosen:
+            channel: Any = registry.get(name)
+            if sends(channel):
+                try:
+                    channel.check_ready(settings)
+                except BriefcastError as exc:
+                    fail(f"--send: {exc}; nothing was sent.")
     # Read every brief and build every output before Prefect starts: bad input fails fast
     # (about a second, not after the local server's start) and changes nothing.
     briefs = read(paths, settings)

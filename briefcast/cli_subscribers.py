@@ -12,6 +12,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from briefcast import subscribers as subs
+from briefcast import subscribers_csv as subs_csv
 from briefcast.cli_output import err, fail
 from briefcast.config import Settings, load_settings
 from briefcast.errors import ConfigError
@@ -47,7 +48,7 @@ def import_(
     """Import subscribers from CSV; importing the same file again changes nothing."""
     settings, store = _open()
     try:
-        report = subs.import_csv(store, file, settings)
+        report = subs_csv.import_csv(store, file, settings)
     except subs.ImportFileError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
@@ -155,9 +156,9 @@ def export(
     _, store = _open()
     try:
         if file == "-":
-            count = subs.export_csv(store, sys.stdout)
+            count = subs_csv.export_csv(store, sys.stdout)
         else:
-            count = subs.export_csv(store, Path(file))
+            count = subs_csv.export_csv(store, Path(file))
     except OSError as exc:
         fail(f"{file}: cannot be written ({exc.strerror or exc})")
     except SQLAlchemyError as exc:

@@ -22,7 +22,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import localedata
 from email_validator import EmailNotValidError, validate_email
 from lingua import IsoCode639_1
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -33,17 +41,19 @@ from pydantic_settings import (
 )
 
 from briefcast.errors import ConfigError
+from briefcast.resources import default_config
 from briefcast.safe_io import UnsafeFile, read_regular
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "briefcast.toml"
+# The package's own config/briefcast.toml (see briefcast.resources); None: the defaults below.
+DEFAULT_CONFIG: Path | None = default_config()
 CONFIG_ENV = "BRIEFCAST_CONFIG"
 CONFIG_MAX_BYTES = 1_000_000  # a settings file is a few KB; more is a wrong file
 
 
-def config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+def config_path() -> Path | None:
+    """The settings file: the one BRIEFCAST_CONFIG names, else ours, if there is one."""
+    named = os.environ.get(CONFIG_ENV)
+    return Path(named) if named is not None else DEFAULT_CONFIG
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -123,6 +133,30 @@ def _unsubscribe_url(url: str) -> str:
     return url
 
 
+def _not_blank(value: Any) -> Any:
+    # Before pydantic makes it a Path: Path("") is ".", the folder briefcast runs in.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty; leave it out to use briefcast's own templates")
+    return value
+
+
+def _templates_dir(path: Path) -> Path:
+    # A typo here would publish with our templates, unnoticed: the folder must be there and
+    # hold at least one of ours (the rest still come from ours, file by file).
+    shown = _esc(str(path))
+    path = path.expanduser()
+    if not path.exists():
+        relative = "" if path.is_absolute() else f" (relative to {_esc(str(Path.cwd()))})"
+        raise ValueError(f'"{shown}" does not exist{relative}')
+    if not path.is_dir():
+        raise ValueError(f'"{shown}" is not a folder')
+    if not any((path / sub).is_dir() for sub in TEMPLATE_FOLDERS):
+        raise ValueError(
+            f'"{shown}" has none of the folders {", ".join(f"{s}/" for s in TEMPLATE_FOLDERS)}'
+        )
+    return path.resolve()
+
+
 def _address(address: str) -> str:
     try:
         validate_email(address, check_deliverability=False)
@@ -135,6 +169,8 @@ Languages = Annotated[list[str], AfterValidator(_languages)]
 Detectable = Annotated[list[str], AfterValidator(_detectable)]
 Address = Annotated[str, AfterValidator(_address)]
 DAY = 86_400.0
+# What a site's templates_dir may hold; the preview (templates/preview) is always ours.
+TEMPLATE_FOLDERS = ("email", "web", "i18n")
 
 
 class _Section(BaseModel):
@@ -149,6 +185,12 @@ class SiteSettings(_Section):
     timezone: Annotated[str, AfterValidator(_timezone)] = "Europe/Rome"
     publisher: str = "Europolitiche"
     author: str = "Europolitiche"
+    # The site's own templates, tried before ours file by file (email/edition.mjml,
+    # web/page.html.j2, ...), and its i18n/<lang>.toml words key by key over ours. A relative
+    # path is from the folder briefcast runs in; it is made absolute when read.
+    templates_dir: (
+        Annotated[Path, BeforeValidator(_not_blank), AfterValidator(_templates_dir)] | None
+    ) = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -285,8 +327,8 @@ class _TomlFile(InitSettingsSource):
     """The settings file, read as untrusted input: a regular file of bounded size, UTF-8
     TOML, known sections and keys only, no secrets."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
-        super().__init__(settings_cls, _read_config(path))
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls, _read_config(path) if path is not None else {})
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -439,7 +481,8 @@ def _describe(error: ErrorDetails) -> str:
     env = {name.lower(): name for name in os.environ}
     candidates = [f"briefcast_{section}__{loc[1]}".lower()] if len(loc) > 1 else []
     source = next(
-        (env[c] for c in [*candidates, f"briefcast_{section}"] if c in env), str(config_path())
+        (env[c] for c in [*candidates, f"briefcast_{section}"] if c in env),
+        str(config_path() or "settings"),
     )
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{source}: {where}: {message}"

@@ -6,7 +6,6 @@ SQLite by default; any SQLAlchemy URL (``postgresql+psycopg://…``) works the s
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -27,13 +26,17 @@ from sqlalchemy import (
     event,
     or_,
     select,
+    text,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 
 from briefcast.brief import Brief
+from briefcast.migrations import HEAD
 
+# The models the code reads and writes. The schema itself is made and changed only by the
+# migrations (briefcast/migrations/versions): a change here needs a new revision there, and
+# a test checks that the two agree.
 metadata = MetaData()
-CREATE_ATTEMPTS = 5
 
 briefs = Table(
     "briefs",
@@ -85,22 +88,44 @@ deliveries = Table(
     # ledger write changes it, and the index doubles what a commit costs while sending.
 )
 
+# The general send ledger (briefcast.sends): one row per part a channel sends to a remote
+# service (a social post, a page of the public site), so a part is sent once.
+# queued -> sending -> sent | failed | unknown
+sends = Table(
+    "sends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("brief_id", String(200), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("target", String(300), nullable=False),  # an account, a site; "" when only one
+    Column("part", String(200), nullable=False),  # e.g. "post-1", "page-en"; "" when one
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("remote_id", Text),  # the remote service's id for what it made (a post's id)
+    Column("last_reply", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("brief_id", "channel", "target", "part", name="uq_send_once"),
+)
+
 
 class Store:
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        # Several first runs at once on a new database: each saw no table, one created it
-        # first ("table … already exists"). Again, each finds what the others made.
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                metadata.create_all(self.engine)
-                break
-            except (OperationalError, ProgrammingError):
-                if attempt == CREATE_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        self.engine: Engine = make_engine(url)
+        # The schema upgrades itself on open: a database made by an older briefcast (or by
+        # briefcast 0.1's create_all, or a brand-new one) is migrated to HEAD by the first
+        # command that opens it, under a lock (SQLite's write lock, a PostgreSQL advisory
+        # lock), so several first starts at once are safe. A database already at HEAD, the
+        # usual case, costs one SELECT on a connection the pool keeps; `briefcast db
+        # upgrade` does the same by hand. A database from a newer briefcast is refused.
+        try:
+            if schema_revisions(self.engine) != [HEAD]:
+                from briefcast.migrate import upgrade  # Alembic's import only when behind
+
+                upgrade(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def __enter__(self) -> Store:
         return self
@@ -128,6 +153,7 @@ class Store:
                 )
                 first_seen = as_aware(row.first_seen_at) if row else assigned or now
                 dated = brief.dated(first_seen.astimezone(tz))
+                assert dated.date is not None  # dated() gives every brief a date
                 values = {
                     "digest": brief.digest,
                     "data": json.dumps(dated.to_dict(), ensure_ascii=False, sort_keys=True),
@@ -168,6 +194,25 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [Brief.from_dict(json.loads(data)) for (data,) in conn.execute(query)]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``, with SQLite's pragmas on every connection; no schema check."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def schema_revisions(engine: Engine) -> list[str] | None:
+    """The migration revisions the database is at (one, on a linear history), or None
+    when it has no ``alembic_version`` table (new, or made before migrations)."""
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:
+        # No such table (or no database at all: the upgrade that follows says so properly).
+        return None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -5,27 +5,66 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from briefcast import delivery
+from briefcast.brief import Brief
+from briefcast.channel import BuildContext, Outputs, Row
 from briefcast.config import Settings
-from briefcast.delivery import DeliverySummary, TestSend, send_test
+from briefcast.delivery import DeliverySummary, TestSend
 from briefcast.delivery.worker import deliver_in_worker
-from briefcast.pipeline import Edition
+from briefcast.render.email import GMAIL_CLIP_BYTES, EmailEdition, build_emails
+from briefcast.render.preview import fragment
 from briefcast.safe_io import write_inside
 
-
-def preview(edition: Edition, folder: Path) -> list[Path]:
-    paths = []
-    for mail in edition.emails:
-        for suffix, data in (("html", mail.html), ("txt", mail.text), ("eml", mail.eml)):
-            paths.append(write_inside(folder, f"email/{mail.edition}.{suffix}", data))
-    return paths
+Editions = list[EmailEdition]
 
 
-def send(edition: Edition, *, resend_unknown: bool = False) -> DeliverySummary:
-    """Mail the brief to every active subscriber who has not had it (see briefcast.delivery),
-    from a sending process of its own that reads the same settings."""
-    return deliver_in_worker(edition.brief.id, edition.emails, resend_unknown=resend_unknown)
+class EmailChannel:
+    name = "email"
+    title = "Email"
+    order = 10
+
+    def build(self, brief: Brief, ctx: BuildContext) -> Editions:
+        return build_emails(brief, ctx.settings)
+
+    def preview(self, built: Editions, folder: Path) -> list[Path]:
+        return [
+            write_inside(folder, f"email/{mail.edition}.{suffix}", data)
+            for mail in built
+            for suffix, data in (("html", mail.html), ("txt", mail.text), ("eml", mail.eml))
+        ]
+
+    def preview_html(self, built: Editions, brief: Brief, settings: Settings) -> str:
+        return fragment("email.html.j2", emails=built)
+
+    def preview_rows(self, built: Editions) -> list[Row]:
+        return [
+            {
+                "target": f"edition {mail.edition}",
+                "text": mail.subject,
+                "length": len(mail.html.encode("utf-8")),
+                "limit": GMAIL_CLIP_BYTES,
+            }
+            for mail in built
+        ]
+
+    def check_ready(self, settings: Settings) -> None:
+        delivery.check_ready(settings)
+
+    def send(
+        self, outputs: Outputs, settings: Settings, *, resend_unknown: bool
+    ) -> DeliverySummary:
+        """Mail the brief to every active subscriber who has not had it (the ``deliveries``
+        ledger, see briefcast.delivery), from a sending process of its own that reads the
+        same settings."""
+        return deliver_in_worker(
+            outputs.brief.id, outputs.of(self.name), resend_unknown=resend_unknown
+        )
+
+    def send_test(
+        self, outputs: Outputs, settings: Settings, addresses: Sequence[str]
+    ) -> list[TestSend]:
+        """Every edition to each address, subject marked [TEST]; no ledger, no subscribers."""
+        return delivery.send_test(outputs.of(self.name), settings, addresses)
 
 
-def send_tests(edition: Edition, settings: Settings, addresses: Sequence[str]) -> list[TestSend]:
-    """Every edition to each address, subject marked [TEST]; no ledger, no subscribers."""
-    return send_test(edition.emails, settings, addresses)
+channel = EmailChannel()

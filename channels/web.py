@@ -4,9 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from briefcast.pipeline import Edition
+from briefcast.brief import Brief
+from briefcast.channel import BuildContext, Row
+from briefcast.config import Settings
+from briefcast.render.preview import fragment
+from briefcast.render.web import build_pages
 from briefcast.safe_io import write_inside
 
+Pages = dict[str, str]  # language -> page
 
-def preview(edition: Edition, folder: Path) -> list[Path]:
-    return [write_inside(folder, f"web/{lang}.html", html) for lang, html in edition.pages.items()]
+
+class WebChannel:
+    name = "web"
+    title = "Web pages"
+    order = 40
+
+    def build(self, brief: Brief, ctx: BuildContext) -> Pages:
+        return build_pages(brief, ctx.settings)
+
+    def preview(self, built: Pages, folder: Path) -> list[Path]:
+        return [write_inside(folder, f"web/{lang}.html", html) for lang, html in built.items()]
+
+    def preview_html(self, built: Pages, brief: Brief, settings: Settings) -> str:
+        return fragment("web.html.j2", pages=built, brief=brief, site=settings.site)
+
+    def preview_rows(self, built: Pages) -> list[Row]:
+        return [
+            {"target": lang, "text": f"web/{lang}.html", "length": len(html), "limit": 0}
+            for lang, html in built.items()
+        ]
+
+
+channel = WebChannel()

@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: a real PostgreSQL server for the store's second dialect."""
+"""Fixtures shared by the test modules: a real PostgreSQL server for the store's second dialect,
+a Store on each dialect, and the seed brief's email editions (the delivery tests)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ import itertools
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from delivery_helpers import SEED, make_settings
 from pg_server import SUPERUSER, Server, find_bindir, postgres_server
 from smtp_servers import HOST
+
+from briefcast import pipeline
+from briefcast.render.email import EmailEdition, build_emails
+from briefcast.store import Store
 
 REQUIRE_POSTGRES = "BRIEFCAST_REQUIRE_POSTGRES"
 _databases = itertools.count(1)
@@ -50,3 +58,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'briefcast.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="module")
+def brief_and_mails() -> tuple[str, list[EmailEdition]]:
+    """Seed 001's id and email editions, dated 7 January 2026 in Rome."""
+    settings = make_settings()
+    (brief,) = pipeline.read([SEED], settings)
+    dated = brief.dated(datetime(2026, 1, 7, 18, 23, tzinfo=ZoneInfo("Europe/Rome")))
+    return dated.id, build_emails(dated, settings)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A Store on a fresh database, on each dialect."""
+    with Store(database_url) as store:
+        yield store

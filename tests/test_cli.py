@@ -82,7 +82,7 @@ def test_publish_all_seeds_through_prefect(tmp_path: Path, monkeypatch) -> None:
 
 def test_channels_option_limits_the_previews(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BRIEFCAST_DATABASE__URL", f"sqlite:///{tmp_path / 'b.db'}")
-    (folder,) = run_publish(SEEDS[:1], Settings(), channels=["social"], out=tmp_path / "o")
+    (folder,) = run_publish(SEEDS[:1], Settings(), names=["social"], out=tmp_path / "o")
     assert sorted(p.name for p in folder.iterdir()) == ["index.html", "social"]
 
 

@@ -123,13 +123,13 @@ def test_out_naming_a_file(tmp_path: Path) -> None:
 def test_swap_removes_only_the_briefs_own_old_folder(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BRIEFCAST_DATABASE__URL", f"sqlite:///{tmp_path / 'b.db'}")
     out = tmp_path / "out"
-    (folder,) = run_publish(SEEDS[:1], Settings(), channels=["web"], out=out)
+    (folder,) = run_publish(SEEDS[:1], Settings(), names=["web"], out=out)
     # What the swap once named its temporary folder, and a neighbour: neither is ours.
     planted = [out / f".old-{folder.name}-{os.getpid()}", out / f"{folder.name}-2", out / ".old-"]
     for p in planted:
         p.mkdir()
         (p / "keep.txt").write_text("not briefcast's", "utf-8")
-    run_publish(SEEDS[:1], Settings(), channels=["web"], out=out)
+    run_publish(SEEDS[:1], Settings(), names=["web"], out=out)
     for p in planted:
         assert (p / "keep.txt").read_text("utf-8") == "not briefcast's"
     assert sorted(p.name for p in folder.iterdir()) == ["index.html", "web"]

@@ -20,9 +20,9 @@ from briefcast.brief import ID_PATTERN, Brief
 from briefcast.config import Settings
 from briefcast.errors import BriefError
 from briefcast.pipeline import build, provisional
+from briefcast.previews import write_previews
 from briefcast.readers import read_brief
 from briefcast.readers.front_matter import FrontMatter
-from channels import write_previews
 
 BOUNDED = settings(
     # More for a deeper search: BRIEFCAST_PROPERTY_EXAMPLES=500 pytest tests/test_properties.py
@@ -90,7 +90,7 @@ def outcome(data: bytes, suffix: str) -> Brief | None:
         path.write_bytes(data)
         try:
             brief = read_brief(path, SETTINGS)
-            editions = build(provisional([brief], SETTINGS), SETTINGS, CHANNELS, feeds=[])
+            editions = build(provisional([brief], SETTINGS), SETTINGS, CHANNELS)
         except BriefError as exc:
             assert "\n" not in str(exc) and "\r" not in str(exc), str(exc)
             event(f"refused: {exc.reason.split(chr(39))[0][:30]}")

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from smtp_servers import Faults, Recorder, smtp_server
-from test_delivery import (
+from delivery_helpers import (
     SECRET,
     SEED,
     active_emails,
@@ -21,6 +20,7 @@ from test_delivery import (
     ledger_rows,
     make_settings,
 )
+from smtp_servers import Faults, Recorder, smtp_server
 
 from briefcast import pipeline
 from briefcast.delivery import deliver

@@ -82,7 +82,8 @@ def test_pipeline_archives_then_builds_feeds_from_the_store(database_url: str) -
     )
     first = pipeline.archive([make("x", None, ("en", "it"))], settings, dry_run=False)
     dated = pipeline.archive([make("y", datetime(2020, 1, 1, tzinfo=UTC))], settings, dry_run=True)
-    en, it = pipeline.build_all_feeds(dated, settings)
+    outputs = pipeline.build(dated, settings, ["feed"], pipeline.published(dated, settings))
+    en, it = outputs[0].of("feed")
     assert feed_urls(en) == [settings.site.brief_url(i, "en") for i in ("x", "y")]
     assert feed_urls(it) == [settings.site.brief_url("x", "it")]  # this run's draft: en only
     assert pipeline.archive([make("x", None)], settings, dry_run=True)[0].date == first[0].date

@@ -19,6 +19,7 @@ from sqlalchemy import delete, event, func, insert, select
 from typer.testing import CliRunner
 
 from briefcast import subscribers as subs
+from briefcast import subscribers_csv as subs_csv
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import Settings, SiteSettings
 from briefcast.errors import UserError
@@ -55,7 +56,7 @@ solo@example.org
 
 
 def test_import_keeps_good_rows_and_reports_rejects_by_line(store: Store, tmp_path: Path) -> None:
-    report = subs.import_csv(store, write(tmp_path / "s.csv", MIXED), SETTINGS)
+    report = subs_csv.import_csv(store, write(tmp_path / "s.csv", MIXED), SETTINGS)
 
     assert (report.created, report.updated, report.unchanged) == (3, 0, 0)
     rejected = {r.line: r.reason for r in report.rejected}
@@ -75,20 +76,20 @@ def test_import_keeps_good_rows_and_reports_rejects_by_line(store: Store, tmp_pa
 
 def test_importing_twice_changes_nothing(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path / "s.csv", MIXED)
-    subs.import_csv(store, path, SETTINGS)
+    subs_csv.import_csv(store, path, SETTINGS)
     before = subs.list_subscribers(store)
 
-    again = subs.import_csv(store, path, SETTINGS)
+    again = subs_csv.import_csv(store, path, SETTINGS)
 
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
     assert subs.list_subscribers(store) == before
 
 
 def test_import_updates_changed_rows(store: Store, tmp_path: Path) -> None:
-    subs.import_csv(
+    subs_csv.import_csv(
         store, write(tmp_path / "a.csv", "email,language\na@example.org,en\n"), SETTINGS
     )
-    report = subs.import_csv(
+    report = subs_csv.import_csv(
         store, write(tmp_path / "b.csv", "email,language,name\nA@example.org,it,Ada\n"), SETTINGS
     )
     assert (report.created, report.updated) == (0, 1)
@@ -97,23 +98,23 @@ def test_import_updates_changed_rows(store: Store, tmp_path: Path) -> None:
 
 
 def test_bom_semicolons_and_windows_1252(store: Store, tmp_path: Path) -> None:
-    subs.import_csv(
+    subs_csv.import_csv(
         store, write(tmp_path / "bom.csv", "\ufeffEmail,Language\r\na@example.org,en\r\n"), SETTINGS
     )
     excel_it = write(
         tmp_path / "it.csv", "email;language;name\nb@example.org;it;Niccolò\n", "cp1252"
     )
-    report = subs.import_csv(store, excel_it, SETTINGS)
+    report = subs_csv.import_csv(store, excel_it, SETTINGS)
     assert report.created == 1 and not report.rejected
     assert by_email(store)["b@example.org"].name == "Niccolò"
     unicode_text = write(tmp_path / "u.txt", "email\tlanguage\nc@example.org\tboth\n", "utf-16")
-    assert subs.import_csv(store, unicode_text, SETTINGS).created == 1
+    assert subs_csv.import_csv(store, unicode_text, SETTINGS).created == 1
     assert set(by_email(store)) == {"a@example.org", "b@example.org", "c@example.org"}
 
 
 def test_a_control_character_in_a_name_rejects_only_its_row(store: Store, tmp_path: Path) -> None:
     text = "email\tlanguage\tname\na@example.org\ten\tNul\x00Name\nb@example.org\ten\tOk\n"
-    report = subs.import_csv(store, write(tmp_path / "u.txt", text, "utf-16"), SETTINGS)
+    report = subs_csv.import_csv(store, write(tmp_path / "u.txt", text, "utf-16"), SETTINGS)
     assert report.created == 1
     assert [(r.line, r.reason) for r in report.rejected] == [
         (2, "name contains control characters")
@@ -149,7 +150,7 @@ def test_removed_subscriber_is_never_walked_nor_reactivated(store: Store, tmp_pa
     again = subs.add(store, "gone@example.org", "it", settings=SETTINGS)
     assert (again.id, again.status, again.not_reactivated) == (gone.id, "unsubscribed", True)
     path = write(tmp_path / "old.csv", "email,language,status\ngone@example.org,it,active\n")
-    assert subs.import_csv(store, path, SETTINGS).not_reactivated == 1
+    assert subs_csv.import_csv(store, path, SETTINGS).not_reactivated == 1
     assert [s.id for s in subs.iter_active(store)] == [kept.id]
     assert not subs.remove(store, "nobody@example.org")
 
@@ -229,22 +230,22 @@ def test_hard_bounces_mark_bounced_at_threshold(store: Store) -> None:
 
 
 def test_export_then_import_round_trips(store: Store, tmp_path: Path) -> None:
-    subs.import_csv(store, write(tmp_path / "s.csv", MIXED), SETTINGS)
+    subs_csv.import_csv(store, write(tmp_path / "s.csv", MIXED), SETTINGS)
     subs.add(store, "pending@example.org", "en", name='Quote "Comma, Name"', status="pending",
              settings=SETTINGS)  # fmt: skip
     subs.remove(store, "luca@example.org")
     exported = tmp_path / "export.csv"
-    assert subs.export_csv(store, exported) == 4
+    assert subs_csv.export_csv(store, exported) == 4
 
     other = Store(f"sqlite:///{tmp_path}/other.db")
-    report = subs.import_csv(other, exported, SETTINGS)
+    report = subs_csv.import_csv(other, exported, SETTINGS)
 
     assert report.created == 4 and not report.rejected
     fields = lambda s: (s.email, s.language, s.name, s.status)  # noqa: E731
     assert [fields(s) for s in subs.list_subscribers(other)] == [
         fields(s) for s in subs.list_subscribers(store)
     ]
-    assert subs.import_csv(store, exported, SETTINGS).unchanged == 4
+    assert subs_csv.import_csv(store, exported, SETTINGS).unchanged == 4
 
 
 @pytest.mark.parametrize(
@@ -263,7 +264,7 @@ def test_bad_file_raises_one_clear_error(
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
     with pytest.raises(subs.ImportFileError, match=message) as info:
-        subs.import_csv(store, path, SETTINGS)
+        subs_csv.import_csv(store, path, SETTINGS)
     assert "\n" not in str(info.value)
     assert isinstance(info.value, UserError) and info.value.exit_code == 2
     assert subs.list_subscribers(store) == []
@@ -274,10 +275,10 @@ def test_bad_file_raises_one_clear_error(
     ["=1+1", "+1 555", "-2", "@SUM(A1)", "\tx", "\rx", "'=x", "''-x", "'", "'a", "a=b", "", "Ada"],
 )
 def test_neutralized_cells_read_back_exactly(value: str) -> None:
-    cell = subs._neutralize(value)
-    assert not cell.startswith(subs.FORMULA_START)
-    assert subs._unneutralize(cell) == value
-    assert (cell == value) == (not value.lstrip("'").startswith(subs.FORMULA_START))
+    cell = subs_csv._neutralize(value)
+    assert not cell.startswith(subs_csv.FORMULA_START)
+    assert subs_csv._unneutralize(cell) == value
+    assert (cell == value) == (not value.lstrip("'").startswith(subs_csv.FORMULA_START))
 
 
 def test_import_redoes_a_batch_another_import_got_into_first(
@@ -311,7 +312,7 @@ def test_import_redoes_a_batch_another_import_got_into_first(
                 )
 
     event.listen(store.engine, "before_cursor_execute", other_import_first)
-    report = subs.import_csv(store, path, SETTINGS)
+    report = subs_csv.import_csv(store, path, SETTINGS)
 
     assert len(inserts) == 2  # the first was refused on b; the batch was done again
     assert (report.created, report.updated, report.unchanged) == (2, 1, 0)

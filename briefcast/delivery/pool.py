@@ -25,9 +25,9 @@ import selectors
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from briefcast.config import SmtpSettings
+from briefcast.config import Settings, SmtpSettings
 from briefcast.delivery.pacing import HourlyCap, RateLimiter
 from briefcast.delivery.smtp import Connection, RelayUnreachable, Result, SmtpFatal
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAYS = (0.1, 0.5, 2.0)
 IN_FLIGHT = ("envelope", "ready", "body", "cleanup")
 J = TypeVar("J")
+J_contra = TypeVar("J_contra", contravariant=True)
 
 
 class Ticket(Protocol):
@@ -44,18 +45,18 @@ class Ticket(Protocol):
     def committed(self) -> bool: ...
 
 
-class Handler(Protocol[J]):
+class Handler(Protocol[J_contra]):
     """What the loop needs from its user: a job's bytes, and a durable record of it."""
 
-    def message(self, job: J) -> tuple[str, bytes]:
+    def message(self, job: J_contra) -> tuple[str, bytes]:
         """The recipient and the DATA payload; ValueError if it cannot be sent at all."""
         ...
 
-    def claim(self, job: J) -> Ticket:
+    def claim(self, job: J_contra) -> Ticket:
         """The job is about to go: queue its claim (its body waits until it is committed)."""
         ...
 
-    def settle(self, job: J, result: Result) -> None:
+    def settle(self, job: J_contra, result: Result) -> None:
         """Queue the job's outcome."""
         ...
 
@@ -126,6 +127,23 @@ class Pool(Generic[J]):
         self._stopping = False
         self._fatal: str | None = None
         self._unreachable: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, size: int, cap: HourlyCap | None = None
+    ) -> Pool[Any]:
+        """``size`` connections to the configured relay, paced at ``delivery.rate_per_second``."""
+        d, smtp = settings.delivery, settings.smtp
+        password = smtp.password.get_secret_value() if smtp.password else None
+        return cls(
+            smtp,
+            sender=settings.email.from_address,
+            size=size,
+            timeout=d.timeout_seconds,
+            password=password,
+            limiter=RateLimiter(d.rate_per_second),
+            cap=cap,
+        )
 
     def close(self) -> None:
         for conn in self.connections:

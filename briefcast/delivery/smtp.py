@@ -128,6 +128,7 @@ class Connection:
             smtp.close()
             raise
         sock = smtp.sock
+        assert sock is not None  # connected: smtplib set it
         # Commands are small writes followed by a read: don't let Nagle hold them back.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)

@@ -26,15 +26,10 @@ from dataclasses import asdict
 from typing import IO, Any
 
 from briefcast.config import load_settings
-from briefcast.delivery import (
-    DeliveryError,
-    DeliverySummary,
-    Reporter,
-    TestSend,
-    current_reporter,
-    deliver,
-)
+from briefcast.delivery.preflight import DeliveryError
 from briefcast.delivery.prepared import PreparedEdition
+from briefcast.delivery.run import deliver
+from briefcast.delivery.summary import DeliverySummary, Reporter, TestSend, current_reporter
 from briefcast.errors import ConfigError
 from briefcast.render.email import EmailEdition
 from briefcast.store import Store

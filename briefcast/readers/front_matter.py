@@ -9,7 +9,7 @@ the schema checks them and can name the key).
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -169,8 +169,14 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
 # An explicit "!!timestamp" stays text too: the schema parses it.
-_Loader.add_constructor(_TIMESTAMP, yaml.SafeLoader.construct_yaml_str)
+def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(cast(yaml.ScalarNode, node)))
+
+
+_Loader.add_constructor(_TIMESTAMP, _timestamp_as_text)
 
 
 def _load_yaml(text: str) -> Any:

@@ -12,20 +12,21 @@ import re
 import textwrap
 from dataclasses import dataclass
 from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from functools import cache
+from pathlib import Path
 
 from babel.lists import format_list
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, select_autoescape
 
 from briefcast.brief import Brief
-from briefcast.config import TEMPLATES_DIR, Settings, SiteSettings
+from briefcast.config import Settings, SiteSettings
 from briefcast.errors import BriefError
 from briefcast.i18n import language_name, long_date, t
 from briefcast.render.blocks import Run, group_blocks
 from briefcast.render.mjml import compile_mjml
+from briefcast.render.templating import environment
 
 # Placeholders use only [A-Z_] so that no URL, header or quoted-printable encoding alters them.
 TO_PLACEHOLDER = "__BC_TO__"
@@ -121,14 +122,14 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
         "preheader": preheader,
         "site_name": site.name,
         "chrome": [_chrome(brief, site, lang, shown[0]) for lang in wanted],
-        "notices": [_missing_notice(lang, shown) for lang in missing],
-        "jumps": _jumps(parts),
+        "notices": [_missing_notice(lang, shown, site.templates_dir) for lang in missing],
+        "jumps": _jumps(parts, site.templates_dir),
         "parts": parts,
         "show_labels": edition == BOTH,
         "footer": brief.footer,
         "unsubscribe_url": unsubscribe_url,
     }
-    html = compile_mjml(_env().get_template("edition.mjml").render(context))
+    html = compile_mjml(_env(site.templates_dir).get_template("edition.mjml").render(context))
     size = len(html.encode("utf-8"))
     if size >= GMAIL_CLIP_BYTES:
         # Gmail would cut the message short, unsubscribe link included.
@@ -138,7 +139,7 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
             f"{GMAIL_CLIP_BYTES:,} (it would be clipped, unsubscribe link included); "
             "shorten the brief",
         )
-    text = _tidy(_env().get_template("edition.txt").render(context))
+    text = _tidy(_env(site.templates_dir).get_template("edition.txt").render(context))
     eml = _message(brief, settings, edition, subject, shown, html, text, unsubscribe_url)
     return EmailEdition(edition, subject, preheader, html, text, eml)
 
@@ -165,11 +166,14 @@ def _part(brief: Brief, lang: str, date_lang: str) -> _Part:
     )
 
 
-def _jumps(parts: list[_Part]) -> list[_Jump]:
+def _jumps(parts: list[_Part], templates_dir: Path | None) -> list[_Jump]:
     """Links to each language's text, each written in its own language; pointless for one."""
     if len(parts) < 2:
         return []
-    return [_Jump(p.lang, t(p.lang, "jump_to", language=p.label), p.anchor) for p in parts]
+    return [
+        _Jump(p.lang, t(p.lang, "jump_to", templates_dir=templates_dir, language=p.label), p.anchor)
+        for p in parts
+    ]
 
 
 def _chrome(brief: Brief, site: SiteSettings, lang: str, fallback: str) -> _Chrome:
@@ -177,18 +181,20 @@ def _chrome(brief: Brief, site: SiteSettings, lang: str, fallback: str) -> _Chro
     return _Chrome(
         lang=lang,
         web_url=site.brief_url(brief.id, page_lang),
-        view_in_browser=t(lang, "read_in_browser"),
-        read_on_web=t(lang, "read_on_web"),
-        unsubscribe=t(lang, "unsubscribe"),
-        note=t(lang, "unsubscribe_note", site=site.name),
+        view_in_browser=t(lang, "read_in_browser", templates_dir=site.templates_dir),
+        read_on_web=t(lang, "read_on_web", templates_dir=site.templates_dir),
+        unsubscribe=t(lang, "unsubscribe", templates_dir=site.templates_dir),
+        note=t(lang, "unsubscribe_note", templates_dir=site.templates_dir, site=site.name),
     )
 
 
-def _missing_notice(lang: str, shown: list[str]) -> _Note:
+def _missing_notice(lang: str, shown: list[str], templates_dir: Path | None) -> _Note:
     available = format_list([language_name(s, lang) for s in shown], locale=lang)
-    return _Note(
-        lang, t(lang, "missing_language", missing=language_name(lang, lang), available=available)
+    missing = language_name(lang, lang)
+    words = t(
+        lang, "missing_language", templates_dir=templates_dir, missing=missing, available=available
     )
+    return _Note(lang, words)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -226,22 +232,19 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
-@cache
-def _env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR / "email"),
-        # A brief's text is never markup: everything is escaped except in the plain-text part.
-        autoescape=select_autoescape(
-            enabled_extensions=("mjml", "html"), disabled_extensions=("txt",), default=True
-        ),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+# A brief's text is never markup: everything is escaped except in the plain-text part.
+_AUTOESCAPE = select_autoescape(
+    enabled_extensions=("mjml", "html"), disabled_extensions=("txt",), default=True
+)
+
+
+def _env(templates_dir: Path | None) -> Environment:
+    return environment(
+        "email",
+        templates_dir,
+        autoescape=_AUTOESCAPE,
+        filters={"wrap": _wrap, "underline": _underline},
     )
-    env.filters["wrap"] = _wrap
-    env.filters["underline"] = _underline
-    return env
 
 
 # --- the message ------------------------------------------------------------------------------
@@ -295,8 +298,9 @@ def _list_unsubscribe(url: str, mailto: str) -> str:
     return ", ".join(targets)
 
 
-def _text_part(body: str, subtype: str) -> MIMEPart:
-    part = MIMEPart(policy=SMTP)
+def _text_part(body: str, subtype: str) -> EmailMessage:
+    # An EmailMessage, not a bare MIMEPart: that is what attach() is typed to take.
+    part = EmailMessage(policy=SMTP)
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
     part["Content-Transfer-Encoding"] = "quoted-printable"
     part.set_payload(quoted_printable(body))

@@ -71,8 +71,8 @@ def feed_doc(briefs: Sequence[Brief], settings: Settings, lang: str) -> FeedDoc:
     )
     return FeedDoc(
         lang=lang,
-        title=_xml_safe(t(lang, "feed_title", site=site.name)),
-        subtitle=_xml_safe(t(lang, "feed_subtitle")),
+        title=_xml_safe(t(lang, "feed_title", templates_dir=site.templates_dir, site=site.name)),
+        subtitle=_xml_safe(t(lang, "feed_subtitle", templates_dir=site.templates_dir)),
         home_url=site.base_url.rstrip("/") + "/",
         author=_xml_safe(site.author),
         updated=max((i.updated for i in items), default=EMPTY_FEED_DATE),

@@ -4,105 +4,73 @@ previews as Prefect artifacts (markdown and a table)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
 
-from briefcast.config import TEMPLATES_DIR, Settings
+from briefcast.config import Settings
 from briefcast.i18n import long_datetime
+from briefcast.render.templating import environment
 
 if TYPE_CHECKING:
-    from briefcast.pipeline import Edition
+    from briefcast.channel import Channel, Outputs, Row
 
 
-@cache
+_AUTOESCAPE = select_autoescape(["html", "j2"])
+
+
 def _env() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR / "preview"),
-        autoescape=select_autoescape(["html", "j2"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    # Always ours: the preview is the editor's page, not the site's.
+    return environment("preview", autoescape=_AUTOESCAPE)
 
 
-def build_index(edition: Edition, channels: Sequence[str], settings: Settings) -> str:
-    brief = edition.brief
+def fragment(template: str, **context: Any) -> Markup:
+    """A channel's part of the preview page, from ``templates/preview/<template>``."""
+    return Markup(_env().get_template(template).render(**context))
+
+
+def build_index(outputs: Outputs, channels: Sequence[Channel], settings: Settings) -> str:
+    """The editor's page: the brief, then each channel's part, in the channels' order."""
+    brief = outputs.brief
+    sections = [
+        (ch.name, ch.title, Markup(ch.preview_html(outputs.of(ch.name), brief, settings)))
+        for ch in channels
+    ]
     return (
         _env()
         .get_template("index.html.j2")
         .render(
             brief=brief,
             date=long_datetime(brief.date, "en") if brief.date else "undated",
-            channels=list(channels),
-            emails=edition.emails,
-            feeds=edition.feeds,
-            social=edition.social,
-            pages=edition.pages,
-            site=settings.site,
+            sections=sections,
         )
     )
 
 
-def preview_rows(edition: Edition) -> list[dict[str, str | int]]:
-    """One row per thing that would be sent: for the Prefect table artifact."""
-    rows: list[dict[str, str | int]] = []
-    for mail in edition.emails:
-        rows.append(
-            {
-                "channel": "email",
-                "target": f"edition {mail.edition}",
-                "text": mail.subject,
-                "length": len(mail.html.encode("utf-8")),
-                "limit": 102 * 1024,
-            }
-        )
-    for post in edition.social:
-        for i, (text, length) in enumerate(zip(post.posts, post.lengths, strict=True), 1):
-            rows.append(
-                {
-                    "channel": post.network,
-                    "target": f"{post.lang} post {i}/{len(post.posts)}",
-                    "text": text,
-                    "length": length,
-                    "limit": post.limit,
-                }
-            )
-    for feeds in edition.feeds:
-        rows.append(
-            {
-                "channel": "feed",
-                "target": feeds.lang,
-                "text": "rss.xml, atom.xml, feed.json",
-                "length": len(feeds.atom),
-                "limit": 0,
-            }
-        )
-    return rows
+def preview_rows(outputs: Outputs, channels: Sequence[Channel]) -> list[Row]:
+    """One row per thing that would be sent, every channel: for the Prefect table artifact."""
+    return [
+        {"channel": ch.name, **row}
+        for ch in channels
+        for row in ch.preview_rows(outputs.of(ch.name))
+    ]
 
 
-def preview_markdown(edition: Edition) -> str:
-    brief = edition.brief
+def preview_markdown(outputs: Outputs, channels: Sequence[Channel]) -> str:
+    """The same rows as Markdown, one heading per channel: for the Prefect markdown artifact."""
+    brief = outputs.brief
     lines = [
         f"# {brief.title}",
         "",
         f"`{brief.id}` · languages: {', '.join(brief.languages)} · "
         f"tags: {', '.join(brief.tags) or '—'}",
-        "",
     ]
-    if edition.emails:
-        lines += ["## Email", ""]
-        lines += [f"- **{m.edition}**: {m.subject} — _{m.preheader}_" for m in edition.emails]
-        lines.append("")
-    if edition.social:
-        lines += ["## Social", ""]
-        for post in edition.social:
-            for text, length in zip(post.posts, post.lengths, strict=True):
-                quoted = "\n> ".join(text.splitlines())
-                lines += [
-                    f"**{post.network} · {post.lang}** ({length}/{post.limit})",
-                    "",
-                    f"> {quoted}",
-                    "",
-                ]
-    return "\n".join(lines)
+    for ch in channels:
+        lines += ["", f"## {ch.title}", ""]
+        for row in ch.preview_rows(outputs.of(ch.name)):
+            limit = f"/{row['limit']}" if row.get("limit") else ""
+            quoted = "\n  > ".join(str(row.get("text", "")).splitlines())
+            lines.append(f"- **{row.get('target', '')}** ({row.get('length', '')}{limit})")
+            lines.append(f"  > {quoted}")
+    return "\n".join(lines) + "\n"

@@ -371,10 +371,10 @@ def _shortened(
         return post if length(post) <= limit else None
 
     words = [m.start() for m in regex.finditer(r"\s+", head)]
-    if post := _last_fitting(words, fitting):
-        return post
-    if post := _last_fitting([m.start() for m in _GRAPHEME.finditer(head)], fitting):
-        return post
+    if found := _last_fitting(words, fitting):
+        return found
+    if found := _last_fitting([m.start() for m in _GRAPHEME.finditer(head)], fitting):
+        return found
     raise ValueError(f"even {render('…')!r} does not fit in {limit}")
 
 

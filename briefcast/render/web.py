@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment
 from markupsafe import Markup
 
 from briefcast.brief import Brief, Section
-from briefcast.config import TEMPLATES_DIR, Settings
+from briefcast.config import Settings
 from briefcast.i18n import language_name, long_date, t
 from briefcast.render.blocks import render_blocks
-
-WEB_TEMPLATES = TEMPLATES_DIR / "web"
+from briefcast.render.templating import environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +29,9 @@ class Link:
     type: str = ""
 
 
-@cache
-def _env() -> Environment:
+def _env(templates_dir: Path | None) -> Environment:
     # autoescape=True, not select_autoescape: the file ends in .j2, not .html.
-    return Environment(
-        loader=FileSystemLoader(WEB_TEMPLATES),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    return environment("web", templates_dir, autoescape=True)
 
 
 def build_pages(brief: Brief, settings: Settings) -> dict[str, str]:
@@ -50,9 +42,10 @@ def build_pages(brief: Brief, settings: Settings) -> dict[str, str]:
 def build_page(brief: Brief, settings: Settings, lang: str) -> str:
     """The brief's page in ``lang``; without text in ``lang``, it says so and shows what exists."""
     site = settings.site
+    words_from = site.templates_dir
     section = _shown_section(brief, lang, site.languages)
     text_lang = section.lang if section else lang
-    note = _missing_note(lang, section)
+    note = _missing_note(lang, section, words_from)
     own_url = site.brief_url(brief.id, lang)
     # A page standing in for a missing translation points search engines at the real one.
     canonical = site.brief_url(brief.id, text_lang) if text_lang in site.languages else own_url
@@ -61,7 +54,7 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
     versions = [
         Link(
             site.brief_url(brief.id, code),
-            t(lang, "jump_to", language=language_name(code, lang)),
+            t(lang, "jump_to", templates_dir=words_from, language=language_name(code, lang)),
             lang=code,
         )
         for code in written
@@ -73,7 +66,7 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         Link(site.feed_url(lang, "rss"), "RSS", type="application/rss+xml"),
         Link(site.feed_url(lang, "json"), "JSON Feed", type="application/feed+json"),
     ]
-    template = _env().get_template("page.html.j2")
+    template = _env(site.templates_dir).get_template("page.html.j2")
     return template.render(
         lang=lang,
         dir=_direction(lang),
@@ -93,9 +86,10 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         versions=versions,
         alternates=alternates,
         feeds=feeds,
-        feed_title=t(lang, "feed_title", site=site.name),
+        feed_title=t(lang, "feed_title", templates_dir=words_from, site=site.name),
         words={
-            key: t(lang, key) for key in ("published", "tags", "other_languages", "follow_feeds")
+            key: t(lang, key, templates_dir=words_from)
+            for key in ("published", "tags", "other_languages", "follow_feeds")
         },
     )
 
@@ -109,14 +103,15 @@ def _shown_section(brief: Brief, lang: str, site_languages: list[str]) -> Sectio
     return brief.sections[0] if brief.sections else None
 
 
-def _missing_note(lang: str, shown: Section | None) -> str:
+def _missing_note(lang: str, shown: Section | None, templates_dir: Path | None) -> str:
     if shown is None:
-        return t(lang, "no_text")
+        return t(lang, "no_text", templates_dir=templates_dir)
     if shown.lang == lang:
         return ""
     return t(
         lang,
         "missing_language",
+        templates_dir=templates_dir,
         missing=language_name(lang, lang),
         available=language_name(shown.lang, lang),
     )

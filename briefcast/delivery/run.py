@@ -1,0 +1,233 @@
+"""The live send of a brief's email editions to the active subscribers.
+
+``deliver`` is the whole send, as a plain function (the Prefect flow's task and the tests
+call it the same way):
+
+1. rows left ``sending`` by a run that died become ``unknown``;
+2. every active subscriber gets a ledger row (read in keyset batches; existing rows kept);
+3. the due rows (queued, deferred and due; unknown too with ``resend_unknown``) go out
+   through the connection pool, each claimed and settled in the ledger by the group writer;
+4. deferred messages due within ``retry_window_seconds`` are retried before the run ends;
+5. a :class:`~briefcast.delivery.summary.DeliverySummary` says what happened.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from briefcast import subscribers as subscriber_store
+from briefcast.config import Settings
+from briefcast.delivery import ledger, lock, tokens
+from briefcast.delivery.dkim import DkimError, DkimSigner
+from briefcast.delivery.ledger import Claim, Job, LedgerWriter, Outcome, Ticket
+from briefcast.delivery.messages import Messages
+from briefcast.delivery.pacing import HourlyCap
+from briefcast.delivery.pool import Pool
+from briefcast.delivery.preflight import DeliveryError, unsubscribe_secret
+from briefcast.delivery.prepared import PreparedEdition
+from briefcast.delivery.smtp import RelayUnreachable, Result, SmtpFatal
+from briefcast.delivery.summary import DeliverySummary, Reporter, current_reporter
+from briefcast.render.email import EmailEdition
+from briefcast.store import Store
+
+SUMMARY_STATUSES = ("sent", "deferred", "bounced", "unknown", "queued")
+LISTED = 20  # addresses named in the summary per status
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _LedgerHandler:
+    """The pool's handler for a live send: tokens, claims and outcomes in the ledger."""
+
+    def __init__(
+        self, messages: Messages, writer: LedgerWriter, secret: str, settings: Settings
+    ) -> None:
+        self._messages = messages
+        self._writer = writer
+        self._secret = secret
+        self._tokens: dict[int, str] = {}
+        self._max_attempts = settings.delivery.max_attempts
+        self._backoff = settings.delivery.backoff_seconds
+
+    def message(self, job: Job) -> tuple[str, bytes]:
+        token = tokens.sign(self._secret, job.subscriber_id)
+        data = self._messages.data(job.edition, job.email, token)
+        self._tokens[job.delivery_id] = token  # for the claim that follows: one HMAC a message
+        return job.email, data
+
+    def claim(self, job: Job) -> Ticket:
+        token = self._tokens.pop(job.delivery_id)
+        message_id = self._messages.editions[job.edition].message_id(token)
+        return self._writer.claim(Claim(job, message_id))
+
+    def settle(self, job: Job, result: Result) -> None:
+        self._tokens.pop(job.delivery_id, None)
+        self._writer.settle(self._outcome(job, result))
+
+    @property
+    def pending(self) -> bool:
+        return self._writer.pending
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def _outcome(self, job: Job, result: Result) -> Outcome:
+        status, reply = result.status, result.reply
+        if status in ("sent", "unknown"):
+            return Outcome(job, status, reply)
+        if status == "bounced":
+            return Outcome(job, "bounced", reply, hard_bounce=result.hard)
+        if status == "failed":  # could not be made or addressed: no retry will help
+            return Outcome(job, "bounced", reply)
+        if status == "deferred":
+            attempts = job.attempts + 1
+            if attempts >= self._max_attempts:
+                return Outcome(job, "bounced", f"gave up after {attempts} attempts: {reply}")
+            wait = self._backoff[min(attempts, len(self._backoff)) - 1]
+            return Outcome(job, "deferred", reply, _now() + timedelta(seconds=wait))
+        return Outcome(job, "queued", reply)  # unsent or fatal: handed back untouched
+
+
+def deliver(
+    store: Store,
+    brief_id: str,
+    mails: Sequence[EmailEdition | PreparedEdition],
+    settings: Settings,
+    *,
+    resend_unknown: bool = False,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+) -> DeliverySummary:
+    """Send one brief to its active subscribers; safe to re-run at any time after any crash
+    (it mails exactly those not yet mailed). Returns what happened. Setting ``stop`` ends
+    the run early and cleanly: the messages under way finish and are recorded."""
+    secret = unsubscribe_secret(settings)
+    try:
+        dkim = DkimSigner.from_settings(settings)
+    except DkimError as exc:
+        raise DeliveryError(str(exc)) from exc
+    reporter = reporter or current_reporter()
+    editions = {
+        m.edition: m if isinstance(m, PreparedEdition) else PreparedEdition.from_edition(m)
+        for m in mails
+    }
+    try:
+        with lock.sending(store, brief_id, wait=settings.delivery.lock_wait_seconds):
+            summary = _deliver(
+                store,
+                brief_id,
+                Messages(editions, dkim),
+                settings,
+                secret,
+                resend_unknown,
+                reporter,
+                stop or threading.Event(),
+            )
+    except lock.BriefBusy as exc:
+        raise DeliveryError(str(exc)) from exc
+    if reporter is not None:
+        reporter.finished(summary)
+    return summary
+
+
+def _deliver(
+    store: Store,
+    brief_id: str,
+    messages: Messages,
+    settings: Settings,
+    secret: str,
+    resend_unknown: bool,
+    reporter: Reporter | None,
+    stop: threading.Event,
+) -> DeliverySummary:
+    d = settings.delivery
+    started = _now()
+    ledger.recover(store, brief_id, started)  # safe: the lock says nobody else is sending
+    ledger.enqueue(
+        store,
+        brief_id,
+        subscriber_store.iter_active(store, batch=d.batch_size),
+        messages.editions,
+        started,
+        d.batch_size,
+    )
+    if resend_unknown:
+        ledger.requeue_unknown(store, brief_id, started)
+
+    cap = HourlyCap(d.hourly_cap)
+    if d.hourly_cap:
+        since = started - timedelta(hours=1)
+        cap.seed(when.timestamp() for when in ledger.attempt_times(store, since))
+
+    total = ledger.count_due(store, brief_id, _now())
+
+    def progress(outcomes: dict[str, int]) -> None:
+        if reporter is not None:
+            reporter.progress(brief_id, _attempted(outcomes), total)
+
+    def hard_bounce(subscriber_id: int) -> None:
+        subscriber_store.record_hard_bounce(store, subscriber_id, d.hard_bounce_threshold)
+
+    error: str | None = None
+    busy = 0.0
+    progress({})
+    with (
+        LedgerWriter(store, on_hard_bounce=hard_bounce, on_progress=progress, clock=_now) as writer,
+        Pool.from_settings(settings, d.pool_size, cap) as pool,
+    ):
+        handler = _LedgerHandler(messages, writer, secret, settings)
+        deadline: datetime | None = None
+        while True:  # a pass, then the deferred messages that come due within the window
+            attempted = _attempted(writer.outcomes)
+            t0 = time.perf_counter()
+            try:
+                pool.run(ledger.iter_due(store, brief_id, _now(), d.batch_size), handler, stop)
+            except (SmtpFatal, RelayUnreachable) as exc:
+                error = str(exc)
+            finally:
+                busy += time.perf_counter() - t0
+            if error:
+                break
+            if stop.is_set():
+                error = "stopped before the end: run the same publish again to finish"
+                break
+            progressed = _attempted(writer.outcomes) > attempted
+            if progressed and (due := ledger.count_due(store, brief_id, _now())):
+                total += due  # handed back by a connection that could not connect: again
+                continue
+            deadline = deadline or _now() + timedelta(seconds=d.retry_window_seconds)
+            retry_at = ledger.next_retry_at(store, brief_id)
+            if retry_at is None or retry_at > deadline:
+                break
+            if not progressed and retry_at <= _now():
+                break  # due, yet nothing was tried: never spin
+            stop.wait(max(0.0, (retry_at - _now()).total_seconds()))
+            total += ledger.count_due(store, brief_id, _now())
+
+    return _summary(store, brief_id, started, busy, error)
+
+
+def _attempted(outcomes: dict[str, int]) -> int:
+    return sum(n for status, n in outcomes.items() if status != "queued")
+
+
+def _summary(
+    store: Store, brief_id: str, started: datetime, seconds: float, error: str | None
+) -> DeliverySummary:
+    this_run = ledger.counts(store, brief_id, since=started)
+    everything = ledger.counts(store, brief_id)
+    return DeliverySummary(
+        brief_id=brief_id,
+        this_run={s: this_run.get(s, 0) for s in SUMMARY_STATUSES},
+        ledger={s: everything.get(s, 0) for s in SUMMARY_STATUSES},
+        skipped=everything.total() - this_run.total(),
+        seconds=seconds,
+        unknown=ledger.addresses(store, brief_id, "unknown", LISTED),
+        deferred=ledger.addresses(store, brief_id, "deferred", LISTED),
+        error=error,
+    )

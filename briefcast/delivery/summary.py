@@ -1,0 +1,80 @@
+"""What a send tells its watcher: the summary of a live send, the results of a test send,
+and the :class:`Reporter` that watches them (registered with :func:`reporting`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    brief_id: str
+    this_run: dict[str, int]  # rows this run left in each status
+    ledger: dict[str, int]  # every row of the brief, by status
+    skipped: int  # rows this run left alone (done before, unknown, not active)
+    seconds: float  # time spent sending (waits for deferred retries not included)
+    unknown: list[str] = field(default_factory=list)  # first addresses whose outcome is unknown
+    deferred: list[str] = field(default_factory=list)
+    error: str | None = None  # why the run stopped early, if it did
+
+    @property
+    def rate(self) -> float:
+        return self.this_run.get("sent", 0) / self.seconds if self.seconds > 0 else 0.0
+
+    def rows(self) -> list[dict[str, str | int]]:
+        """By status: this run and all runs (the flow's table artifact)."""
+        return [
+            {"status": status, "this run": n, "all runs": self.ledger.get(status, 0)}
+            for status, n in self.this_run.items()
+        ]
+
+    def line(self) -> str:
+        """One line for logs: ``brief X: sent 9,998, deferred 0, ... (2,512 msg/s)``."""
+        counts = ", ".join(
+            f"{status} {self.this_run.get(status, 0):,}"
+            for status in ("sent", "deferred", "bounced", "unknown")
+        )
+        return (
+            f"brief {self.brief_id}: {counts}, skipped {self.skipped:,} "
+            f"in {self.seconds:.1f} s ({self.rate:,.0f} msg/s)"
+        )
+
+
+@dataclass(frozen=True)
+class TestSend:
+    address: str
+    edition: str
+    status: str
+    reply: str
+
+
+class Reporter(Protocol):
+    """Who watches a send: the CLI's progress bar and summary table."""
+
+    def progress(self, brief_id: str, done: int, total: int) -> None: ...
+
+    def finished(self, summary: DeliverySummary) -> None: ...
+
+    def tested(self, results: list[TestSend]) -> None: ...
+
+
+# The CLI runs the Prefect flow in its own process and shows the flow's sending live; a flow
+# parameter cannot carry a callback, so the CLI registers its reporter here.
+_reporter: Reporter | None = None
+
+
+@contextmanager
+def reporting(reporter: Reporter) -> Iterator[None]:
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
+
+
+def current_reporter() -> Reporter | None:
+    return _reporter

@@ -1,0 +1,1 @@
+"""The revisions, oldest first; each file's tables are frozen copies, never imports."""
