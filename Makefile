@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: run test lint bench bench-send bench-deps system-deps clean
+.PHONY: run test lint bench bench-send bench-deps bench-serve system-deps axe clean
 
 run: $(VENV)/.installed
 	$(BIN)/briefcast publish seeds/* --out $(OUT)
 	@echo "Open $(OUT)/<brief-id>/index.html to check every channel's preview."
 
-test: $(VENV)/.installed-test system-deps
+test: $(VENV)/.installed-test system-deps axe
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -42,6 +42,27 @@ bench-deps:
 	  fi; \
 	fi
 
+# briefcast serve against nginx on the same public folder, with wrk (loopback only; nginx runs
+# in the foreground from a config in a temp folder: the system's nginx stays unconfigured).
+# make bench-serve DURATION=10 SERVE_ROUNDS=3; PROFILE=--profile adds a py-spy profile of the 304s.
+DURATION ?= 10
+SERVE_CONNECTIONS ?= 64
+SERVE_ROUNDS ?= 3
+PROFILE ?=
+bench-serve: $(VENV)/.installed
+	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      wrk nginx >/dev/null; \
+	    systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || true; \
+	  else \
+	    echo "error: install wrk and nginx: sudo apt-get install wrk nginx"; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(BIN)/python bench/serve.py --duration $(DURATION) --connections $(SERVE_CONNECTIONS) \
+	  --rounds $(SERVE_ROUNDS) $(PROFILE)
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e .
@@ -55,16 +76,42 @@ $(VENV)/.installed-test: pyproject.toml
 # Headless Chromium (screenshot tests), xmllint (Atom schema check) and PostgreSQL (the
 # store's second dialect; the tests start a throwaway server of their own), from Debian.
 # Debian puts initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, not on PATH.
+# SpamAssassin scores the email editions offline (tests/test_deliverability.py): its rules
+# come with the package, so neither sa-update nor sa-compile (a Recommends) is needed.
+# Dovecot serves the bounce tests' IMAP mailbox (tests/test_bounces.py starts a throwaway
+# instance of its own, on loopback ports; the system's dovecot service is not used).
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v xmllint >/dev/null \
-	    || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
+	    || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+	    || ! command -v spamassassin >/dev/null \
+	    || ! { command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ]; }; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium libxml2-utils fonts-dejavu-core postgresql >/dev/null; \
+	      chromium libxml2-utils fonts-dejavu-core postgresql spamassassin dovecot-imapd \
+	      >/dev/null; \
 	  else \
-	    echo "note: install chromium, libxml2-utils and postgresql (sudo apt-get install chromium libxml2-utils postgresql) for the screenshot, schema and PostgreSQL tests"; \
+	    echo "note: install chromium, libxml2-utils, postgresql, spamassassin and dovecot-imapd (sudo apt-get install chromium libxml2-utils postgresql spamassassin dovecot-imapd) for the screenshot, schema, PostgreSQL, spam-score and IMAP tests"; \
 	  fi; \
 	fi
+
+# axe-core, Deque's accessibility engine, for tests/test_browser.py (which injects its
+# axe.min.js into the pages Chromium shows it): from npm into .cache/axe, which git ignores.
+# A pinned version, so that a new release's rules change nothing until it is chosen here.
+AXE_VERSION ?= 4.14.1
+AXE_STAMP := .cache/axe/.installed-$(AXE_VERSION)
+axe: $(AXE_STAMP)
+
+$(AXE_STAMP):
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	  else \
+	    echo "note: install npm (sudo apt-get install npm) for the accessibility tests (axe-core)"; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	npm install --prefix .cache/axe --silent --no-audit --no-fund axe-core@$(AXE_VERSION) \
+	  && touch $@
 
 clean:
 	rm -rf $(OUT) briefcast.db .pytest_cache

@@ -25,10 +25,12 @@ from rich.text import Text
 from briefcast import channel as registry
 from briefcast import delivery
 from briefcast.channel import ChannelError, sends
+from briefcast.cli_bounces import bounces_app
 from briefcast.cli_db import db_app
 from briefcast.cli_output import err as console
 from briefcast.cli_output import error, fail, first_line
 from briefcast.cli_output import out as out_console
+from briefcast.cli_serve import serve
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import load_settings
 from briefcast.delivery import DeliverySummary, TestSend
@@ -40,6 +42,8 @@ from flows import prefect_defaults
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
 app.add_typer(db_app, name="db", help="Show and upgrade the database schema.")
+app.add_typer(bounces_app, name="bounces", help="Late bounces and spam complaints.")
+app.command("serve")(serve)
 
 
 @app.callback()

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, cast, get_origin
+from typing import Annotated, Any, Literal, cast, get_origin
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
@@ -140,6 +141,14 @@ def _not_blank(value: Any) -> Any:
     return value
 
 
+def _public_dir(value: Any) -> Any:
+    # Before pydantic makes it a Path: Path("") is ".", the folder briefcast runs in, which
+    # `briefcast serve` would then publish whole (settings, database and all).
+    if isinstance(value, str) and not value.strip():
+        raise ValueError('is empty; leave it out to use the folder "public"')
+    return value
+
+
 def _templates_dir(path: Path) -> Path:
     # A typo here would publish with our templates, unnoticed: the folder must be there and
     # hold at least one of ours (the rest still come from ours, file by file).
@@ -155,6 +164,13 @@ def _templates_dir(path: Path) -> Path:
             f'"{shown}" has none of the folders {", ".join(f"{s}/" for s in TEMPLATE_FOLDERS)}'
         )
     return path.resolve()
+
+
+def _hub_url(url: str) -> str:
+    # Feeds carry it in <link rel="hub">, and each publish POSTs to it.
+    if not _is_http(url) or urlsplit(url).fragment:
+        raise ValueError(f'"{_esc(url)}" is not an absolute http(s) URL without a fragment')
+    return url
 
 
 def _address(address: str) -> str:
@@ -191,6 +207,9 @@ class SiteSettings(_Section):
     templates_dir: (
         Annotated[Path, BeforeValidator(_not_blank), AfterValidator(_templates_dir)] | None
     ) = None
+    # The public site (feeds, pages, archive indexes) that `briefcast serve` serves. A
+    # relative path is from the folder briefcast runs in.
+    public_dir: Annotated[Path, BeforeValidator(_public_dir)] = Path("public")
 
     @property
     def tz(self) -> ZoneInfo:
@@ -220,8 +239,10 @@ class EmailSettings(_Section):
     from_address: Address = "briefs@example.org"
     from_name: str = "Europolitiche Brief"
     reply_to: str | None = None  # a header as written: may be "Desk <desk@example.org>"
+    # Not set: "<[site] base_url>/u/{token}", the page `briefcast serve` answers (Settings
+    # fills it in; this default is only what an EmailSettings on its own carries).
     unsubscribe_url: Annotated[str, AfterValidator(_unsubscribe_url)] = (
-        "https://briefs.example.org/unsubscribe/{token}"
+        "https://briefs.example.org/u/{token}"
     )
     unsubscribe_mailto: Address = "unsubscribe@example.org"
 
@@ -266,6 +287,149 @@ class DeliverySettings(_Section):
 
 class FeedSettings(_Section):
     max_items: int = Field(50, gt=0, le=10_000)
+    # A WebSub hub (https://www.w3.org/TR/websub/): the published feeds name it, and every
+    # publish that changes a feed tells it so. None: no hub.
+    websub_hub: Annotated[str, AfterValidator(_hub_url)] | None = None
+
+
+class ServeSettings(_Section):
+    """`briefcast serve`: the public site, the subscribe and unsubscribe pages."""
+
+    access_log: bool = True  # one line per request on stderr
+    # Behind a reverse proxy: believe its X-Forwarded-For / X-Forwarded-Proto, from these
+    # addresses only (comma-separated; "*" for any). Otherwise the headers are ignored.
+    trust_proxy: bool = False
+    forwarded_allow_ips: str = "127.0.0.1"
+    confirm_hours: float = Field(48, gt=0, le=24 * 30, allow_inf_nan=False)  # confirm links
+    # Subscribe form rate limits, token buckets kept in each worker's memory: a burst, then
+    # so many per hour; per client address and per email address asked for.
+    ip_burst: int = Field(10, ge=1, le=100_000)
+    ip_per_hour: float = Field(60, gt=0, le=3_600_000, allow_inf_nan=False)
+    address_burst: int = Field(3, ge=1, le=1000)
+    address_per_hour: float = Field(6, gt=0, le=3_600_000, allow_inf_nan=False)
+    rate_limit_keys: int = Field(10_000, ge=100, le=10_000_000)  # buckets kept, each kind
+    # Cache-Control max-age: feeds and HTML (with must-revalidate), and other files.
+    page_max_age_seconds: int = Field(300, ge=0, le=31_536_000)
+    asset_max_age_seconds: int = Field(86_400, ge=0, le=31_536_000)
+    # Files kept in memory (bytes, gzip copy, validators), at most this much in all; larger
+    # files are read from disk for each request.
+    cache_max_bytes: int = Field(64_000_000, ge=0, le=100_000_000_000)
+    cache_file_max_bytes: int = Field(4_000_000, ge=0, le=1_000_000_000)
+
+
+# The longest return-path token there can be (a 19-digit delivery id): the address must
+# stay valid (a local part is at most 64 characters) for every delivery.
+_LONGEST_RETURN_TOKEN = "9" * 19 + "." + "a" * 20
+
+
+def _return_path(template: str) -> str:
+    if template.count("{token}") != 1:
+        raise ValueError("must contain {token} once, where each message's own token goes")
+    if "{" in template.replace("{token}", "") or "}" in template.replace("{token}", ""):
+        raise ValueError("only {token} may be in braces")
+    address = template.replace("{token}", _LONGEST_RETURN_TOKEN)
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f'"{_esc(template)}" does not make an email address: {exc}') from None
+    if "{token}" in template.rpartition("@")[2]:
+        raise ValueError("{token} belongs in the local part (before the @)")
+    return template
+
+
+def _folder(name: str) -> str:
+    # IMAP names beyond ASCII travel in modified UTF-7, which nothing here speaks.
+    if not name.strip() or not all(32 <= ord(ch) < 127 for ch in name):
+        raise ValueError("must be a folder name: printable ASCII, not empty")
+    return name
+
+
+Folder = Annotated[str, AfterValidator(_folder)]
+
+
+class BouncesSettings(_Section):
+    """Late bounces and complaints: the return path they come back to, and the mailbox
+    `briefcast bounces fetch` reads them from (IMAP over TLS, or a local Maildir)."""
+
+    # Each message's envelope sender (VERP); {token} names its row of the delivery ledger.
+    # None: "bounces+{token}@<the domain of [email] from_address>".
+    return_path: Annotated[str, AfterValidator(_return_path)] | None = None
+    imap_host: str | None = None  # the IMAP server; TLS always
+    imap_port: int = Field(993, ge=1, le=65_535)
+    imap_starttls: bool = False  # False: TLS from the start (IMAPS, 993); True: STARTTLS (143)
+    imap_user: str | None = None
+    password: SecretStr | None = None  # the IMAP password: BRIEFCAST_BOUNCES__PASSWORD only
+    folder: Folder = "INBOX"  # where the reports arrive
+    processed_folder: Folder = "briefcast/processed"  # made when missing
+    unknown_folder: Folder = "briefcast/unknown"  # what is not a report we understand
+    # A local Maildir instead of IMAP (its cur/ and new/; subfolders .processed, .unknown).
+    maildir: Annotated[Path, BeforeValidator(_not_blank)] | None = None
+    max_messages: int = Field(500, ge=1, le=100_000)  # per run; the rest wait for the next
+    max_message_bytes: int = Field(1_000_000, ge=10_000, le=100_000_000)  # read of each
+    imap_timeout_seconds: float = _seconds(60, gt=0)  # per IMAP read or write
+
+
+def _account_name(name: str) -> str:
+    # The name picks the account's credentials from the environment
+    # (BRIEFCAST_SOCIAL_<NAME>_<KEY>, dashes as underscores) and keys its ledger rows.
+    if not re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", name) or len(name) > 40:
+        raise ValueError(
+            f'"{_esc(name)}" is not an account name: lower-case letters, digits and dashes'
+        )
+    return name
+
+
+def _api_url(url: str) -> str:
+    if not _is_http(url):
+        raise ValueError(f'"{_esc(url)}" is not an absolute http(s) URL')
+    return url.rstrip("/")
+
+
+SOCIAL_NETWORKS = ("x", "mastodon", "bluesky")
+# Where each network's API is when an account does not say (tests point at local fakes).
+DEFAULT_API = {
+    "x": "https://api.x.com",
+    "mastodon": "https://mastodon.social",
+    "bluesky": "https://bsky.social",
+}
+
+
+class AccountSettings(_Section):
+    """One account the desk posts from. Its credentials come only from the environment:
+    BRIEFCAST_SOCIAL_<NAME>_<KEY> (see README, "Posting to social networks")."""
+
+    name: Annotated[str, AfterValidator(_account_name)]
+    network: Literal["x", "mastodon", "bluesky"]
+    languages: Languages  # the briefs' languages this account posts
+    api_url: Annotated[str, AfterValidator(_api_url)] | None = None  # None: DEFAULT_API
+    handle: str | None = None  # Bluesky: the handle to log in with (e.g. desk.bsky.social)
+
+    @property
+    def base_url(self) -> str:
+        return self.api_url or DEFAULT_API[self.network]
+
+    def env_name(self, key: str) -> str:
+        """The environment variable holding this account's ``key`` (e.g. ACCESS_TOKEN)."""
+        return f"BRIEFCAST_SOCIAL_{self.name.upper().replace('-', '_')}_{key.upper()}"
+
+
+def _unique_accounts(accounts: list[AccountSettings]) -> list[AccountSettings]:
+    names = [a.name for a in accounts]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f'account "{twice[0]}" is named twice')
+    return accounts
+
+
+class SocialSettings(_Section):
+    """Live posting (``publish --send``): the accounts, and how long to wait when a network
+    says "too many requests" before leaving that account's rest for the next run."""
+
+    accounts: Annotated[list[AccountSettings], AfterValidator(_unique_accounts)] = Field(
+        default_factory=list, max_length=50
+    )
+    max_wait_seconds: float = _seconds(900, ge=0)  # longest single rate-limit wait
+    timeout_seconds: float = _seconds(30, gt=0)  # per API request
 
 
 class Settings(BaseSettings):
@@ -283,6 +447,18 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     delivery: DeliverySettings = DeliverySettings()
     feeds: FeedSettings = FeedSettings()
+    serve: ServeSettings = ServeSettings()
+    bounces: BouncesSettings = BouncesSettings()
+    social: SocialSettings = SocialSettings()
+
+    @model_validator(mode="after")
+    def _unsubscribe_default(self) -> Settings:
+        # Unless set, the unsubscribe link is the site's own page (briefcast serve's /u/).
+        if "unsubscribe_url" not in self.email.model_fields_set:
+            base = self.site.base_url.rstrip("/").replace("{", "{{").replace("}", "}}")
+            url = base + "/u/{token}"
+            self.email = self.email.model_copy(update={"unsubscribe_url": url})
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -303,7 +479,11 @@ SECTIONS: dict[str, type[BaseModel]] = {
     name: cast(type[BaseModel], field.annotation) for name, field in Settings.model_fields.items()
 }
 # Settings that only the environment may carry: a file can end up in a repository or a backup.
-SECRET_KEYS = (("smtp", "password"), ("delivery", "unsubscribe_secret"))
+SECRET_KEYS = (
+    ("smtp", "password"),
+    ("delivery", "unsubscribe_secret"),
+    ("bounces", "password"),
+)
 
 
 class _SettingsError(ConfigError, ValueError):

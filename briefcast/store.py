@@ -6,7 +6,7 @@ SQLite by default; any SQLAlchemy URL (``postgresql+psycopg://…``) works the s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     create_engine,
     event,
     or_,
@@ -106,6 +107,22 @@ sends = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("brief_id", "channel", "target", "part", name="uq_send_once"),
+)
+
+# Late bounces and complaints (briefcast.bounces): one row per report that was recorded, keyed
+# by its Message-ID (or a digest), so that a report read again is never counted twice.
+# kind: hard | soft | complaint
+bounce_reports = Table(
+    "bounce_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("report_key", String(400), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id")),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id")),
+    Column("detail", Text),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("report_key", name="uq_bounce_report_once"),
 )
 
 
@@ -194,6 +211,71 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [Brief.from_dict(json.loads(data)) for (data,) in conn.execute(query)]
+
+    # --- the public site (briefcast.site): the whole published archive, read in pages ------
+
+    def published_briefs(self, batch: int = 200) -> Iterator[Brief]:
+        """Every published brief, newest first (same date: by id), read ``batch`` at a time
+        by keyset (after the last date and id seen), each batch on a connection of its own:
+        memory stays bounded and no read is held open while the caller works. A brief whose
+        date changed during the walk is given once."""
+        after: tuple[Any, str] | None = None
+        seen: set[str] = set()
+        while True:
+            query = select(briefs.c.id, briefs.c.date, briefs.c.data).where(briefs.c.published)
+            if after is not None:
+                date, last = after
+                query = query.where(
+                    or_(briefs.c.date < date, and_(briefs.c.date == date, briefs.c.id > last))
+                )
+            query = query.order_by(briefs.c.date.desc(), briefs.c.id).limit(batch)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for row in rows:
+                if row.id not in seen:
+                    seen.add(row.id)
+                    yield Brief.from_dict(json.loads(row.data))
+            if len(rows) < batch:
+                return
+            after = (rows[-1].date, rows[-1].id)  # as the database gave it: compares exactly
+
+    def published_marks(self, batch: int = 2000) -> Iterator[tuple[str, str, str, str]]:
+        """For every published brief, by id: its id, digest, date and last update, which
+        change whenever what the site shows of it may (the public site's fingerprint).
+        Read ``batch`` at a time by keyset on the id."""
+        last = ""
+        while True:
+            query = (
+                select(briefs.c.id, briefs.c.digest, briefs.c.date, briefs.c.updated_at)
+                .where(briefs.c.published, briefs.c.id > last)
+                .order_by(briefs.c.id)
+                .limit(batch)
+            )
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for row in rows:
+                yield (
+                    row.id,
+                    row.digest,
+                    as_aware(row.date).isoformat(),
+                    as_aware(row.updated_at).isoformat(),
+                )
+            if len(rows) < batch:
+                return
+            last = rows[-1].id
+
+    def published_by_id(self, ids: Iterable[str], batch: int = 500) -> list[Brief]:
+        """These briefs, if published, newest first (same date: by id)."""
+        wanted = list(dict.fromkeys(ids))
+        found: list[Brief] = []
+        for start in range(0, len(wanted), batch):
+            query = select(briefs.c.data).where(
+                briefs.c.published, briefs.c.id.in_(wanted[start : start + batch])
+            )
+            with self.engine.connect() as conn:
+                found += [Brief.from_dict(json.loads(data)) for (data,) in conn.execute(query)]
+        by_id = sorted(found, key=lambda b: b.id)
+        return sorted(by_id, key=lambda b: b.date or datetime.min.replace(tzinfo=UTC), reverse=True)
 
 
 def make_engine(url: str) -> Engine:

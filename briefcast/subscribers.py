@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, and_, delete, func, select, true, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, select, true, update
+from sqlalchemy.exc import IntegrityError
 
 from briefcast.config import Settings
 from briefcast.errors import UserError
@@ -230,31 +231,136 @@ def set_status(store: Store, subscriber_id: int, status: str) -> bool:
         return result.rowcount == 1
 
 
+def get(store: Store, subscriber_id: int) -> Subscriber | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    return _subscriber(row) if row is not None else None
+
+
+def find(store: Store, email: str) -> Subscriber | None:
+    """The subscriber with this address (normalised first), if any."""
+    address = normalize_address(email)
+    with store.engine.connect() as conn:
+        row = conn.execute(select(subscribers).where(subscribers.c.email == address)).first()
+    return _subscriber(row) if row is not None else None
+
+
+def add_pending(store: Store, email: str, language: str, *, settings: Settings) -> Subscriber:
+    """The double opt-in's first step: a new address becomes ``pending`` in ``language``;
+    a known one is returned as it is, whatever its status (nothing about it changes until
+    its owner confirms: see :func:`confirm`)."""
+    address = normalize_address(email)
+    language = check_language(language, settings)
+    known = find(store, address)
+    if known is not None:
+        return known
+    now = stamp()
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                subscribers.insert().values(
+                    email=address,
+                    language=language,
+                    status="pending",
+                    hard_bounces=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:  # the same address added at the same moment: that one stands
+        pass
+    added = find(store, address)
+    assert added is not None  # inserted, here or by the other request
+    return added
+
+
+def confirm(store: Store, subscriber_id: int, language: str, *, settings: Settings) -> str | None:
+    """The double opt-in's second step: a pending (or already active) subscriber becomes
+    active, in ``language``. An unsubscribed, bounced or complained one stays so. Returns the
+    status afterwards; None when there is no such subscriber."""
+    language = check_language(language, settings)
+    with store.engine.begin() as conn:
+        # One conditional UPDATE: an unsubscribe at the same moment is never undone.
+        conn.execute(
+            update(subscribers)
+            .where(
+                subscribers.c.id == subscriber_id, subscribers.c.status.in_(["pending", "active"])
+            )
+            .values(status="active", language=language, updated_at=stamp())
+        )
+        return conn.execute(
+            select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
+        ).scalar()
+
+
+def set_language(store: Store, subscriber_id: int, language: str, *, settings: Settings) -> bool:
+    """Change the edition a subscriber gets (their status stays); False for no such one."""
+    language = check_language(language, settings)
+    with store.engine.begin() as conn:
+        result = conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == subscriber_id)
+            .values(language=language, updated_at=stamp())
+        )
+        return result.rowcount == 1
+
+
+def unsubscribe(store: Store, subscriber_id: int) -> str | None:
+    """``remove`` by id (the unsubscribe link): the status afterwards, None for no such
+    subscriber. Bounced and complained stay so; doing it twice changes nothing."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == subscriber_id, subscribers.c.status.not_in(SUPPRESSED))
+            .values(status="unsubscribed", updated_at=stamp())
+        )
+        return conn.execute(
+            select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
+        ).scalar()
+
+
 def record_hard_bounce(store: Store, subscriber_id: int, threshold: int) -> bool:
     """Count one hard bounce; True when this bounce made the subscriber ``bounced``."""
+    with store.engine.begin() as conn:
+        return count_hard_bounce(conn, subscriber_id, threshold)
+
+
+def count_hard_bounce(conn: Connection, subscriber_id: int, threshold: int) -> bool:
+    """:func:`record_hard_bounce` inside the caller's transaction (a late bounce is counted
+    in the same commit as the report that says so)."""
     if threshold < 1:
         raise ValueError("threshold must be at least 1")
     now = stamp()
-    with store.engine.begin() as conn:
-        # Two conditional UPDATEs instead of read-modify-write: two senders recording bounces
-        # at once still count both, and only one of them sees the transition.
-        counted = conn.execute(
-            update(subscribers)
-            .where(subscribers.c.id == subscriber_id)
-            .values(hard_bounces=subscribers.c.hard_bounces + 1, updated_at=now)
+    # Two conditional UPDATEs instead of read-modify-write: two senders recording bounces
+    # at once still count both, and only one of them sees the transition.
+    counted = conn.execute(
+        update(subscribers)
+        .where(subscribers.c.id == subscriber_id)
+        .values(hard_bounces=subscribers.c.hard_bounces + 1, updated_at=now)
+    )
+    if counted.rowcount != 1:
+        raise SubscriberError(f"no subscriber with id {subscriber_id}")
+    marked = conn.execute(
+        update(subscribers)
+        .where(
+            subscribers.c.id == subscriber_id,
+            subscribers.c.hard_bounces >= threshold,
+            subscribers.c.status.in_(["active", "pending"]),
         )
-        if counted.rowcount != 1:
-            raise SubscriberError(f"no subscriber with id {subscriber_id}")
-        marked = conn.execute(
-            update(subscribers)
-            .where(
-                subscribers.c.id == subscriber_id,
-                subscribers.c.hard_bounces >= threshold,
-                subscribers.c.status.in_(["active", "pending"]),
-            )
-            .values(status="bounced")
-        )
-        return marked.rowcount == 1
+        .values(status="bounced")
+    )
+    return marked.rowcount == 1
+
+
+def mark_complained(conn: Connection, subscriber_id: int) -> bool:
+    """A spam complaint: the subscriber is ``complained`` (whatever they were) and never
+    mailed again; True when this changed their status. In the caller's transaction."""
+    marked = conn.execute(
+        update(subscribers)
+        .where(subscribers.c.id == subscriber_id, subscribers.c.status != "complained")
+        .values(status="complained", updated_at=stamp())
+    )
+    return marked.rowcount == 1
 
 
 def walk(store: Store, where: ColumnElement[bool], batch: int) -> Iterator[Subscriber]:
@@ -273,19 +379,23 @@ def walk(store: Store, where: ColumnElement[bool], batch: int) -> Iterator[Subsc
         with store.engine.connect() as conn:
             rows = conn.execute(query).all()
         for row in rows:
-            yield Subscriber(
-                id=row.id,
-                email=row.email,
-                name=row.name,
-                language=row.language,
-                status=row.status,
-                hard_bounces=row.hard_bounces,
-                created_at=as_aware(row.created_at),
-                updated_at=as_aware(row.updated_at),
-            )
+            yield _subscriber(row)
         if len(rows) < batch:
             return
         last = rows[-1].id
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        language=row.language,
+        status=row.status,
+        hard_bounces=row.hard_bounces,
+        created_at=as_aware(row.created_at),
+        updated_at=as_aware(row.updated_at),
+    )
 
 
 def iter_active(

@@ -42,7 +42,16 @@ def check_message(got: Received, store: Store, mails: list[EmailEdition]) -> Non
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     msg = got.message
     assert msg["To"] == got.rcpt_to
-    assert got.mail_from == "briefs@example.org"
+    # VERP: the envelope sender names this message's own ledger row, signed.
+    local, _, domain = got.mail_from.partition("@")
+    assert domain == "example.org" and local.startswith("bounces+")
+    delivery_id = tokens.verify_return(SECRET, local.removeprefix("bounces+"))
+    assert delivery_id is not None
+    with store.engine.connect() as conn:
+        owner = conn.execute(
+            select(deliveries.c.subscriber_id).where(deliveries.c.id == delivery_id)
+        ).scalar_one()
+    assert owner == sub_id
     assert msg["Content-Language"] == CONTENT_LANGUAGE[language]
     assert msg["Precedence"] == "bulk"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -234,6 +243,7 @@ def test_test_to_sends_every_edition_marked_outside_the_ledger(
     for got in recorder.messages():
         assert got.message["Subject"].startswith("[TEST] ")
         assert got.message["To"] == got.rcpt_to
+        assert got.mail_from == "briefs@example.org"  # outside the ledger: no VERP
     with store.engine.connect() as conn:
         assert conn.execute(select(deliveries)).all() == []
 

@@ -208,7 +208,7 @@ def test_hostile_but_valid_briefs_publish_clean(tmp_path: Path) -> None:
     assert subject == "Line break and more evil here"
     page = lxml_html.document_fromstring((out / "breaks" / "web" / "en.html").read_text())
     assert page.findtext(".//h1") == "Line break and more evil here"
-    assert [li.text for li in page.find_class("tags")[0]] == ["a b", "c d"]
+    assert [li.text_content() for li in page.find_class("tags")[0]] == ["a b", "c d"]
     assert page.find_class("standfirst")[0].text == "A summary over two lines."
     everything = b"".join(p.read_bytes() for p in (out / "breaks").rglob("*") if p.is_file())
     for invisible in ("\u2028", "\u2029", "\u202e", "\u202c"):

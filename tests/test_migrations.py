@@ -135,8 +135,10 @@ def run_cli(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 def test_head_names_the_newest_revision_and_history_is_linear() -> None:
     assert migrate.script_head() == HEAD
     script = ScriptDirectory.from_config(migrate.config())
-    chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == [HEAD, BASELINE]  # newest first, one line of descent
+    revs = list(script.walk_revisions())  # newest first
+    chain = [rev.revision for rev in revs]
+    assert chain[0] == HEAD and chain[-1] == BASELINE
+    assert [rev.down_revision for rev in revs] == [*chain[1:], None]  # one line of descent
 
 
 def test_the_models_match_what_the_migrations_make(engine: Engine) -> None:
@@ -167,6 +169,7 @@ def test_a_briefcast_01_database_is_stamped_at_the_baseline_and_upgraded_in_plac
         assert tables(store.engine) == {"alembic_version", "briefs", "subscribers"} | {
             "deliveries",
             "sends",
+            "bounce_reports",
         }
         ledger = SendLedger(store)
         key = SendKey("old-brief", "mastodon", "@news", "post-1")
@@ -191,7 +194,9 @@ def test_a_new_database_is_made_by_the_migrations_and_a_second_upgrade_changes_n
     first = migrate.upgrade(engine)
     assert (first.before, first.after, first.adopted) == (None, HEAD, False)
     made = tables(engine)
-    assert made == {"alembic_version", "briefs", "subscribers", "deliveries", "sends"}
+    assert made == {"alembic_version", "briefs", "subscribers", "deliveries", "sends"} | {
+        "bounce_reports"
+    }
 
     again = migrate.upgrade(engine)
     assert (again.before, again.after, again.changed) == (HEAD, HEAD, False)

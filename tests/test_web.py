@@ -101,7 +101,13 @@ def test_structure(en: lxml_html.HtmlElement) -> None:
         ["A second list"],
     ]
     assert [q.text_content() for q in body.iter("blockquote")] == ["We will see."]
-    assert [t.text for t in en.find_class("tags")[0]] == ["EU", "Italy"]
+    tags = en.find_class("tags")[0]
+    assert [t.text_content() for t in tags] == ["EU", "Italy"]
+    # Each tag links to its archive on the public site.
+    assert [a.get("href") for a in tags.iter("a")] == [
+        f"{BASE}/en/tags/eu/",
+        f"{BASE}/en/tags/italy/",
+    ]
     disclaimer = en.find_class("disclaimer")[0]
     assert [p.text for p in disclaimer] == ["Not investment advice.", "© Europolitiche"]
 

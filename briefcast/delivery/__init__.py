@@ -6,7 +6,8 @@
 - :mod:`~briefcast.delivery.summary`: what a send reports, and to whom (``reporting``);
 - :mod:`~briefcast.delivery.worker`: the live send in a process of its own;
 - underneath: ``ledger``, ``lock`` (one sender per brief), ``pool`` and ``smtp`` (the sending
-  loop), ``messages``, ``prepared``, ``dkim`` and ``tokens`` (the bytes), ``pacing``.
+  loop), ``messages``, ``prepared``, ``dkim`` and ``tokens`` (the bytes), ``verp`` (each
+  message's own return path, where late bounces come back to), ``pacing``.
 """
 
 from __future__ import annotations

@@ -48,8 +48,9 @@ class Ticket(Protocol):
 class Handler(Protocol[J_contra]):
     """What the loop needs from its user: a job's bytes, and a durable record of it."""
 
-    def message(self, job: J_contra) -> tuple[str, bytes]:
-        """The recipient and the DATA payload; ValueError if it cannot be sent at all."""
+    def message(self, job: J_contra) -> tuple[str, str, bytes]:
+        """The envelope sender (MAIL FROM: each message may have its own), the recipient
+        and the DATA payload; ValueError if it cannot be sent at all."""
         ...
 
     def claim(self, job: J_contra) -> Ticket:
@@ -71,10 +72,11 @@ class Handler(Protocol[J_contra]):
 class _Work(Generic[J]):
     """A job taken from the source, with its message made."""
 
-    __slots__ = ("data", "job", "paced", "recipient", "ticket")
+    __slots__ = ("data", "job", "paced", "recipient", "sender", "ticket")
 
-    def __init__(self, job: J, recipient: str, data: bytes) -> None:
+    def __init__(self, job: J, sender: str, recipient: str, data: bytes) -> None:
         self.job = job
+        self.sender = sender
         self.recipient = recipient
         self.data = data
         self.ticket: Ticket | None = None  # its claim, once queued
@@ -112,14 +114,15 @@ class Pool(Generic[J]):
         limiter: RateLimiter | None = None,
         cap: HourlyCap | None = None,
     ) -> None:
-        helo = sender.rpartition("@")[2] or "localhost"  # not getfqdn(): it can hang on DNS
+        # The From address: its domain is the HELO name (not getfqdn(): it can hang on DNS).
+        # Each message's envelope sender comes with it from the handler.
+        helo = sender.rpartition("@")[2] or "localhost"
         self._selector = selectors.DefaultSelector()
         self.connections = [
             Connection(settings, self._selector, timeout=timeout, helo=helo, password=password)
             for _ in range(size)
         ]
         self._address = f"{settings.host}:{settings.port}"
-        self._sender = sender
         self._limiter = limiter or RateLimiter(0)
         self._cap = cap or HourlyCap(0)
         self._source: Iterator[J] = iter(())
@@ -232,11 +235,11 @@ class Pool(Generic[J]):
             return None
         for job in self._source:
             try:
-                recipient, data = handler.message(job)
+                sender, recipient, data = handler.message(job)
             except ValueError as exc:
                 handler.settle(job, Result("failed", str(exc)))
                 continue
-            return _Work(job, recipient, data)
+            return _Work(job, sender, recipient, data)
         self._exhausted = True
         return None
 
@@ -272,7 +275,7 @@ class Pool(Generic[J]):
                 return now
             except OSError as exc:  # refused, timed out, 421 on connect, ...
                 return self._failed(slot, handler, f"cannot connect: {exc}", now, connect=True)
-        self._settle(slot, handler, conn.begin(self._sender, work.recipient, work.data))
+        self._settle(slot, handler, conn.begin(work.sender, work.recipient, work.data))
         return now + 1.0
 
     @staticmethod
@@ -292,7 +295,7 @@ class Pool(Generic[J]):
             slot.next = self._take(handler)
         nxt = slot.next
         if nxt is not None and slot.conn.can_pipeline(nxt.recipient) and not self._paced(nxt):
-            then = (self._sender, nxt.recipient, nxt.data)
+            then = (nxt.sender, nxt.recipient, nxt.data)
         self._settle(slot, handler, slot.conn.send_body(then))
 
     def _settle(self, slot: _Slot[J], handler: Handler[J], result: Result | None) -> None:

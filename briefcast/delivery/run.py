@@ -30,6 +30,7 @@ from briefcast.delivery.preflight import DeliveryError, unsubscribe_secret
 from briefcast.delivery.prepared import PreparedEdition
 from briefcast.delivery.smtp import RelayUnreachable, Result, SmtpFatal
 from briefcast.delivery.summary import DeliverySummary, Reporter, current_reporter
+from briefcast.delivery.verp import ReturnPath
 from briefcast.render.email import EmailEdition
 from briefcast.store import Store
 
@@ -51,14 +52,16 @@ class _LedgerHandler:
         self._writer = writer
         self._secret = secret
         self._tokens: dict[int, str] = {}
+        self._return_path = ReturnPath.from_settings(settings, secret)
         self._max_attempts = settings.delivery.max_attempts
         self._backoff = settings.delivery.backoff_seconds
 
-    def message(self, job: Job) -> tuple[str, bytes]:
+    def message(self, job: Job) -> tuple[str, str, bytes]:
         token = tokens.sign(self._secret, job.subscriber_id)
         data = self._messages.data(job.edition, job.email, token)
         self._tokens[job.delivery_id] = token  # for the claim that follows: one HMAC a message
-        return job.email, data
+        # VERP: a bounce that comes back later names this very row.
+        return self._return_path.address(job.delivery_id), job.email, data
 
     def claim(self, job: Job) -> Ticket:
         token = self._tokens.pop(job.delivery_id)

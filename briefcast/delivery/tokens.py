@@ -1,9 +1,18 @@
-"""Unsubscribe tokens: ``<subscriber id>.<HMAC>``, one per subscriber, unforgeable.
+"""Signed tokens: ``<id>.<HMAC>``, each naming one row and nobody else, unforgeable.
 
-The token rides in the unsubscribe URL, the mailto subject and the Message-ID, so it uses
-only characters that need no escaping in any of them (digits, ``.``, base64url). It names
-its subscriber and nobody else: changing the id breaks the signature, and without the
-secret (from the environment) nobody can sign another id.
+Two kinds, from the same secret (``BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET``), kept apart by
+the purpose each signature starts with, so that one kind can never pass for the other:
+
+- the **unsubscribe token** (:func:`sign`, :func:`verify`) names a subscriber. It rides in
+  the unsubscribe URL, the mailto subject and the Message-ID, so it uses only characters that
+  need no escaping in any of them (digits, ``.``, base64url).
+- the **return-path token** (:func:`sign_return`, :func:`verify_return`) names a row of the
+  delivery ledger: it is the variable part of each message's envelope sender (VERP,
+  ``bounces+<token>@domain``), where a late bounce comes back to. A local part may be
+  lower-cased on the way (it should not be, but some systems do), so this one is digits,
+  ``.`` and lower-case hexadecimal only, and is read in any case.
+
+Changing an id breaks its signature, and without the secret nobody can sign another id.
 """
 
 from __future__ import annotations
@@ -13,29 +22,51 @@ import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 
-# Domain separation: the same secret may one day sign other things.
+# Domain separation: one secret signs both kinds.
 _PURPOSE = b"briefcast-unsubscribe-v1:"
+_RETURN_PURPOSE = b"briefcast-return-path-v1:"
 _SIG_BYTES = 16  # 128 bits: far beyond guessing, and keeps header lines short
-_TOKEN = re.compile(r"([1-9][0-9]{0,18})\.([A-Za-z0-9_-]{22})")
+# 80 bits: guessing one means sending a report per guess to our own mailbox; and the address
+# stays short (a local part is at most 64 characters).
+_RETURN_SIG_BYTES = 10
+_ID = r"([1-9][0-9]{0,18})"
+_TOKEN = re.compile(_ID + r"\.([A-Za-z0-9_-]{22})")
+RETURN_TOKEN = _ID + r"\.([0-9a-f]{20})"  # a pattern to find one in text (case-insensitive)
+_RETURN_TOKEN = re.compile(RETURN_TOKEN, re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=8)
-def _keyed(secret: bytes) -> hmac.HMAC:
-    # Keyed once: copying it is cheaper than keying HMAC again for every subscriber.
-    return hmac.new(secret, _PURPOSE, hashlib.sha256)
+def _keyed(secret: bytes, purpose: bytes) -> hmac.HMAC:
+    # Keyed once: copying it is cheaper than keying HMAC again for every message.
+    return hmac.new(secret, purpose, hashlib.sha256)
+
+
+def _digest(secret: bytes, purpose: bytes, row_id: int, size: int) -> bytes:
+    mac = _keyed(secret, purpose).copy()
+    mac.update(str(row_id).encode())
+    return mac.digest()[:size]
 
 
 def _signature(secret: bytes, subscriber_id: int) -> str:
-    mac = _keyed(secret).copy()
-    mac.update(str(subscriber_id).encode())
-    return base64.urlsafe_b64encode(mac.digest()[:_SIG_BYTES]).rstrip(b"=").decode()
+    digest = _digest(secret, _PURPOSE, subscriber_id, _SIG_BYTES)
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _return_signature(secret: bytes, delivery_id: int) -> str:
+    # Hexadecimal: twice as fast to make as base32, and one case only.
+    return _digest(secret, _RETURN_PURPOSE, delivery_id, _RETURN_SIG_BYTES).hex()
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
 
 
 def sign(secret: str | bytes, subscriber_id: int) -> str:
     if subscriber_id < 1:
         raise ValueError("subscriber ids start at 1")
-    key = secret.encode() if isinstance(secret, str) else secret
+    key = _key(secret)
     if not key:
         raise ValueError("the unsubscribe secret is empty")
     return f"{subscriber_id}.{_signature(key, subscriber_id)}"
@@ -43,10 +74,49 @@ def sign(secret: str | bytes, subscriber_id: int) -> str:
 
 def verify(secret: str | bytes, token: str) -> int | None:
     """The subscriber id the token was signed for, or None for anything else."""
-    key = secret.encode() if isinstance(secret, str) else secret
+    key = _key(secret)
     m = _TOKEN.fullmatch(token.strip())
     if not key or not m:
         return None
     subscriber_id = int(m[1])
     expected = _signature(key, subscriber_id)
     return subscriber_id if hmac.compare_digest(expected, m[2]) else None
+
+
+def sign_return(secret: str | bytes, delivery_id: int) -> str:
+    """The return-path token of one delivery (ledger row)."""
+    if delivery_id < 1:
+        raise ValueError("delivery ids start at 1")
+    key = _key(secret)
+    if not key:
+        raise ValueError("the unsubscribe secret is empty")
+    return f"{delivery_id}.{_return_signature(key, delivery_id)}"
+
+
+def return_signer(secret: str | bytes) -> Callable[[int], str]:
+    """:func:`sign_return` for one secret, keyed once: what the sender calls per message."""
+    key = _key(secret)
+    if not key:
+        raise ValueError("the unsubscribe secret is empty")
+    keyed = _keyed(key, _RETURN_PURPOSE)
+
+    def sign(delivery_id: int) -> str:
+        if delivery_id < 1:
+            raise ValueError("delivery ids start at 1")
+        mac = keyed.copy()
+        text = str(delivery_id)
+        mac.update(text.encode())
+        return f"{text}.{mac.digest()[:_RETURN_SIG_BYTES].hex()}"
+
+    return sign
+
+
+def verify_return(secret: str | bytes, token: str) -> int | None:
+    """The delivery id a return-path token was signed for (in any case), or None."""
+    key = _key(secret)
+    m = _RETURN_TOKEN.fullmatch(token.strip())
+    if not key or not m:
+        return None
+    delivery_id = int(m[1])
+    expected = _return_signature(key, delivery_id)
+    return delivery_id if hmac.compare_digest(expected, m[2].lower()) else None

@@ -38,14 +38,15 @@ class _TestHandler:
 
     pending = False
 
-    def __init__(self, messages: Messages) -> None:
+    def __init__(self, messages: Messages, sender: str) -> None:
         self._messages = messages
+        self._sender = sender  # test messages are outside the ledger: a fixed return path
         self.results: list[TestSend] = []
 
-    def message(self, job: _TestJob) -> tuple[str, bytes]:
+    def message(self, job: _TestJob) -> tuple[str, str, bytes]:
         # Unique per send so that mailboxes do not hide a repeated test as a duplicate.
         token = f"test-{secrets.token_hex(6)}"
-        return job.address, self._messages.data(job.edition, job.address, token)
+        return self._sender, job.address, self._messages.data(job.edition, job.address, token)
 
     def claim(self, job: _TestJob) -> _Committed:
         return _COMMITTED
@@ -70,7 +71,7 @@ def send_test(
     except DkimError as exc:
         raise DeliveryError(str(exc)) from exc
     prepared = {m.edition: PreparedEdition.from_edition(m).marked_test(m.subject) for m in mails}
-    handler = _TestHandler(Messages(prepared, dkim))
+    handler = _TestHandler(Messages(prepared, dkim), settings.email.from_address)
     jobs = [_TestJob(a, e) for a in addresses for e in prepared]
     with Pool.from_settings(settings, min(settings.delivery.pool_size, max(1, len(jobs)))) as pool:
         try:

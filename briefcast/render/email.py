@@ -32,6 +32,11 @@ from briefcast.render.templating import environment
 TO_PLACEHOLDER = "__BC_TO__"
 TOKEN_PLACEHOLDER = "__BC_TOKEN__"
 PLACEHOLDERS = (TO_PLACEHOLDER, TOKEN_PLACEHOLDER)
+# The longest token the sender fills in (briefcast/delivery/tokens.py: up to 19 digits, ".",
+# 22 characters of signature). Quoted-printable lines leave room for it: a body line longer
+# than 76 characters once the token is in breaks RFC 2045, and spam filters notice
+# (SpamAssassin's MIME_QP_LONG_LINE).
+TOKEN_MAX = 42
 
 BOTH = "both"
 TEXT_WIDTH = 72
@@ -310,21 +315,32 @@ def _text_part(body: str, subtype: str) -> EmailMessage:
 _QP_ESCAPE = re.compile(rb"[^\x20-\x3c\x3e-\x7e]")  # "=", controls and non-ASCII
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 _QP_LINE = 76
+_TOKEN_GROWTH = TOKEN_MAX - len(TOKEN_PLACEHOLDER)
+
+
+def _filled_width(data: str) -> int:
+    """The length of ``data`` once the longest token replaces each token placeholder."""
+    return len(data) + _TOKEN_GROWTH * data.count(TOKEN_PLACEHOLDER)
 
 
 def quoted_printable(text: str) -> str:
     """RFC 2045 quoted-printable that never splits a placeholder across a soft line break.
 
     The standard library breaks lines at fixed columns, which can cut ``__BC_TOKEN__`` in two,
-    and then substituting it in the prepared bytes silently fails for some recipients.
+    and then substituting it in the prepared bytes silently fails for some recipients. Lines
+    are measured with the token filled in (``TOKEN_MAX``), so they stay within 76 characters
+    in the message each recipient gets. (The To placeholder is only ever in the header.)
     """
     out: list[str] = []
     for line in re.split(r"\r\n|\r|\n", text.removesuffix("\n")):
         data = _QP_ESCAPE.sub(lambda m: b"=%02X" % m[0][0], line.encode("utf-8")).decode("ascii")
         if data.endswith((" ", "\t")):  # trailing whitespace is dropped in transit unless encoded
             data = f"{data[:-1]}={ord(data[-1]):02X}"
-        while len(data) > _QP_LINE:
+        # len() first: counting tokens in the rest of a long line, chunk after chunk, is slow.
+        while len(data) > _QP_LINE or _filled_width(data) > _QP_LINE:
             cut = _QP_LINE - 1  # room for the "=" of the soft break
+            while _filled_width(data[:cut]) > _QP_LINE - 1:
+                cut -= 1  # a token before the cut takes up to TOKEN_MAX columns
             if "=" in data[cut - 2 : cut]:  # never inside an "=XX" escape
                 cut = data.rindex("=", cut - 2, cut)
             for m in _PLACEHOLDER.finditer(data, max(0, cut - 20), cut + 20):

@@ -13,21 +13,26 @@ file alone. The traps, measured on feedgen 1.0.0:
 - RSS ``<author>`` needs an e-mail address, so the author goes in ``dc:creator``;
 - its default generator string carries feedgen's version: we name ourselves;
 - an Atom *entry's* link loses rel/type/hreflang (the loop variable is shadowed):
-  harmless, as rel defaults to alternate, but don't count on those attributes.
+  harmless, as rel defaults to alternate, but don't count on those attributes;
+- RSS gets only the first ``rel="self"`` of the links as ``<atom:link>``: a WebSub hub
+  (``rel="hub"``) is added to the RSS channel by :class:`_Generator` below.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
 from markupsafe import escape
 
 ATOM_TYPE = "application/atom+xml"
 RSS_TYPE = "application/rss+xml"
 GENERATOR = "briefcast"
+ATOM_NS = "http://www.w3.org/2005/Atom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class FeedDoc:
     author: str
     updated: datetime  # timezone-aware; never now(), see above
     items: tuple[FeedItem, ...]  # in the order readers should see them
+    hub: str | None = None  # a WebSub hub: <link rel="hub"> in both formats
 
 
 def render_rss(doc: FeedDoc, self_url: str) -> bytes:
@@ -62,8 +68,24 @@ def render_atom(doc: FeedDoc, self_url: str) -> bytes:
     return _generator(doc, self_url, ATOM_TYPE).atom_str(pretty=True)
 
 
+class _Generator(FeedGenerator):
+    """feedgen's generator, with the WebSub hub in RSS as ``<atom:link rel="hub">`` right
+    after the self link (feedgen writes only the self link there)."""
+
+    hub: str | None = None
+
+    def _create_rss(self, extensions: bool = True) -> Any:
+        feed, doc = super()._create_rss(extensions=extensions)
+        if self.hub:
+            channel = feed.find("channel")
+            link = xml_elem(f"{{{ATOM_NS}}}link", channel, href=self.hub, rel="hub")
+            channel.find(f"{{{ATOM_NS}}}link").addnext(link)  # moved after the self link
+        return feed, doc
+
+
 def _generator(doc: FeedDoc, self_url: str, self_type: str) -> FeedGenerator:
-    fg = FeedGenerator()
+    fg = _Generator()
+    fg.hub = doc.hub
     fg.load_extension("dc", atom=False, rss=True)
     fg.id(self_url)
     fg.title(doc.title)
@@ -74,6 +96,8 @@ def _generator(doc: FeedDoc, self_url: str, self_type: str) -> FeedGenerator:
     fg.updated(doc.updated)
     # Order matters: RSS takes its channel <link> from the last link added.
     fg.link(href=self_url, rel="self", type=self_type)
+    if doc.hub:  # Atom only: see _Generator for RSS
+        fg.link(href=doc.hub, rel="hub")
     fg.link(href=doc.home_url, rel="alternate", type="text/html")
     for item in doc.items:
         _fill_entry(fg.add_entry(order="append"), item, doc.lang)

@@ -17,6 +17,7 @@ from typing import Any
 from briefcast.brief import Brief
 from briefcast.config import Settings
 from briefcast.i18n import t
+from briefcast.render import layout
 from briefcast.render.blocks import render_blocks, render_footer
 from briefcast.render.feedgen_adapter import FeedDoc, FeedItem, render_atom, render_rss
 
@@ -39,15 +40,28 @@ class FeedSet:
     json: bytes  # JSON Feed 1.1
 
 
-def build_feeds(briefs: Sequence[Brief], settings: Settings, lang: str) -> FeedSet:
-    """The three feeds of ``lang``: its newest briefs, at most ``feeds.max_items``."""
-    doc = feed_doc(briefs, settings, lang)
+def build_feeds(
+    briefs: Sequence[Brief],
+    settings: Settings,
+    lang: str,
+    *,
+    folder: str = "",
+    title: str | None = None,
+    home_url: str | None = None,
+) -> FeedSet:
+    """The three feeds of ``lang``: its newest briefs, at most ``feeds.max_items``.
+
+    ``folder`` is where they are served under ``<lang>/`` ("" for the language's own feeds,
+    ``tags/<slug>/`` for a tag's: see ``render.layout``), so each self link is the URL the
+    feed is served at; ``title`` and ``home_url`` replace the language feed's."""
+    doc = feed_doc(briefs, settings, lang, title=title, home_url=home_url)
     site = settings.site
+    urls = {kind: layout.url(site, layout.feed(lang, kind, folder)) for kind in layout.FEED_FILES}
     return FeedSet(
         lang=lang,
-        rss=render_rss(doc, site.feed_url(lang, "rss")),
-        atom=render_atom(doc, site.feed_url(lang, "atom")),
-        json=render_json(doc, site.feed_url(lang, "json")),
+        rss=render_rss(doc, urls["rss"]),
+        atom=render_atom(doc, urls["atom"]),
+        json=render_json(doc, urls["json"]),
     )
 
 
@@ -63,20 +77,30 @@ def select_briefs(briefs: Sequence[Brief], lang: str, limit: int) -> list[Brief]
     return sorted(by_id, key=_date, reverse=True)[:limit]  # stable: ties keep id order
 
 
-def feed_doc(briefs: Sequence[Brief], settings: Settings, lang: str) -> FeedDoc:
+def feed_doc(
+    briefs: Sequence[Brief],
+    settings: Settings,
+    lang: str,
+    *,
+    title: str | None = None,
+    home_url: str | None = None,
+) -> FeedDoc:
     """What the three formats say, once, so they cannot disagree."""
     site = settings.site
     items = tuple(
         _item(b, settings, lang) for b in select_briefs(briefs, lang, settings.feeds.max_items)
     )
+    if title is None:
+        title = t(lang, "feed_title", templates_dir=site.templates_dir, site=site.name)
     return FeedDoc(
         lang=lang,
-        title=_xml_safe(t(lang, "feed_title", templates_dir=site.templates_dir, site=site.name)),
+        title=_xml_safe(title),
         subtitle=_xml_safe(t(lang, "feed_subtitle", templates_dir=site.templates_dir)),
-        home_url=site.base_url.rstrip("/") + "/",
+        home_url=home_url or site.base_url.rstrip("/") + "/",
         author=_xml_safe(site.author),
         updated=max((i.updated for i in items), default=EMPTY_FEED_DATE),
         items=items,
+        hub=settings.feeds.websub_hub,
     )
 
 
@@ -92,6 +116,8 @@ def render_json(doc: FeedDoc, self_url: str) -> bytes:
         "authors": [{"name": doc.author}],
         "items": [_json_item(item, doc.lang) for item in doc.items],
     }
+    if doc.hub:
+        feed["hubs"] = [{"type": "WebSub", "url": doc.hub}]
     text = json.dumps(feed, ensure_ascii=False, indent=2, sort_keys=True)
     return (text + "\n").encode("utf-8")
 

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from briefcast.brief import Brief, Section
 from briefcast.config import Settings
 from briefcast.i18n import language_name, long_date, t
+from briefcast.render import layout
 from briefcast.render.blocks import render_blocks
 from briefcast.render.templating import environment
 
@@ -61,6 +62,8 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         if code != lang
     ]
     alternates = [Link(site.brief_url(brief.id, code), "", lang=code) for code in written]
+    # Each tag links to its archive on the public site (a tag with no slug, to nothing).
+    tag_links = [Link(layout.tag_url(site, lang, tag), tag) for tag in brief.tags]
     feeds = [
         Link(site.feed_url(lang, "atom"), "Atom", type="application/atom+xml"),
         Link(site.feed_url(lang, "rss"), "RSS", type="application/rss+xml"),
@@ -73,13 +76,16 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         text_lang=text_lang,
         text_dir=_direction(text_lang),
         site_name=site.name,
-        home_url=site.base_url.rstrip("/") + "/",
+        home_url=layout.url(site, layout.home(lang)),  # the archive in the page's language
         canonical=canonical,
         title=brief.title_in(text_lang),
         summary=brief.summary_in(text_lang),
         date_iso=brief.date.isoformat() if brief.date else "",
         date_text=long_date(brief.date, lang) if brief.date else "",
         tags=brief.tags,
+        tag_links=tag_links,
+        og_locale=layout.og_locale(lang),
+        og_locale_alternates=[layout.og_locale(code) for code in written if code != lang],
         body=render_blocks(brief.body_in(section.lang)) if section else Markup(""),
         footer=brief.footer,
         note=note,

@@ -1,0 +1,80 @@
+"""``briefcast serve``: the public site, the subscribe and unsubscribe pages (uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from briefcast import migrate
+from briefcast.cli_db import _fail_database
+from briefcast.cli_output import err, fail
+from briefcast.config import load_settings
+from briefcast.delivery import DeliveryError, unsubscribe_secret
+from briefcast.errors import ConfigError
+from briefcast.store import Store
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.", min=1, max=65535)] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes. Each keeps its own caches and rate limits "
+            "(N workers let a client have up to N times the rate).",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help=r"A line per request on stderr (default: \[serve] access_log).",
+        ),
+    ] = None,
+) -> None:
+    r"""Serve the public site (\[site] public_dir) and the subscribe, confirm and
+    unsubscribe pages, over the same settings and database."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(f"configuration: {exc}")
+    try:
+        unsubscribe_secret(settings)  # signs the confirm, unsubscribe and CSRF tokens
+    except DeliveryError as exc:
+        fail(f"serve: {exc}")
+    public = settings.site.public_dir
+    if not public.is_dir():
+        err.print(
+            f"note: [site] public_dir {public} is not a folder yet: the site answers 404 "
+            "until a publish writes it",
+            markup=False,
+            soft_wrap=True,
+        )
+    # Upgrade the schema once, here, rather than in N workers at once.
+    try:
+        with Store(settings.database.url):
+            pass
+    except migrate.SchemaError as exc:
+        fail(str(exc))
+    except (SQLAlchemyError, ImportError, OSError) as exc:
+        _fail_database(exc, settings.database.url)
+
+    import uvicorn  # only now: the other commands do without it
+
+    # Each worker reads the settings again, from the same environment and folder.
+    uvicorn.run(
+        "briefcast.web_app:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=settings.serve.trust_proxy,
+        forwarded_allow_ips=settings.serve.forwarded_allow_ips,
+        access_log=settings.serve.access_log if access_log is None else access_log,
+        server_header=False,
+        log_level="info",
+    )
