@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.progress import (
     BarColumn,
     Progress,
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from briefcast import channel as registry
-from briefcast import delivery
+from briefcast import delivery, reporting
 from briefcast.channel import ChannelError, sends
 from briefcast.cli_bounces import bounces_app
 from briefcast.cli_db import db_app
@@ -31,6 +32,7 @@ from briefcast.cli_output import err as console
 from briefcast.cli_output import error, fail, first_line
 from briefcast.cli_output import out as out_console
 from briefcast.cli_serve import serve
+from briefcast.cli_social import social_app
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.config import load_settings
 from briefcast.delivery import DeliverySummary, TestSend
@@ -43,6 +45,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
 app.add_typer(db_app, name="db", help="Show and upgrade the database schema.")
 app.add_typer(bounces_app, name="bounces", help="Late bounces and spam complaints.")
+app.add_typer(social_app, name="social", help="The social accounts posted from.")
 app.command("serve")(serve)
 
 
@@ -79,15 +82,17 @@ def publish(
     send: Annotated[
         bool,
         typer.Option(
-            "--send", help="Really send on every chosen channel that sends (email: the list)."
+            "--send",
+            help="Really send on every chosen channel that sends (email: the list; social: "
+            "the configured accounts).",
         ),
     ] = False,
     resend_unknown: Annotated[
         bool,
         typer.Option(
             "--resend-unknown",
-            help="With --send: also resend the messages whose outcome is unknown "
-            "(a connection lost after the message went out); some may arrive twice.",
+            help="With --send: also resend the messages and posts whose outcome is unknown "
+            "(a connection lost after they went out); some may arrive twice.",
         ),
     ] = False,
     test_to: Annotated[
@@ -147,7 +152,7 @@ def publish(
         progress.add_task(f"Publishing {len(briefs)} brief(s), {mode}…", total=None)
         from flows.publish import publish as publish_flow  # Prefect import is slow: only now
 
-        with delivery.reporting(reporter):
+        with delivery.reporting(reporter), reporting.watch(reporter):
             folders = publish_flow(
                 [str(p) for p in paths],
                 chosen,
@@ -166,11 +171,18 @@ def publish(
     if not send:
         console.print(f"[green]Dry run complete:[/] previews in {out}/ (nothing was sent).")
         return
-    for summary in reporter.summaries:
-        _print_summary(summary)
-    errors = [s for s in reporter.summaries if s.error]
-    for summary in errors:
-        error(f"{summary.brief_id}: {summary.error}")
+    for name, summary in reporter.summaries:
+        if isinstance(summary, DeliverySummary):
+            _print_summary(summary)
+        else:
+            _print_channel_summary(name, summary)
+    errors = [
+        f"{name}: {getattr(s, 'brief_id', '')}: {s_error}"
+        for name, s in reporter.summaries
+        if (s_error := getattr(s, "error", None))
+    ]
+    for line in errors:
+        error(line)
     if errors:
         raise typer.Exit(1)
 
@@ -201,24 +213,31 @@ def _test_addresses(value: str, channels: list[str]) -> list[str]:
 
 
 class _SendColumn(ProgressColumn):
-    """done/total, messages per second and time left, for the sending bars only."""
+    """done/total, messages per second and time left, for the sending bars only; a step
+    with a note (a social account waiting out a rate limit) shows the note instead."""
 
     def render(self, task: Task) -> Text:
         if task.total is None:
             return Text("")
+        done = f"{task.completed:,.0f}/{task.total:,.0f}"
+        if "note" in task.fields:
+            note = task.fields["note"]
+            return Text(f"{done} posts" + (f" · {note}" if note else ""))
         speed = task.speed or 0.0
         left = task.remaining or 0
         eta = str(timedelta(seconds=round(left / speed))) if speed else "-:--:--"
-        return Text(f"{task.completed:,.0f}/{task.total:,.0f} {speed:,.0f} msg/s ETA {eta}")
+        return Text(f"{done} {speed:,.0f} msg/s ETA {eta}")
 
 
 class _Reporter:
-    """Receives the flow's sending progress (same process) and keeps the results."""
+    """Receives the flow's sending progress (same process) and keeps the results: the email
+    newsletter's progress (``delivery.Reporter``), every channel's steps and summaries
+    (``reporting.Reporter``)."""
 
     def __init__(self) -> None:
         self.bar: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
-        self.summaries: list[DeliverySummary] = []
+        self.summaries: list[tuple[str, reporting.Summary]] = []  # (channel, summary)
         self.tests: list[TestSend] = []
 
     def progress(self, brief_id: str, done: int, total: int) -> None:
@@ -229,7 +248,17 @@ class _Reporter:
         self.bar.update(self.tasks[brief_id], completed=done, total=total)
 
     def finished(self, summary: DeliverySummary) -> None:
-        self.summaries.append(summary)
+        pass  # the flow reports every channel's summary, this one too, through summary()
+
+    def status(self, label: str, done: int, total: int, note: str = "") -> None:
+        if self.bar is None:
+            return
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(f"Posting {label[:30]}", total=total, note="")
+        self.bar.update(self.tasks[label], completed=done, total=total, note=note)
+
+    def summary(self, channel: str, summary: reporting.Summary) -> None:
+        self.summaries.append((channel, summary))
 
     def tested(self, results: list[TestSend]) -> None:
         self.tests.extend(results)
@@ -260,6 +289,27 @@ def _print_summary(summary: DeliverySummary) -> None:
             f"{_listed(summary.deferred, summary.ledger, 'deferred')}",
             soft_wrap=True,
         )
+
+
+def _print_channel_summary(channel: str, summary: reporting.Summary) -> None:
+    """Any channel's summary: its rows as a table (when it has any), its notes, its line."""
+    rows = summary.rows()
+    if rows:
+        table = Table(
+            title=f"{channel}:",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+        )
+        for column in rows[0]:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
+        out_console.print(table)
+    for note in reporting.notes(summary):
+        out_console.print(note, soft_wrap=True, markup=False)
+    out_console.print(summary.line(), soft_wrap=True, markup=False)
 
 
 def _listed(addresses: list[str], ledger: dict[str, int], status: str = "unknown") -> str:

@@ -1,18 +1,40 @@
-"""Social channel: X (thread when needed), Mastodon and Bluesky posts per language."""
+"""Social channel: X (thread when needed), Mastodon and Bluesky posts per language, and their
+live posting from the configured accounts (``[[social.accounts]]``, ``briefcast.posting``)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from briefcast.brief import Brief
-from briefcast.channel import BuildContext, Row
+from briefcast.channel import BuildContext, Outputs, Row
 from briefcast.config import Settings
+from briefcast.posting.accounts import Route, check_ready, routes
+from briefcast.posting.run import SocialSummary, post_brief
 from briefcast.render.preview import fragment
 from briefcast.render.social import SocialPost, build_social
 from briefcast.safe_io import write_inside
 
-Posts = list[SocialPost]
+NO_ACCOUNTS = "no [[social.accounts]] configured: previews only, nothing is posted"
+
+
+@dataclass(frozen=True)
+class SocialPosts:
+    """The brief's posts, and which configured account would post each one."""
+
+    posts: list[SocialPost]
+    routes: list[Route]  # empty when no account is configured
+    configured: bool  # whether any account is
+
+    def accounts_of(self, post: SocialPost) -> list[str]:
+        return [r.account.name for r in self.routes if r.post is post]
+
+
+def _structure(k: int, n: int) -> str:
+    if n == 1:
+        return "a single post"
+    return f"part {k} of {n}, " + ("starts the thread" if k == 1 else f"replies to {k - 1}/{n}")
 
 
 class SocialChannel:
@@ -20,13 +42,15 @@ class SocialChannel:
     title = "Social posts"
     order = 30
 
-    def build(self, brief: Brief, ctx: BuildContext) -> Posts:
-        return build_social(brief, ctx.settings.site)
+    def build(self, brief: Brief, ctx: BuildContext) -> SocialPosts:
+        posts = build_social(brief, ctx.settings.site)
+        accounts = ctx.settings.social.accounts
+        return SocialPosts(posts, routes(accounts, posts), bool(accounts))
 
-    def preview(self, built: Posts, folder: Path) -> list[Path]:
+    def preview(self, built: SocialPosts, folder: Path) -> list[Path]:
         paths = []
         summary = []
-        for post in built:
+        for post in built.posts:
             numbered = [
                 f"--- post {i}/{len(post.posts)} · {length}/{post.limit} ---\n{text}\n"
                 for i, (text, length) in enumerate(zip(post.posts, post.lengths, strict=True), 1)
@@ -38,6 +62,7 @@ class SocialChannel:
                     "network": post.network,
                     "lang": post.lang,
                     "limit": post.limit,
+                    "accounts": built.accounts_of(post),
                     "posts": [
                         {"text": t, "length": n}
                         for t, n in zip(post.posts, post.lengths, strict=True)
@@ -45,22 +70,75 @@ class SocialChannel:
                 }
             )
         listing = json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
-        return [*paths, write_inside(folder, "social/posts.json", listing)]
-
-    def preview_html(self, built: Posts, brief: Brief, settings: Settings) -> str:
-        return fragment("social.html.j2", social=built)
-
-    def preview_rows(self, built: Posts) -> list[Row]:
         return [
-            {
-                "target": f"{post.network} · {post.lang} post {i}/{len(post.posts)}",
-                "text": text,
-                "length": length,
-                "limit": post.limit,
-            }
-            for post in built
-            for i, (text, length) in enumerate(zip(post.posts, post.lengths, strict=True), 1)
+            *paths,
+            write_inside(folder, "social/posts.json", listing),
+            write_inside(folder, "social/accounts.txt", self._plan(built)),
         ]
+
+    def _plan(self, built: SocialPosts) -> str:
+        """Who posts what, in which order: the accounts' part of the dry run."""
+        if not built.configured:
+            return NO_ACCOUNTS + "\n"
+        lines = []
+        for route in built.routes:
+            a, post = route.account, route.post
+            n = len(post.posts)
+            shape = f"a thread of {n}" if n > 1 else "one post"
+            lines.append(f"{a.name} ({a.network}, {post.lang}): {shape}")
+            lines += [f"  {k}/{n}: {_structure(k, n)}" for k in range(1, n + 1)]
+        unposted = [f"{p.network} · {p.lang}" for p in built.posts if not built.accounts_of(p)]
+        if unposted:
+            lines.append(f"no account posts: {', '.join(unposted)}")
+        return "\n".join(lines) + "\n"
+
+    def preview_html(self, built: SocialPosts, brief: Brief, settings: Settings) -> str:
+        cards = [
+            {
+                "post": post,
+                "accounts": built.accounts_of(post),
+                "structure": [
+                    _structure(k, len(post.posts)) for k in range(1, len(post.posts) + 1)
+                ],
+            }
+            for post in built.posts
+        ]
+        return fragment(
+            "social.html.j2", cards=cards, configured=built.configured, no_accounts=NO_ACCOUNTS
+        )
+
+    def preview_rows(self, built: SocialPosts) -> list[Row]:
+        rows: list[Row] = []
+        for post in built.posts:
+            n = len(post.posts)
+            accounts = built.accounts_of(post)
+            if not built.configured:
+                targets = [""]
+            else:
+                targets = [f" → {a}" for a in accounts] or [" → no account"]
+            for target in targets:
+                for k, (text, length) in enumerate(zip(post.posts, post.lengths, strict=True), 1):
+                    reply = f" (reply to {k - 1}/{n})" if k > 1 and targets != [""] else ""
+                    rows.append(
+                        {
+                            "target": f"{post.network} · {post.lang} post {k}/{n}{target}{reply}",
+                            "text": text,
+                            "length": length,
+                            "limit": post.limit,
+                        }
+                    )
+        return rows
+
+    def check_ready(self, settings: Settings) -> None:
+        """Every configured account's credentials are there and the network takes them
+        (nothing is posted); none configured: nothing to check."""
+        check_ready(settings.social)
+
+    def send(self, outputs: Outputs, settings: Settings, *, resend_unknown: bool) -> SocialSummary:
+        """Post the brief from every configured account in its languages, once only
+        (``briefcast.posting``); with no account configured, nothing."""
+        built: SocialPosts = outputs.of(self.name)
+        return post_brief(outputs.brief, built.posts, settings, resend_unknown=resend_unknown)
 
 
 channel = SocialChannel()

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from briefcast import channel as registry
-from briefcast import pipeline
+from briefcast import pipeline, reporting
 from briefcast.brief import Brief
 from briefcast.channel import Outputs, sends
 from briefcast.config import Settings, load_settings
@@ -69,17 +69,21 @@ def archive_briefs(briefs: list[Brief], settings: Settings, dry_run: bool) -> li
 @quiet_task
 def send(name: str, outputs: list[Outputs], settings: Settings, resend_unknown: bool) -> list[Any]:
     """One channel's live send, brief by brief, once only (through the channel's ledger);
-    each summary also becomes a table artifact."""
+    each summary goes to whoever watches (``briefcast.reporting``: the CLI prints it) and
+    becomes a table artifact."""
     channel: Any = registry.get(name)
+    reporter = reporting.current()
     summaries = []
     for o in outputs:
         summary = channel.send(o, settings, resend_unknown=resend_unknown)
         summaries.append(summary)
+        if reporter is not None:
+            reporter.summary(name, summary)
         if callable(getattr(summary, "rows", None)):
             create_table_artifact(
                 key=f"send-{name}-{o.brief.id}"[:100],
                 table=summary.rows(),
-                description=summary.line(),
+                description="\n\n".join([summary.line(), *reporting.notes(summary)]),
             )
     return summaries
 

@@ -55,6 +55,11 @@ REFUSED = {
     "year-1": ("a.md", front_matter("date: 0001-01-01"), "year 1 is outside 1900-2100"),
     "year-9999": ("a.md", front_matter("date: 9999-12-31 23:59"), "year 9999 is outside"),
     "unknown-key": ("a.md", front_matter("autor: Rossi"), "unknown key 'autor'"),
+    "title-invisible": (
+        "a.md",
+        front_matter('title: "\\u202e\\u2028"'),
+        "the title is empty once line breaks and invisible characters go",
+    ),
     "text-date-month-13": (
         "a.txt",
         " date 2026-13-45 The coalition met in Paris on Tuesday to agree.\n",

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from slugify import slugify
 
-from briefcast.brief import Brief, InvalidBrief, Section
+from briefcast.brief import Brief, InvalidBrief, Section, one_line
 from briefcast.config import Settings
 from briefcast.readers.blocks import has_letters, headline_from, to_blocks
 from briefcast.readers.front_matter import YEAR_MAX, YEAR_MIN
@@ -95,6 +95,10 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
         or headline_from(sections[0].lede)
     )
 
+    if not one_line(title):  # every output needs one: a feed entry, a subject, a page <h1>
+        raise BriefError(
+            source.path, "the title is empty once line breaks and invisible characters go"
+        )
     try:
         return Brief(
             id=parts.brief_id or make_id(title) or f"brief-{source.digest[:12]}",

@@ -550,16 +550,29 @@ _NETWORKS: dict[str, tuple[Callable[[str], int], int, Callable[[str], bool]]] = 
 
 def build_social(brief: Brief, site: SiteSettings) -> list[SocialPost]:
     """One post (an X thread when needed) per network for each language of the brief."""
-    social: list[SocialPost] = []
-    for lang in brief.languages:
-        teaser, link = _teaser(brief, lang), site.brief_url(brief.id, lang)
-        for network, (length, limit, entity) in _NETWORKS.items():
-            try:
-                if network == "x":
-                    posts = _x_posts(teaser, link)
-                else:
-                    posts = [_shortened(teaser, _linked(link), length, limit, entity)]
-            except ValueError as exc:  # a "character" heavier than a whole post, say
-                raise BriefError(brief.source or brief.id, f"{network} post: {exc}") from None
-            social.append(SocialPost(network, lang, tuple(posts), tuple(map(length, posts)), limit))
-    return social
+    return [
+        network_post(brief, site, network, lang)
+        for lang in brief.languages
+        for network in _NETWORKS
+    ]
+
+
+def network_post(
+    brief: Brief, site: SiteSettings, network: str, lang: str, limit: int | None = None
+) -> SocialPost:
+    """The brief's post for one network and language (an X thread when needed). ``limit``
+    replaces the network's usual one for a single post (a Mastodon instance's own limit);
+    X threads are always cut at X's 280."""
+    length, default, entity = _NETWORKS[network]
+    limit = default if limit is None else limit
+    if network == "x" and limit != X_LIMIT:
+        raise ValueError(f"X posts are built for {X_LIMIT} characters, not {limit}")
+    teaser, link = _teaser(brief, lang), site.brief_url(brief.id, lang)
+    try:
+        if network == "x":
+            posts = _x_posts(teaser, link)
+        else:
+            posts = [_shortened(teaser, _linked(link), length, limit, entity)]
+    except ValueError as exc:  # a "character" heavier than a whole post, say
+        raise BriefError(brief.source or brief.id, f"{network} post: {exc}") from None
+    return SocialPost(network, lang, tuple(posts), tuple(map(length, posts)), limit)

@@ -1,0 +1,62 @@
+"""What a live send tells whoever watches it, whatever the channel: the progress of a long
+step (with a note, e.g. a rate-limit wait) and, at the end, each channel's summary.
+
+The CLI runs the Prefect flow in its own process and shows every channel's sending live and
+its summary at the end; a flow parameter cannot carry a callback, so the CLI registers its
+:class:`Reporter` here (:func:`watch`) and the flow and the senders report to
+:func:`current`. With nobody watching (a Prefect worker), reports go nowhere: the flow's
+artifacts carry the summaries. The email newsletter's own progress (its sending process
+reports messages per second) goes through :mod:`briefcast.delivery.summary`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+Row = dict[str, str | int]
+
+
+class Summary(Protocol):
+    """What a channel's ``send`` returns: one line for logs, and rows for a table. It may
+    also have ``notes() -> list[str]``: lines worth reading in full (what went wrong where),
+    shown after the table."""
+
+    def line(self) -> str: ...
+
+    def rows(self) -> list[Row]: ...
+
+
+def notes(summary: Summary) -> list[str]:
+    """The summary's notes, if it has any."""
+    method = getattr(summary, "notes", None)
+    return list(method()) if callable(method) else []
+
+
+class Reporter(Protocol):
+    def status(self, label: str, done: int, total: int, note: str = "") -> None:
+        """``label`` (one step, e.g. ``social desk-x``) has done ``done`` of ``total``;
+        ``note`` says what it is doing now (``""``: nothing worth saying)."""
+        ...
+
+    def summary(self, channel: str, summary: Summary) -> None:
+        """A channel finished sending one brief."""
+        ...
+
+
+_reporter: Reporter | None = None
+
+
+@contextmanager
+def watch(reporter: Reporter) -> Iterator[None]:
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
+
+
+def current() -> Reporter | None:
+    return _reporter
