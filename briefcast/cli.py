@@ -146,7 +146,9 @@ def publish(
         TimeElapsedColumn(),
         console=console,
         # Gone when done: what stays on the screen is the result, or the one-line error.
+        # Not drawn at all when stderr is not a terminal (a log, a pipe, a test).
         transient=True,
+        disable=not console.is_terminal,
     ) as progress:
         reporter.bar = progress
         progress.add_task(f"Publishing {len(briefs)} brief(s), {mode}…", total=None)

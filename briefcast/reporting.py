@@ -13,9 +13,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 Row = dict[str, str | int]
+W = TypeVar("W")
+
+
+class Watched(Generic[W]):
+    """Who watches, for the length of a ``with``: the CLI registers itself, the code that
+    reports asks for it (None: nobody). One per kind of watcher."""
+
+    def __init__(self) -> None:
+        self._watcher: W | None = None
+
+    @contextmanager
+    def by(self, watcher: W) -> Iterator[None]:
+        previous, self._watcher = self._watcher, watcher
+        try:
+            yield
+        finally:
+            self._watcher = previous
+
+    def current(self) -> W | None:
+        return self._watcher
 
 
 class Summary(Protocol):
@@ -45,18 +65,6 @@ class Reporter(Protocol):
         ...
 
 
-_reporter: Reporter | None = None
-
-
-@contextmanager
-def watch(reporter: Reporter) -> Iterator[None]:
-    global _reporter
-    previous, _reporter = _reporter, reporter
-    try:
-        yield
-    finally:
-        _reporter = previous
-
-
-def current() -> Reporter | None:
-    return _reporter
+_watched: Watched[Reporter] = Watched()
+watch = _watched.by
+current = _watched.current

@@ -3,10 +3,10 @@ and the :class:`Reporter` that watches them (registered with :func:`reporting`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from briefcast.reporting import Watched
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,6 @@ class Reporter(Protocol):
 
 # The CLI runs the Prefect flow in its own process and shows the flow's sending live; a flow
 # parameter cannot carry a callback, so the CLI registers its reporter here.
-_reporter: Reporter | None = None
-
-
-@contextmanager
-def reporting(reporter: Reporter) -> Iterator[None]:
-    global _reporter
-    previous, _reporter = _reporter, reporter
-    try:
-        yield
-    finally:
-        _reporter = previous
-
-
-def current_reporter() -> Reporter | None:
-    return _reporter
+_watched: Watched[Reporter] = Watched()
+reporting = _watched.by
+current_reporter = _watched.current
