@@ -31,6 +31,43 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 _END_OF_DATA = b".\r\n"
 
 
+def connect(
+    s: SmtpSettings, *, timeout: float, password: str | None, helo: str | None = None
+) -> smtplib.SMTP:
+    """A blocking smtplib session to the relay: connect, EHLO, STARTTLS, login. Raises
+    SmtpFatal for what retrying cannot mend, OSError (smtplib's errors are OSErrors) for what
+    it might."""
+    context = ssl.create_default_context()
+    smtp: smtplib.SMTP
+    if s.tls:
+        smtp = smtplib.SMTP_SSL(
+            s.host, s.port, local_hostname=helo, timeout=timeout, context=context
+        )
+    else:
+        smtp = smtplib.SMTP(s.host, s.port, local_hostname=helo, timeout=timeout)
+    try:
+        smtp.ehlo_or_helo_if_needed()
+        if s.starttls and not s.tls:
+            if not smtp.has_extn("starttls"):
+                raise SmtpFatal(f"{s.host}:{s.port} offers no STARTTLS (smtp.starttls)")
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if s.user:
+            if not password:
+                raise SmtpFatal("smtp.user is set but BRIEFCAST_SMTP__PASSWORD is not")
+            smtp.login(s.user, password)
+    except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
+        smtp.close()
+        raise SmtpFatal(f"{s.host}:{s.port}: {exc}") from exc
+    except ssl.SSLCertVerificationError as exc:  # does not get better by retrying
+        smtp.close()
+        raise SmtpFatal(f"{s.host}:{s.port}: TLS certificate refused: {exc}") from exc
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
 class Result(NamedTuple):
     # sent | deferred | bounced | unknown: what the relay did (or may have done);
     # failed: the message could not be made (bad address), never sent;
@@ -96,37 +133,10 @@ class Connection:
         return self._sock is not None
 
     def open(self) -> None:
-        """Connect, EHLO, STARTTLS, login; raises SmtpFatal for what retrying cannot mend,
-        OSError (smtplib's errors are OSErrors) for what it might."""
-        s = self._settings
-        context = ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if s.tls:
-            smtp = smtplib.SMTP_SSL(
-                s.host, s.port, local_hostname=self._helo, timeout=self._timeout, context=context
-            )
-        else:
-            smtp = smtplib.SMTP(s.host, s.port, local_hostname=self._helo, timeout=self._timeout)
-        try:
-            smtp.ehlo_or_helo_if_needed()
-            if s.starttls and not s.tls:
-                if not smtp.has_extn("starttls"):
-                    raise SmtpFatal(f"{s.host}:{s.port} offers no STARTTLS (smtp.starttls)")
-                smtp.starttls(context=context)
-                smtp.ehlo()
-            if s.user:
-                if not self._password:
-                    raise SmtpFatal("smtp.user is set but BRIEFCAST_SMTP__PASSWORD is not")
-                smtp.login(s.user, self._password)
-        except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
-            smtp.close()
-            raise SmtpFatal(f"{s.host}:{s.port}: {exc}") from exc
-        except ssl.SSLCertVerificationError as exc:  # does not get better by retrying
-            smtp.close()
-            raise SmtpFatal(f"{s.host}:{s.port}: TLS certificate refused: {exc}") from exc
-        except BaseException:
-            smtp.close()
-            raise
+        """Connect, EHLO, STARTTLS, login (see :func:`connect`), then go non-blocking."""
+        smtp = connect(
+            self._settings, timeout=self._timeout, password=self._password, helo=self._helo
+        )
         sock = smtp.sock
         assert sock is not None  # connected: smtplib set it
         # Commands are small writes followed by a read: don't let Nagle hold them back.

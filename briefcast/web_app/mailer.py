@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import smtplib
-import ssl
 import threading
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -25,6 +23,7 @@ from email.utils import formataddr, formatdate, make_msgid
 
 from briefcast.config import Settings
 from briefcast.delivery.dkim import DkimSigner
+from briefcast.delivery.smtp import connect
 
 log = logging.getLogger("briefcast.serve")
 Job = Callable[[], "EmailMessage | None"]
@@ -93,23 +92,9 @@ class Mailer:
 
     def send(self, msg: EmailMessage) -> None:
         s = self._settings.smtp
-        timeout = self._settings.delivery.timeout_seconds
-        context = ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if s.tls:
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
+        password = s.password.get_secret_value() if s.password else None
+        smtp = connect(s, timeout=self._settings.delivery.timeout_seconds, password=password)
         with smtp:
-            smtp.ehlo_or_helo_if_needed()
-            if s.starttls and not s.tls:
-                if not smtp.has_extn("starttls"):
-                    raise smtplib.SMTPNotSupportedError(f"{s.host}:{s.port} offers no STARTTLS")
-                smtp.starttls(context=context)
-                smtp.ehlo()
-            if s.user:
-                password = s.password.get_secret_value() if s.password else ""
-                smtp.login(s.user, password)
             to = str(msg["To"])
             raw = msg.as_bytes(policy=SMTP.clone(utf8=not to.isascii()))
             if self._dkim is not None:
