@@ -19,13 +19,10 @@ so ``idempotency_key`` is not sent: the ledger's "unknown" state is the only gua
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 import httpx
 from atproto import AtUri, Client, Request, Session, SessionEvent, client_utils, models
@@ -41,6 +38,7 @@ from briefcast.posting import (
     PostRef,
     RateLimited,
     Reply,
+    ratelimit,
 )
 from briefcast.render.social import BLUESKY_LIMIT
 
@@ -64,8 +62,6 @@ _NOT_SENT = (
 )
 # A 400 a PDS answers for an access token it no longer takes (401 is the other way it says so).
 _TOKEN_ERRORS = ("ExpiredToken", "InvalidToken")
-# ratelimit-reset is Unix seconds on Bluesky; a value this small can only be seconds from now.
-_EPOCH_FLOOR = 1_000_000_000
 _MESSAGE_CHARS = 300
 
 
@@ -110,28 +106,9 @@ def _one_line(text: object) -> str:
 
 def _reset_at(headers: Mapping[str, str]) -> float | None:
     """When a 429 says to try again: ratelimit-reset, else Retry-After (seconds or a date)."""
-    reset = _seconds(headers.get("ratelimit-reset"))
-    if reset is not None:
-        return reset if reset >= _EPOCH_FLOOR else time.time() + reset
-    retry = headers.get("retry-after")
-    if retry is None:
-        return None
-    delay = _seconds(retry)
-    if delay is not None:
-        return time.time() + delay
-    try:
-        when = parsedate_to_datetime(retry)
-    except (TypeError, ValueError):
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        seconds = float(value or "")
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    now = time.time()
+    when = ratelimit.reset(headers.get("ratelimit-reset"), now)
+    return when if when is not None else ratelimit.retry_after(headers.get("retry-after"), now)
 
 
 def _token_refused(exc: BaseException) -> bool:

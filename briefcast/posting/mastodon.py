@@ -33,7 +33,6 @@ import ssl
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -50,6 +49,7 @@ from briefcast.posting import (
     PostRef,
     RateLimited,
     Reply,
+    ratelimit,
 )
 
 NETWORK = "mastodon"
@@ -273,45 +273,19 @@ def _reset_at(headers: Mapping[str, str], now: float) -> float | None:
     (seconds or an HTTP date), ``RateLimit-Reset`` (seconds) and ``X-RateLimit-Reset``
     (Mastodon: an ISO 8601 date; GoToSocial: Unix time). Dates are the server's: moved by
     the difference between its ``Date`` and our clock."""
-    server_now = _http_date(headers.get("Date"))
+    server_now = ratelimit.http_date(headers.get("Date"))
     skew = now - server_now if server_now is not None else 0.0
-    found: list[float] = []
-    retry_after = headers.get("Retry-After", "").strip()
-    if retry_after:
-        seconds = _number(retry_after)
-        if seconds is not None:
-            found.append(now + seconds)
-        elif (when := _http_date(retry_after)) is not None:
-            found.append(when + skew)
-    seconds = _number(headers.get("RateLimit-Reset", "").strip())
-    if seconds is not None:
-        found.append(now + seconds)
+    seconds = ratelimit.number(headers.get("RateLimit-Reset"))
     reset = headers.get("X-RateLimit-Reset", "").strip()
-    if reset:
-        number = _number(reset)
-        if number is not None:  # a large number is a time, a small one a wait
-            found.append(number + skew if number >= 1_000_000_000 else now + number)
-        elif (when := _iso_date(reset)) is not None:
-            found.append(when + skew)
-    return max(found) if found else None
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value >= 0 and value != float("inf") else None
-
-
-def _http_date(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
+    found = [
+        ratelimit.retry_after(headers.get("Retry-After"), now, skew),
+        now + seconds if seconds is not None else None,
+        ratelimit.reset(reset, now, skew),
+    ]
+    if found[2] is None and reset and (when := _iso_date(reset)) is not None:
+        found[2] = when + skew
+    times = [t for t in found if t is not None]
+    return max(times) if times else None
 
 
 def _iso_date(text: str) -> float | None:
