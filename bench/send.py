@@ -1,6 +1,7 @@
 """Live SMTP delivery throughput and memory, against Postfix's smtp-source on the same sink.
 
 Run: .venv/bin/python bench/send.py [--subscribers 10000] [--connections 4] [--rounds 3]
+                                   [--database sqlite|postgresql|both]
      (or `make bench-send`; `make bench-deps` installs Postfix's test tools when missing)
 
 Everything stays on 127.0.0.1 and nothing is written to disk by the sink:
@@ -10,19 +11,22 @@ Everything stays on 127.0.0.1 and nothing is written to disk by the sink:
 2. Reference: ``smtp-source`` sends the briefcast editions of seed 001 (the ``.eml``
    previews of a dry run, in the subscribers' edition mix) over --connections persistent
    connections (``-d``) to that sink.
-3. briefcast: a fresh SQLite database in a temp dir, --subscribers generated subscribers
-   (en/it/both) imported with ``briefcast subscribers import``, then
+3. briefcast: a fresh database (SQLite in a temp dir; PostgreSQL: a database of its own on
+   a throwaway server started as the tests start theirs, tests/pg_server.py),
+   --subscribers generated subscribers (en/it/both) imported with
+   ``briefcast subscribers import``, then
    ``briefcast publish seeds/001_*.txt --send --channels email`` with SMTP pointed at the sink,
    STARTTLS off, rate limit and hourly cap out of the way, a pool of --connections.
    briefcast sends from a process of its own, started by the flow: its peak RSS is the one
    that grows with the list, if anything does.
-4. Steps 2 and 3 take turns --rounds times (a fresh database each round), since this
-   machine's speed drifts from one second to the next; each round's ratio pairs two
+4. Steps 2 and 3 (on each --database: both, by default, when PostgreSQL's initdb and pg_ctl
+   are found) take turns --rounds times (a fresh database each round), since this
+   machine's speed drifts from one second to the next; each round's ratio pairs
    neighbouring runs, and the medians are what counts.
-5. A table: messages/s of both as seen by the sink (first to last message received), the
-   ratios (goal >= 0.90), peak RSS of the sending process (goal < 150 MB at 100,000
-   subscribers) and of the CLI that runs the Prefect flow, and the command that reproduces
-   the run.
+5. A table: messages/s of each as seen by the sink (first to last message received), the
+   ratios to smtp-source (goal >= 0.90) and of PostgreSQL to SQLite (goal >= 0.80), peak
+   RSS of the sending process (goal < 150 MB at 100,000 subscribers) and of the CLI that
+   runs the Prefect flow, and the command that reproduces the run.
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin/, where the `briefcast` script lives
@@ -54,6 +59,8 @@ HOST = "127.0.0.1"
 LANGUAGE_CYCLE = ("en", "it", "en", "it", "both")
 SENDER = "briefs@bench.example.org"
 RATE_GOAL = 0.90
+POSTGRES_GOAL = 0.80  # briefcast on PostgreSQL / briefcast on SQLite
+DATABASES = ("sqlite", "postgresql")
 RSS_GOAL_MB = 150.0
 RSS_GOAL_SUBSCRIBERS = 100_000
 PROC_SAMPLE_SECONDS = 0.2
@@ -451,11 +458,19 @@ def _number(text: str) -> float:
 
 
 def briefcast_send(
-    sink: Sink, brief: Path, work: Path, subscribers: int, connections: int, timeout: float
+    sink: Sink,
+    brief: Path,
+    work: Path,
+    subscribers: int,
+    connections: int,
+    timeout: float,
+    database_url: str | None = None,
 ) -> Result:
     csv_path = work / "subscribers.csv"
     write_subscribers(csv_path, subscribers)
     env = base_env(work)
+    if database_url is not None:
+        env["BRIEFCAST_DATABASE__URL"] = database_url
     imported = check(
         run(
             [str(BIN / "briefcast"), "subscribers", "import", str(csv_path)],
@@ -510,6 +525,57 @@ def briefcast_send(
     )
 
 
+# --- PostgreSQL: a throwaway server, as the tests start theirs ----------------------------
+
+
+def _pg_server_module() -> Any:
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import pg_server  # tests/pg_server.py
+
+    return pg_server
+
+
+def postgres_available() -> bool:
+    try:
+        module = _pg_server_module()
+    except ImportError:
+        return False
+    if module.find_bindir() is None:
+        return False
+    if os.geteuid() == 0:  # initdb refuses root: the tests run it as the postgres user
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[Callable[[str], str]]:
+    """A server on a free loopback port, with the tests' settings (fsync off: like SQLite's
+    WAL with synchronous=NORMAL, no commit waits for the disk); yields a function that
+    makes a fresh database and returns its URL."""
+    import psycopg
+
+    module = _pg_server_module()
+    bindir = module.find_bindir()
+    if bindir is None:
+        raise BenchError("PostgreSQL (initdb, pg_ctl) not found: apt-get install postgresql")
+    with module.postgres_server(bindir) as server:
+        admin = f"host={HOST} port={server.port} user={module.SUPERUSER} dbname=postgres"
+
+        def database(name: str) -> str:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            return str(server.url(name))
+
+        yield database
+
+
 # --- report ------------------------------------------------------------------------------
 
 
@@ -528,7 +594,7 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 def reproduce(args: argparse.Namespace) -> str:
     command = "python bench/send.py"
     command += f" --subscribers {args.subscribers} --connections {args.connections}"
-    command += f" --rounds {args.rounds}"
+    command += f" --rounds {args.rounds} --database {args.database}"
     if args.messages is not None:
         command += f" --messages {args.messages}"
     return command
@@ -550,6 +616,12 @@ def main() -> int:
         help="smtp-source and briefcast take turns this many times (medians reported)",
     )
     parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql", "both"),
+        default=None,
+        help="briefcast's database (default: both when PostgreSQL can be started, else sqlite)",
+    )
+    parser.add_argument(
         "--messages", type=int, default=None, help="smtp-source messages (default: subscribers)"
     )
     parser.add_argument(
@@ -566,38 +638,51 @@ def main() -> int:
         parser.error("--subscribers, --connections, --rounds and --messages must be positive")
     if args.brief is None or not args.brief.is_file():
         parser.error("no brief: pass --brief (seeds/001_*.txt was not found)")
+    if args.database is None:
+        args.database = "both" if postgres_available() else "sqlite"
+    databases = DATABASES if args.database == "both" else (args.database,)
+    if args.reference_only:
+        databases = ()
     messages = args.messages if args.messages is not None else args.subscribers
 
     refs: list[Result] = []
-    ours: list[Result] = []
+    ours: dict[str, list[Result]] = {db: [] for db in databases}
     try:
         with (
             tempfile.TemporaryDirectory(prefix="briefcast-bench-send-") as tmp,
             running_sink(args.connections) as sink,
+            contextlib.ExitStack() as servers,
         ):
+            new_database = (
+                servers.enter_context(running_postgres()) if "postgresql" in databases else None
+            )
             work = Path(tmp)
             emls = edition_messages(args.brief.resolve(), work, args.timeout)
             mix = edition_mix(args.subscribers)
             avg_size = sum(len(emls[e]) * n for e, n in mix.items()) / args.subscribers
-            # Taking turns, so that whatever else the machine does weighs on both alike.
+            # Taking turns, so that whatever else the machine does weighs on all alike.
             for i in range(args.rounds):
                 refs.append(
                     reference(sink, emls, edition_mix(messages), args.connections, args.timeout)
                 )
-                if args.reference_only:
-                    continue
-                folder = work / f"round-{i + 1}"  # a fresh database: every message is due
-                folder.mkdir()
-                ours.append(
-                    briefcast_send(
-                        sink,
-                        args.brief.resolve(),
-                        folder,
-                        args.subscribers,
-                        args.connections,
-                        args.timeout,
+                for db in databases:
+                    folder = work / f"round-{i + 1}-{db}"  # a fresh database: all is due
+                    folder.mkdir()
+                    url = None
+                    if db == "postgresql":
+                        assert new_database is not None
+                        url = new_database(f"bench_round_{i + 1}")
+                    ours[db].append(
+                        briefcast_send(
+                            sink,
+                            args.brief.resolve(),
+                            folder,
+                            args.subscribers,
+                            args.connections,
+                            args.timeout,
+                            url,
+                        )
                     )
-                )
             sink_command = shlex.join(sink.command)
     except BenchError as exc:
         print(f"bench/send.py: {exc}", file=sys.stderr)
@@ -608,67 +693,77 @@ def main() -> int:
     print(f"brief: {args.brief.name}; editions (bytes): {sizes}; subscribers: {mix_text}")
     print(f"sink: {sink_command}  ({os.cpu_count()} CPUs, sink and senders share them)")
     print(f"{args.connections} connections each; mean message {avg_size:,.0f} bytes (.eml)")
+    if "postgresql" in databases:
+        print("PostgreSQL: a local throwaway server (tests/pg_server.py: loopback TCP, fsync off)")
     print()
-    rows = [("round", "smtp-source msg/s", "briefcast msg/s", "ratio", "received (ref / ours)")]
+    header = ["round", "smtp-source msg/s"]
+    for db in databases:
+        header += [f"{db} msg/s", "ratio"]
+    both = len(databases) == 2
+    if both:
+        header.append("postgresql/sqlite")
+    rows = [tuple(header)]
     for i, ref in enumerate(refs):
-        mine = ours[i] if i < len(ours) else None
-        ratio = _ratio(mine, ref)
-        received = f"{ref.window.messages:,} / " + (f"{mine.window.messages:,}" if mine else "-")
-        rows.append(
-            (
-                str(i + 1),
-                fmt(ref.window.rate),
-                fmt(mine.window.rate) if mine else "-",
-                fmt(ratio, ".2f"),
-                received,
-            )
-        )
-    ratios = [_ratio(mine, ref) for mine, ref in zip(ours, refs, strict=False)]
-    ratio = median(ratios)
-    verdict = "" if ratio is None else ("OK" if ratio >= RATE_GOAL else "MISSED")
-    rows.append(
-        (
-            "median",
-            fmt(median([r.window.rate for r in refs])),
-            fmt(median([r.window.rate for r in ours])) if ours else "-",
+        row = [str(i + 1), fmt(ref.window.rate)]
+        for db in databases:
+            mine = ours[db][i] if i < len(ours[db]) else None
+            row += [fmt(mine.window.rate) if mine else "-", fmt(_ratio(mine, ref), ".2f")]
+        if both:
+            row.append(fmt(_ratio(ours["postgresql"][i], ours["sqlite"][i]), ".2f"))
+        rows.append(tuple(row))
+    last = ["median", fmt(median([r.window.rate for r in refs]))]
+    for db in databases:
+        ratio = median([_ratio(mine, ref) for mine, ref in zip(ours[db], refs, strict=False)])
+        verdict = "" if ratio is None else ("OK" if ratio >= RATE_GOAL else "MISSED")
+        last += [
+            fmt(median([r.window.rate for r in ours[db]])),
             f"{fmt(ratio, '.2f')}  goal >= {RATE_GOAL:.2f} {verdict}".strip(),
-            "",
-        )
-    )
-    print_table(rows)
-    if ours:
-        print()
-        rss_goal = f"goal < {RSS_GOAL_MB:.0f} MB at {RSS_GOAL_SUBSCRIBERS:,} subscribers"
-        sender = max((r.sender_rss_mb for r in ours if r.sender_rss_mb is not None), default=None)
-        if sender is not None and args.subscribers >= RSS_GOAL_SUBSCRIBERS:
-            rss_goal += " OK" if sender < RSS_GOAL_MB else " MISSED"
-        facts = [
-            ("", "briefcast (worst round)"),
-            ("peak RSS, sending process (MB)", f"{fmt(sender)}  {rss_goal}"),
-            (
-                "peak RSS, CLI + Prefect flow (MB)",
-                fmt(max((r.rss_mb or 0) for r in ours)) + "  (Prefect's imports; flat)",
-            ),
-            ("peak RSS, Prefect local server (MB)", fmt(max((r.server_rss_mb or 0) for r in ours))),
-            ("msg/s reported by briefcast", fmt(min((r.reported_rate or 0) for r in ours))),
-            ("sent, reported by briefcast", fmt(min((r.reported_sent or 0) for r in ours))),
-            ("wall time, whole CLI (s)", fmt(max(r.wall for r in ours), ".1f")),
-            ("CPU, briefcast processes (s)", fmt(max((r.cpu_seconds or 0) for r in ours), ".1f")),
         ]
-        width = max(len(label) for label, _ in facts)
-        for label, value in facts:
-            print(f"{label.ljust(width)}  {value}")
-        short = [r for r in ours if r.window.messages != r.messages]
-        for r in short:
-            print(f"WARNING: the sink received {r.window.messages:,} of {r.messages:,}")
-        for note in ours[-1].notes:
-            print(f"note: {note}")
+    if both:
+        ratio = median(
+            [_ratio(pg, lite) for pg, lite in zip(ours["postgresql"], ours["sqlite"], strict=True)]
+        )
+        verdict = "" if ratio is None else ("OK" if ratio >= POSTGRES_GOAL else "MISSED")
+        last.append(f"{fmt(ratio, '.2f')}  goal >= {POSTGRES_GOAL:.2f} {verdict}".strip())
+    rows.append(tuple(last))
+    print_table(rows)
+    for db in databases:
+        print_facts(db, ours[db], args.subscribers)
     print(f"\nreproduce: {reproduce(args)}{' --reference-only' if args.reference_only else ''}")
     return 0
 
 
-def _ratio(mine: Result | None, ref: Result) -> float | None:
-    if mine is None or not mine.window.rate or not ref.window.rate:
+def print_facts(db: str, ours: list[Result], subscribers: int) -> None:
+    print()
+    rss_goal = f"goal < {RSS_GOAL_MB:.0f} MB at {RSS_GOAL_SUBSCRIBERS:,} subscribers"
+    sender = max((r.sender_rss_mb for r in ours if r.sender_rss_mb is not None), default=None)
+    if sender is not None and subscribers >= RSS_GOAL_SUBSCRIBERS:
+        rss_goal += " OK" if sender < RSS_GOAL_MB else " MISSED"
+    facts = [
+        ("", f"briefcast on {db} (worst round)"),
+        ("peak RSS, sending process (MB)", f"{fmt(sender)}  {rss_goal}"),
+        (
+            "peak RSS, CLI + Prefect flow (MB)",
+            fmt(max((r.rss_mb or 0) for r in ours)) + "  (Prefect's imports; flat)",
+        ),
+        ("peak RSS, Prefect local server (MB)", fmt(max((r.server_rss_mb or 0) for r in ours))),
+        ("msg/s reported by briefcast", fmt(min((r.reported_rate or 0) for r in ours))),
+        ("sent, reported by briefcast", fmt(min((r.reported_sent or 0) for r in ours))),
+        ("wall time, whole CLI (s)", fmt(max(r.wall for r in ours), ".1f")),
+        ("CPU, briefcast processes (s)", fmt(max((r.cpu_seconds or 0) for r in ours), ".1f")),
+    ]
+    width = max(len(label) for label, _ in facts)
+    for label, value in facts:
+        print(f"{label.ljust(width)}  {value}")
+    short = [r for r in ours if r.window.messages != r.messages]
+    for r in short:
+        print(f"WARNING: the sink received {r.window.messages:,} of {r.messages:,}")
+    for note in ours[-1].notes:
+        print(f"note: {note}")
+
+
+def _ratio(mine: Result | None, ref: Result | None) -> float | None:
+    if mine is None or ref is None or not mine.window.rate or not ref.window.rate:
         return None
     return mine.window.rate / ref.window.rate
 

@@ -28,25 +28,32 @@ from briefcast import delivery, reporting
 from briefcast.channel import ChannelError, sends
 from briefcast.cli_bounces import bounces_app
 from briefcast.cli_db import db_app
+from briefcast.cli_editors import editors_app
 from briefcast.cli_output import err as console
 from briefcast.cli_output import error, fail, first_line
 from briefcast.cli_output import out as out_console
 from briefcast.cli_serve import serve
 from briefcast.cli_social import social_app
 from briefcast.cli_subscribers import subscribers_app
-from briefcast.config import load_settings
+from briefcast.cli_workflow import approve, down, review, scheduled, up, worker
+from briefcast.config import Settings, load_settings
 from briefcast.delivery import DeliverySummary, TestSend
 from briefcast.errors import BriefcastError, ConfigError
 from briefcast.pipeline import check, read
 from briefcast.subscribers import SubscriberError, normalize_address
-from flows import prefect_defaults
+from flows import prefect_defaults, server, without_heartbeats
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
 app.add_typer(db_app, name="db", help="Show and upgrade the database schema.")
 app.add_typer(bounces_app, name="bounces", help="Late bounces and spam complaints.")
 app.add_typer(social_app, name="social", help="The social accounts posted from.")
+app.add_typer(
+    editors_app, name="editors", help="Editors who log in to the editor's pages of briefcast serve."
+)
 app.command("serve")(serve)
+for _command in (up, down, worker, review, approve, scheduled):
+    app.command()(_command)
 
 
 @app.callback()
@@ -129,13 +136,37 @@ def publish(
                     channel.check_ready(settings)
                 except BriefcastError as exc:
                     fail(f"--send: {exc}; nothing was sent.")
-    # Read every brief and build every output before Prefect starts: bad input fails fast
-    # (about a second, not after the local server's start) and changes nothing.
+    prefect_defaults(verbose)
+    # The Prefect API: briefcast up's server (or PREFECT_API_URL's) when one runs, else a
+    # temporary one for this command, started now so that it migrates its database while
+    # the briefs are read, and killed with this command whatever kills it (flows/server.py).
+    api = server.api_url(settings)
+    temporary = server.Temporary() if api is None else None
+    try:
+        _publish(paths, out, settings, chosen, send, resend_unknown, testers, api, temporary)
+    finally:
+        if temporary is not None:
+            temporary.stop()
+
+
+def _publish(
+    paths: list[Path],
+    out: Path,
+    settings: Settings,
+    chosen: list[str],
+    send: bool,
+    resend_unknown: bool,
+    testers: list[str],
+    api: str | None,
+    temporary: server.Temporary | None,
+) -> None:
+    # Read every brief and build every output before the flow runs: bad input fails fast
+    # and changes nothing.
     briefs = read(paths, settings)
     check(briefs, settings, chosen)
     _check_out(out)
+    os.environ["PREFECT_API_URL"] = temporary.ready() if temporary is not None else str(api)
 
-    prefect_defaults(verbose)
     mode = "live" if send else "test send" if testers else "dry run"
     reporter = _Reporter()
     with Progress(
@@ -154,7 +185,7 @@ def publish(
         progress.add_task(f"Publishing {len(briefs)} brief(s), {mode}…", total=None)
         from flows.publish import publish as publish_flow  # Prefect import is slow: only now
 
-        with delivery.reporting(reporter), reporting.watch(reporter):
+        with delivery.reporting(reporter), reporting.watch(reporter), without_heartbeats():
             folders = publish_flow(
                 [str(p) for p in paths],
                 chosen,

@@ -432,6 +432,32 @@ class SocialSettings(_Section):
     timeout_seconds: float = _seconds(30, gt=0)  # per API request
 
 
+class WorkflowSettings(_Section):
+    """The editor's workflow on a Prefect server (`briefcast up`): inbox, approvals, workers."""
+
+    # A brief saved into this folder is previewed and waits for approval (None: no inbox).
+    # A relative path is from the folder `briefcast up` runs in.
+    inbox: Annotated[Path, BeforeValidator(_not_blank)] | None = None
+    out: Annotated[Path, BeforeValidator(_not_blank)] = Path("out")  # reviewed briefs' previews
+    # `briefcast up`'s own files: pids, logs and, unless PREFECT_API_URL names a server of
+    # your own, the Prefect server's SQLite database.
+    state_dir: Annotated[Path, BeforeValidator(_not_blank)] = Path(".briefcast")
+    port: int = Field(4200, ge=1, le=65535)  # the Prefect server `briefcast up` starts
+    workers: int = Field(1, ge=0, le=32)  # process workers `briefcast up` starts here
+    # Flow runs one worker runs at once, each a process. A send holds one slot while its
+    # batches run: keep it >= 2.
+    runs_per_worker: int = Field(2, ge=2, le=64)
+    work_pool: str = Field("briefcast", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    # Subscribers per email batch: one flow run (own process, any worker) per batch. Prefect
+    # costs ~10 ms per task or flow run here: thousands per batch, never one per subscriber.
+    send_batch: int = Field(5000, ge=100, le=1_000_000)
+    approval_hours: float = Field(72, gt=0, le=24 * 90, allow_inf_nan=False)  # then it expires
+    # Fleet-wide limits (Prefect global concurrency limits, shared by every worker): SMTP
+    # connections per relay, and posts per minute per social network.
+    relay_connections: int = Field(8, ge=1, le=1000)
+    posts_per_minute: float = Field(30, gt=0, le=10_000, allow_inf_nan=False)
+
+
 class Settings(BaseSettings):
     """The settings. ``Settings()`` raises ``ValueError`` on a bad file or value (a missing
     file gives the defaults, for tests); the commands use ``load_settings()``."""
@@ -450,6 +476,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     bounces: BouncesSettings = BouncesSettings()
     social: SocialSettings = SocialSettings()
+    workflow: WorkflowSettings = WorkflowSettings()
 
     @model_validator(mode="after")
     def _unsubscribe_default(self) -> Settings:

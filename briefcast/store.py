@@ -126,6 +126,52 @@ bounce_reports = Table(
 )
 
 
+# The editor's approvals (briefcast.approval): one row per review flow run, the digest of what
+# it previewed. waiting -> approved | refused | cancelled; approved -> scheduled | sending ->
+# sent | failed
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("flow_run_id", String(64), nullable=False),
+    Column("brief_id", String(200), nullable=False, index=True),
+    Column("path", Text, nullable=False),  # the brief file, absolute
+    Column("preview", Text, nullable=False),  # its preview folder, absolute
+    Column("digest", String(64), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("approved_by", String(200)),
+    Column("send_at", DateTime(timezone=True)),
+    Column("send_flow_run_id", String(64)),
+    Column("detail", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("flow_run_id", name="uq_review_flow_run"),
+)
+
+# Editors who log in to the editor's pages of briefcast serve (argon2 password hashes), and
+# their sessions, stored by the sha256 of the cookie's token (a leaked table opens nothing).
+editors = Table(
+    "editors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("password_hash", String(300), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("name", name="uq_editor_name"),
+)
+
+editor_sessions = Table(
+    "editor_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("editor_id", Integer, ForeignKey("editors.id"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)

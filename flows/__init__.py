@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 
 def prefect_defaults(verbose: bool = False) -> None:
@@ -16,3 +18,22 @@ def prefect_defaults(verbose: bool = False) -> None:
     # The local server's telemetry heartbeat races its own SQLite writes ("database is
     # locked" tracebacks) and cannot reach the internet from a closed network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@contextlib.contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs made inside skip Prefect's heartbeat thread. Its end joins a thread that
+    sleeps in one-second steps: ~1 s added to every flow run (0.08 s without, measured
+    against a running server). Heartbeats let a server mark a run crashed when its worker
+    dies; a run the CLI makes in its own process has no worker to lose."""
+    from prefect.context import SettingsContext
+    from prefect.settings import get_current_settings
+
+    current = get_current_settings()
+    flows = current.flows.model_copy(update={"heartbeat_frequency": None})
+    context = SettingsContext.get()
+    assert context is not None
+    with SettingsContext(
+        profile=context.profile, settings=current.model_copy(update={"flows": flows})
+    ):
+        yield

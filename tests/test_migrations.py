@@ -37,6 +37,7 @@ from briefcast.sends import (
 from briefcast.store import Store, metadata, sends
 
 WHEN = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+EDITORIAL = ("reviews", "editors", "editor_sessions")  # revision 0004: the editor's workflow
 
 
 @pytest.fixture
@@ -170,6 +171,7 @@ def test_a_briefcast_01_database_is_stamped_at_the_baseline_and_upgraded_in_plac
             "deliveries",
             "sends",
             "bounce_reports",
+            *EDITORIAL,
         }
         ledger = SendLedger(store)
         key = SendKey("old-brief", "mastodon", "@news", "post-1")
@@ -195,7 +197,8 @@ def test_a_new_database_is_made_by_the_migrations_and_a_second_upgrade_changes_n
     assert (first.before, first.after, first.adopted) == (None, HEAD, False)
     made = tables(engine)
     assert made == {"alembic_version", "briefs", "subscribers", "deliveries", "sends"} | {
-        "bounce_reports"
+        "bounce_reports",
+        *EDITORIAL,
     }
 
     again = migrate.upgrade(engine)

@@ -1,6 +1,7 @@
 """Live delivery of a brief's email editions to the active subscribers.
 
-- :mod:`~briefcast.delivery.run`: ``deliver``, the live send through the ledger;
+- :mod:`~briefcast.delivery.run`: ``deliver``, the live send through the ledger (of a whole
+  brief, or of one batch of its subscribers: ``subscriber_batches`` cuts the list);
 - :mod:`~briefcast.delivery.trial`: ``send_test`` (``--test-to``), outside the ledger;
 - :mod:`~briefcast.delivery.preflight`: ``check_ready`` and ``DeliveryError``;
 - :mod:`~briefcast.delivery.summary`: what a send reports, and to whom (``reporting``);
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+from briefcast.delivery.ledger import subscriber_batches
 from briefcast.delivery.preflight import DeliveryError, check_ready, unsubscribe_secret
 from briefcast.delivery.run import deliver
 from briefcast.delivery.summary import (
@@ -33,5 +35,6 @@ __all__ = [
     "deliver",
     "reporting",
     "send_test",
+    "subscriber_batches",
     "unsubscribe_secret",
 ]

@@ -8,7 +8,13 @@ starts another message, so after a crash at most one row per connection is still
 resends it unless asked to.
 
 Writes go through :class:`LedgerWriter`, which commits every connection's claims and
-outcomes together (group commit): one transaction per few messages, not two per message.
+outcomes together (group commit): one transaction per few messages, not two per message. On
+PostgreSQL, where each statement is a network round trip, a commit is one statement.
+
+A run may be restricted to a batch of subscribers: ``subscribers=(first_id, last_id)``
+(inclusive; :func:`subscriber_batches` cuts the active list into such ranges) limits every
+function here that reads or changes a brief's rows to the rows of those subscribers, so that
+batches of one brief can be sent in parallel, each by its own process or machine.
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from briefcast.store import Store, as_aware, deliveries, subscribers
+from briefcast.store import Store, as_aware, deliveries
+from briefcast.store import subscribers as subscriber_table
 
 log = logging.getLogger(__name__)
 
 REPLY_MAX = 500  # characters of an SMTP reply kept in the ledger
+
+SubscriberRange = tuple[int, int]
+"""Subscriber ids ``(first, last)``, both included: one batch of a brief's send."""
 
 
 # NamedTuples, not frozen dataclasses: several are made per message, and a frozen
@@ -74,6 +84,48 @@ class Recipient(Protocol):
 
     @property
     def language(self) -> str: ...
+
+
+def subscriber_batches(store: Store, size: int) -> list[SubscriberRange]:
+    """The active subscribers cut into batches of ``size`` (the last may be smaller), as
+    ``(first_id, last_id)`` ranges in id order, disjoint, both ends included: each range
+    holds exactly ``size`` active subscribers. Only ids are read, a keyset page at a time,
+    so memory stays bounded by ``size`` whatever the list's length.
+
+    The ranges describe the list as it is now: a subscriber who becomes active later with an
+    id beyond the last range (or between two ranges) is in none of them; a whole-brief run
+    (``subscribers=None``) afterwards mails whoever the batches missed."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    ranges: list[SubscriberRange] = []
+    last = 0
+    with store.engine.connect() as conn:
+        while True:
+            query = (
+                select(subscriber_table.c.id)
+                .where(subscriber_table.c.status == "active", subscriber_table.c.id > last)
+                .order_by(subscriber_table.c.id)
+                .limit(size)
+            )
+            first, count = None, 0
+            # Streamed: only the first and the last id of the page are kept.
+            for (sub_id,) in conn.execution_options(yield_per=10_000).execute(query):
+                if first is None:
+                    first = sub_id
+                last, count = sub_id, count + 1
+            if first is None:
+                return ranges
+            ranges.append((first, last))
+            if count < size:
+                return ranges
+
+
+def _of(brief_id: str, subscribers: SubscriberRange | None) -> Any:
+    """The brief's rows, of the batch's subscribers only when given."""
+    if subscribers is None:
+        return deliveries.c.brief_id == brief_id
+    first, last = subscribers
+    return and_(deliveries.c.brief_id == brief_id, deliveries.c.subscriber_id.between(first, last))
 
 
 def enqueue(
@@ -130,13 +182,16 @@ def _insert_ignoring_duplicates(store: Store) -> Any:
     raise NotImplementedError(f"the delivery ledger supports sqlite and postgresql, not {dialect}")
 
 
-def recover(store: Store, brief_id: str, now: datetime) -> int:
+def recover(
+    store: Store, brief_id: str, now: datetime, subscribers: SubscriberRange | None = None
+) -> int:
     """Rows still ``sending`` belong to a run that died mid-message: their outcome is
-    unknown. Call only when no other run is sending this brief."""
+    unknown. Call only when no other run is sending these rows: holding the send lock of the
+    brief (``subscribers=None``) or of the batch (only that batch's rows are touched)."""
     with store.engine.begin() as conn:
         return conn.execute(
             update(deliveries)
-            .where(deliveries.c.brief_id == brief_id, deliveries.c.status == "sending")
+            .where(_of(brief_id, subscribers), deliveries.c.status == "sending")
             .values(
                 status="unknown",
                 attempts=deliveries.c.attempts + 1,
@@ -146,20 +201,22 @@ def recover(store: Store, brief_id: str, now: datetime) -> int:
         ).rowcount
 
 
-def requeue_unknown(store: Store, brief_id: str, now: datetime) -> int:
+def requeue_unknown(
+    store: Store, brief_id: str, now: datetime, subscribers: SubscriberRange | None = None
+) -> int:
     """The editor chose to resend the messages whose outcome is unknown (--resend-unknown)."""
     with store.engine.begin() as conn:
         return conn.execute(
             update(deliveries)
-            .where(deliveries.c.brief_id == brief_id, deliveries.c.status == "unknown")
+            .where(_of(brief_id, subscribers), deliveries.c.status == "unknown")
             .values(status="queued", next_attempt_at=None, updated_at=now)
         ).rowcount
 
 
-def _due(brief_id: str, now: datetime) -> Any:
+def _due(brief_id: str, now: datetime, subscribers: SubscriberRange | None) -> Any:
     return and_(
-        deliveries.c.brief_id == brief_id,
-        subscribers.c.status == "active",
+        _of(brief_id, subscribers),
+        subscriber_table.c.status == "active",
         or_(
             deliveries.c.status == "queued",
             and_(deliveries.c.status == "deferred", deliveries.c.next_attempt_at <= now),
@@ -167,31 +224,41 @@ def _due(brief_id: str, now: datetime) -> Any:
     )
 
 
-def count_due(store: Store, brief_id: str, now: datetime) -> int:
+def count_due(
+    store: Store, brief_id: str, now: datetime, subscribers: SubscriberRange | None = None
+) -> int:
     query = (
         select(func.count())
-        .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
-        .where(_due(brief_id, now))
+        .select_from(
+            deliveries.join(subscriber_table, subscriber_table.c.id == deliveries.c.subscriber_id)
+        )
+        .where(_due(brief_id, now, subscribers))
     )
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 
 
-def iter_due(store: Store, brief_id: str, now: datetime, batch: int = 1000) -> Iterator[Job]:
+def iter_due(
+    store: Store,
+    brief_id: str,
+    now: datetime,
+    batch: int = 1000,
+    subscribers: SubscriberRange | None = None,
+) -> Iterator[Job]:
     """Rows to attempt now, for active subscribers only, in keyset batches over the
     (brief, subscriber) index: memory stays flat whatever the list's size."""
-    last = 0
+    last = 0 if subscribers is None else subscribers[0] - 1
     while True:
         query = (
             select(  # in Job's field order
                 deliveries.c.id,
                 deliveries.c.subscriber_id,
-                subscribers.c.email,
+                subscriber_table.c.email,
                 deliveries.c.edition,
                 deliveries.c.attempts,
             )
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(_due(brief_id, now), deliveries.c.subscriber_id > last)
+            .join(subscriber_table, subscriber_table.c.id == deliveries.c.subscriber_id)
+            .where(_due(brief_id, now, subscribers), deliveries.c.subscriber_id > last)
             .order_by(deliveries.c.subscriber_id)
             .limit(batch)
         )
@@ -203,15 +270,19 @@ def iter_due(store: Store, brief_id: str, now: datetime, batch: int = 1000) -> I
         last = rows[-1].subscriber_id
 
 
-def next_retry_at(store: Store, brief_id: str) -> datetime | None:
+def next_retry_at(
+    store: Store, brief_id: str, subscribers: SubscriberRange | None = None
+) -> datetime | None:
     """When the earliest deferred message (of an active subscriber) may be tried again."""
     query = (
         select(func.min(deliveries.c.next_attempt_at))
-        .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+        .select_from(
+            deliveries.join(subscriber_table, subscriber_table.c.id == deliveries.c.subscriber_id)
+        )
         .where(
-            deliveries.c.brief_id == brief_id,
+            _of(brief_id, subscribers),
             deliveries.c.status == "deferred",
-            subscribers.c.status == "active",
+            subscriber_table.c.status == "active",
         )
     )
     with store.engine.connect() as conn:
@@ -219,11 +290,16 @@ def next_retry_at(store: Store, brief_id: str) -> datetime | None:
     return as_aware(when) if when else None
 
 
-def counts(store: Store, brief_id: str, since: datetime | None = None) -> Counter[str]:
+def counts(
+    store: Store,
+    brief_id: str,
+    since: datetime | None = None,
+    subscribers: SubscriberRange | None = None,
+) -> Counter[str]:
     """Rows per status; with ``since``, only rows a run changed from then on."""
     query = (
         select(deliveries.c.status, func.count())
-        .where(deliveries.c.brief_id == brief_id)
+        .where(_of(brief_id, subscribers))
         .group_by(deliveries.c.status)
     )
     if since is not None:
@@ -232,12 +308,18 @@ def counts(store: Store, brief_id: str, since: datetime | None = None) -> Counte
         return Counter({status: int(n) for status, n in conn.execute(query)})
 
 
-def addresses(store: Store, brief_id: str, status: str, limit: int = 20) -> list[str]:
+def addresses(
+    store: Store,
+    brief_id: str,
+    status: str,
+    limit: int = 20,
+    subscribers: SubscriberRange | None = None,
+) -> list[str]:
     query = (
-        select(subscribers.c.email)
-        .join(deliveries, subscribers.c.id == deliveries.c.subscriber_id)
-        .where(deliveries.c.brief_id == brief_id, deliveries.c.status == status)
-        .order_by(subscribers.c.id)
+        select(subscriber_table.c.email)
+        .join(deliveries, subscriber_table.c.id == deliveries.c.subscriber_id)
+        .where(_of(brief_id, subscribers), deliveries.c.status == status)
+        .order_by(subscriber_table.c.id)
         .limit(limit)
     )
     with store.engine.connect() as conn:
@@ -279,12 +361,36 @@ _OUTCOME = (
     )
 )
 
+# PostgreSQL: a whole group commit as one statement (one round trip, in autocommit: the
+# statement is its own transaction), the rows as arrays so the text never changes (psycopg
+# prepares it after a few runs). A row claimed and settled in the same group comes once,
+# merged: UPDATE ... FROM updates a row once only, whatever the join yields.
+_PG_GROUP = f"""
+UPDATE {deliveries.name} AS d SET
+    status = v.status,
+    message_id = COALESCE(v.message_id, d.message_id),
+    attempts = d.attempts + v.attempted,
+    last_reply = CASE WHEN v.settled THEN v.reply ELSE d.last_reply END,
+    next_attempt_at = CASE WHEN v.settled THEN v.next_at ELSE d.next_attempt_at END,
+    updated_at = %s
+FROM unnest(
+    %s::integer[], %s::varchar[], %s::varchar[], %s::integer[], %s::boolean[], %s::text[],
+    %s::timestamptz[]
+) AS v(id, status, message_id, attempted, settled, reply, next_at)
+WHERE d.id = v.id
+"""
+
+
+def _reply(outcome: Outcome) -> str | None:
+    # PostgreSQL refuses NUL in text, and a relay may send one.
+    return outcome.reply[:REPLY_MAX].replace("\x00", "") or None
+
 
 class _DriverStatement:
     """A statement compiled once for the database's driver and run with the driver's own
     ``executemany``: SQLAlchemy's per-row parameter handling costs several times what
     SQLite's update itself does, at thousands of rows a second. Parameters must already be
-    in the driver's types (see ``LedgerWriter._timestamp``)."""
+    in the driver's types (see ``_Writes.timestamp``)."""
 
     def __init__(self, statement: Any, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -295,6 +401,115 @@ class _DriverStatement:
         order = self.order
         params = [tuple(row[name] for name in order) for row in rows] if order else rows
         cursor.executemany(self.sql, params)
+
+
+class _Writes:
+    """One group commit, on one driver connection kept for the whole send and used directly:
+    checking one out per commit, or SQLAlchemy's transaction bookkeeping, costs more than
+    the commit. Claims and then outcomes, in one transaction, two ``executemany``."""
+
+    def __init__(self, store: Store) -> None:
+        dialect = store.engine.dialect
+        self._claim = _DriverStatement(_CLAIM, dialect)
+        self._outcome = _DriverStatement(_OUTCOME, dialect)
+        to_db = deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self._to_db: Callable[[datetime], Any] = to_db or (lambda when: when)
+        # The driver opens a transaction with the first update; commit() ends it.
+        self._conn = store.engine.raw_connection()
+
+    def timestamp(self, when: datetime | None) -> Any:
+        return None if when is None else self._to_db(when)
+
+    def write(self, claims: list[Claim], outcomes: list[Outcome], when: datetime) -> None:
+        now = self.timestamp(when)
+        cursor = self._conn.cursor()
+        try:
+            # Claims first: a row claimed and settled within one batch (a message handed
+            # back before its body went) must end settled, not "sending".
+            if claims:
+                self._claim.run(
+                    cursor,
+                    [
+                        {
+                            "b_id": c.job.delivery_id,
+                            "b_status": "sending",
+                            "b_message_id": c.message_id,
+                            "b_now": now,
+                        }
+                        for c in claims
+                    ],
+                )
+            if outcomes:
+                self._outcome.run(
+                    cursor,
+                    [
+                        {
+                            "b_id": o.job.delivery_id,
+                            "b_status": o.status,
+                            "b_attempted": int(o.attempted),
+                            "b_reply": _reply(o),
+                            "b_next": self.timestamp(o.next_attempt_at),
+                            "b_now": now,
+                        }
+                        for o in outcomes
+                    ],
+                )
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _PostgresWrites(_Writes):
+    """A group commit in one statement and one round trip (see ``_PG_GROUP``)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        driver = self._conn.driver_connection
+        assert driver is not None
+        driver.autocommit = True  # both undone before the connection goes back to the pool
+        # Planning the statement would cost twice what running it does, at every commit:
+        # the generic plan (index scan of the primary key per row) is the right one anyway.
+        driver.execute("SET plan_cache_mode = force_generic_plan")
+
+        self._driver: Any = driver
+
+    def write(self, claims: list[Claim], outcomes: list[Outcome], when: datetime) -> None:
+        # id -> [id, status, message_id, attempted, settled, reply, next_attempt_at]; the
+        # claims first, then the outcomes, as the separate updates would apply them.
+        rows: dict[int, list[Any]] = {}
+        for c in claims:
+            rows[c.job.delivery_id] = [c.job.delivery_id, "sending", c.message_id, 0, False]
+            rows[c.job.delivery_id] += [None, None]
+        for o in outcomes:
+            key = o.job.delivery_id
+            before = rows.get(key)
+            message_id, attempted = (before[2], before[3]) if before else (None, 0)
+            rows[key] = [
+                key,
+                o.status,
+                message_id,
+                attempted + int(o.attempted),
+                True,
+                _reply(o),
+                self.timestamp(o.next_attempt_at),
+            ]
+        columns = [list(column) for column in zip(*rows.values(), strict=True)]
+        with self._driver.cursor() as cursor:
+            cursor.execute(_PG_GROUP, [self.timestamp(when), *columns])
+
+    def close(self) -> None:
+        try:
+            self._driver.execute("RESET plan_cache_mode")
+            self._driver.autocommit = False
+        except Exception:  # a broken connection: never back into the pool
+            self._conn.invalidate()
+        super().close()
 
 
 ProgressHook = Callable[[Counter[str]], None]
@@ -338,15 +553,8 @@ class LedgerWriter:
         self._last_progress = 0.0
         self.outcomes: Counter[str] = Counter()  # committed outcomes, by status
         self.commits = 0
-        dialect = store.engine.dialect
-        self._claim = _DriverStatement(_CLAIM, dialect)
-        self._outcome = _DriverStatement(_OUTCOME, dialect)
-        to_db = deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
-        self._to_db: Callable[[datetime], Any] = to_db or (lambda when: when)
-        # One driver connection for the whole send, used directly: checking one out per
-        # commit, or SQLAlchemy's transaction bookkeeping, costs more than the commit. The
-        # driver opens a transaction with the first update; commit() ends it.
-        self._conn = store.engine.raw_connection()
+        postgres = store.engine.dialect.name == "postgresql"
+        self._writes = _PostgresWrites(store) if postgres else _Writes(store)
 
     @property
     def pending(self) -> bool:
@@ -370,11 +578,13 @@ class LedgerWriter:
         claims, self._claims = self._claims, []
         outcomes, self._outcomes = self._outcomes, []
         try:
-            self._commit([c for c, _ in claims], outcomes)
+            self._writes.write([c for c, _ in claims], outcomes, self._clock())
         except Exception as exc:
             log.exception("ledger write failed")
             self._error = exc
             raise LedgerError(f"the ledger could not be written: {exc}") from exc
+        self.commits += 1
+        self.outcomes.update(o.status for o in outcomes)
         for _, ticket in claims:
             ticket.committed = True
         for outcome in outcomes:
@@ -390,7 +600,7 @@ class LedgerWriter:
             if self._error is None:
                 self.flush()
         finally:
-            self._conn.close()
+            self._writes.close()
         if self._on_progress is not None:
             self._on_progress(self.outcomes)
 
@@ -403,53 +613,6 @@ class LedgerWriter:
     def _check(self) -> None:
         if self._error is not None:
             raise LedgerError(f"the ledger could not be written: {self._error}")
-
-    def _commit(self, claims: list[Claim], outcomes: list[Outcome]) -> None:
-        when = self._timestamp(self._clock())
-        cursor = self._conn.cursor()
-        try:
-            # Claims first: a row claimed and settled within one batch (a message handed
-            # back before its body went) must end settled, not "sending".
-            if claims:
-                self._claim.run(
-                    cursor,
-                    [
-                        {
-                            "b_id": c.job.delivery_id,
-                            "b_status": "sending",
-                            "b_message_id": c.message_id,
-                            "b_now": when,
-                        }
-                        for c in claims
-                    ],
-                )
-            if outcomes:
-                self._outcome.run(
-                    cursor,
-                    [
-                        {
-                            "b_id": o.job.delivery_id,
-                            "b_status": o.status,
-                            "b_attempted": int(o.attempted),
-                            # PostgreSQL refuses NUL in text, and a relay may send one.
-                            "b_reply": o.reply[:REPLY_MAX].replace("\x00", "") or None,
-                            "b_next": self._timestamp(o.next_attempt_at),
-                            "b_now": when,
-                        }
-                        for o in outcomes
-                    ],
-                )
-            self._conn.commit()
-        except BaseException:
-            self._conn.rollback()
-            raise
-        finally:
-            cursor.close()
-        self.commits += 1
-        self.outcomes.update(o.status for o in outcomes)
-
-    def _timestamp(self, when: datetime | None) -> Any:
-        return None if when is None else self._to_db(when)
 
     def _hard_bounce(self, subscriber_id: int) -> None:
         if self._on_hard_bounce is None:

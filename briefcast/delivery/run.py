@@ -9,20 +9,35 @@ call it the same way):
    through the connection pool, each claimed and settled in the ledger by the group writer;
 4. deferred messages due within ``retry_window_seconds`` are retried before the run ends;
 5. a :class:`~briefcast.delivery.summary.DeliverySummary` says what happened.
+
+With ``subscribers=(first_id, last_id)`` a run sends one batch of the brief: every step
+above, and the summary, is about the subscribers with ids in that range (both included)
+only, and the run holds that batch's send lock instead of the whole brief's, so that the
+batches of :func:`~briefcast.delivery.ledger.subscriber_batches` can go out in parallel from
+several processes or machines (see :mod:`~briefcast.delivery.lock`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_
 
 from briefcast import subscribers as subscriber_store
 from briefcast.config import Settings
 from briefcast.delivery import ledger, lock, tokens
 from briefcast.delivery.dkim import DkimError, DkimSigner
-from briefcast.delivery.ledger import Claim, Job, LedgerWriter, Outcome, Ticket
+from briefcast.delivery.ledger import (
+    Claim,
+    Job,
+    LedgerWriter,
+    Outcome,
+    SubscriberRange,
+    Ticket,
+)
 from briefcast.delivery.messages import Messages
 from briefcast.delivery.pacing import HourlyCap
 from briefcast.delivery.pool import Pool
@@ -33,6 +48,7 @@ from briefcast.delivery.summary import DeliverySummary, Reporter, current_report
 from briefcast.delivery.verp import ReturnPath
 from briefcast.render.email import EmailEdition
 from briefcast.store import Store
+from briefcast.store import subscribers as subscriber_table
 
 SUMMARY_STATUSES = ("sent", "deferred", "bounced", "unknown", "queued")
 LISTED = 20  # addresses named in the summary per status
@@ -105,10 +121,18 @@ def deliver(
     resend_unknown: bool = False,
     reporter: Reporter | None = None,
     stop: threading.Event | None = None,
+    subscribers: SubscriberRange | None = None,
 ) -> DeliverySummary:
     """Send one brief to its active subscribers; safe to re-run at any time after any crash
     (it mails exactly those not yet mailed). Returns what happened. Setting ``stop`` ends
-    the run early and cleanly: the messages under way finish and are recorded."""
+    the run early and cleanly: the messages under way finish and are recorded.
+
+    ``subscribers=(first_id, last_id)`` sends only to the subscribers with ids in that range
+    (both included): one batch, which may run while other batches of the same brief do (in
+    other processes or machines), never while the same batch or a whole-brief run does
+    (DeliveryError, after ``delivery.lock_wait_seconds``)."""
+    if subscribers is not None:
+        subscribers = _check_range(subscribers)
     secret = unsubscribe_secret(settings)
     try:
         dkim = DkimSigner.from_settings(settings)
@@ -120,7 +144,9 @@ def deliver(
         for m in mails
     }
     try:
-        with lock.sending(store, brief_id, wait=settings.delivery.lock_wait_seconds):
+        with lock.sending(
+            store, brief_id, wait=settings.delivery.lock_wait_seconds, subscribers=subscribers
+        ):
             summary = _deliver(
                 store,
                 brief_id,
@@ -130,12 +156,35 @@ def deliver(
                 resend_unknown,
                 reporter,
                 stop or threading.Event(),
+                subscribers,
             )
     except lock.BriefBusy as exc:
         raise DeliveryError(str(exc)) from exc
     if reporter is not None:
         reporter.finished(summary)
     return summary
+
+
+def _check_range(subscribers: SubscriberRange) -> SubscriberRange:
+    try:
+        first, last = (int(i) for i in subscribers)
+    except (TypeError, ValueError):
+        raise DeliveryError(
+            f"subscribers must be a range of ids (first, last), not {subscribers!r}"
+        ) from None
+    if first > last:
+        raise DeliveryError(f"subscribers {first}-{last}: the first id is after the last")
+    return first, last
+
+
+def _active(
+    store: Store, batch: int, subscribers: SubscriberRange | None
+) -> Iterator[subscriber_store.Subscriber]:
+    if subscribers is None:
+        return subscriber_store.iter_active(store, batch=batch)
+    first, last = subscribers
+    where = and_(subscriber_table.c.status == "active", subscriber_table.c.id.between(first, last))
+    return subscriber_store.walk(store, where, batch)
 
 
 def _deliver(
@@ -147,27 +196,29 @@ def _deliver(
     resend_unknown: bool,
     reporter: Reporter | None,
     stop: threading.Event,
+    subscribers: SubscriberRange | None,
 ) -> DeliverySummary:
     d = settings.delivery
     started = _now()
-    ledger.recover(store, brief_id, started)  # safe: the lock says nobody else is sending
+    # Safe: the lock says nobody else is sending these rows (a batch's lock: only its own).
+    ledger.recover(store, brief_id, started, subscribers)
     ledger.enqueue(
         store,
         brief_id,
-        subscriber_store.iter_active(store, batch=d.batch_size),
+        _active(store, d.batch_size, subscribers),
         messages.editions,
         started,
         d.batch_size,
     )
     if resend_unknown:
-        ledger.requeue_unknown(store, brief_id, started)
+        ledger.requeue_unknown(store, brief_id, started, subscribers)
 
     cap = HourlyCap(d.hourly_cap)
     if d.hourly_cap:
         since = started - timedelta(hours=1)
         cap.seed(when.timestamp() for when in ledger.attempt_times(store, since))
 
-    total = ledger.count_due(store, brief_id, _now())
+    total = ledger.count_due(store, brief_id, _now(), subscribers)
 
     def progress(outcomes: dict[str, int]) -> None:
         if reporter is not None:
@@ -189,7 +240,8 @@ def _deliver(
             attempted = _attempted(writer.outcomes)
             t0 = time.perf_counter()
             try:
-                pool.run(ledger.iter_due(store, brief_id, _now(), d.batch_size), handler, stop)
+                due = ledger.iter_due(store, brief_id, _now(), d.batch_size, subscribers)
+                pool.run(due, handler, stop)
             except (SmtpFatal, RelayUnreachable) as exc:
                 error = str(exc)
             finally:
@@ -200,19 +252,19 @@ def _deliver(
                 error = "stopped before the end: run the same publish again to finish"
                 break
             progressed = _attempted(writer.outcomes) > attempted
-            if progressed and (due := ledger.count_due(store, brief_id, _now())):
-                total += due  # handed back by a connection that could not connect: again
+            if progressed and (left := ledger.count_due(store, brief_id, _now(), subscribers)):
+                total += left  # handed back by a connection that could not connect: again
                 continue
             deadline = deadline or _now() + timedelta(seconds=d.retry_window_seconds)
-            retry_at = ledger.next_retry_at(store, brief_id)
+            retry_at = ledger.next_retry_at(store, brief_id, subscribers)
             if retry_at is None or retry_at > deadline:
                 break
             if not progressed and retry_at <= _now():
                 break  # due, yet nothing was tried: never spin
             stop.wait(max(0.0, (retry_at - _now()).total_seconds()))
-            total += ledger.count_due(store, brief_id, _now())
+            total += ledger.count_due(store, brief_id, _now(), subscribers)
 
-    return _summary(store, brief_id, started, busy, error)
+    return _summary(store, brief_id, started, busy, error, subscribers)
 
 
 def _attempted(outcomes: dict[str, int]) -> int:
@@ -220,17 +272,22 @@ def _attempted(outcomes: dict[str, int]) -> int:
 
 
 def _summary(
-    store: Store, brief_id: str, started: datetime, seconds: float, error: str | None
+    store: Store,
+    brief_id: str,
+    started: datetime,
+    seconds: float,
+    error: str | None,
+    subscribers: SubscriberRange | None,
 ) -> DeliverySummary:
-    this_run = ledger.counts(store, brief_id, since=started)
-    everything = ledger.counts(store, brief_id)
+    this_run = ledger.counts(store, brief_id, since=started, subscribers=subscribers)
+    everything = ledger.counts(store, brief_id, subscribers=subscribers)
     return DeliverySummary(
         brief_id=brief_id,
         this_run={s: this_run.get(s, 0) for s in SUMMARY_STATUSES},
         ledger={s: everything.get(s, 0) for s in SUMMARY_STATUSES},
         skipped=everything.total() - this_run.total(),
         seconds=seconds,
-        unknown=ledger.addresses(store, brief_id, "unknown", LISTED),
-        deferred=ledger.addresses(store, brief_id, "deferred", LISTED),
+        unknown=ledger.addresses(store, brief_id, "unknown", LISTED, subscribers),
+        deferred=ledger.addresses(store, brief_id, "deferred", LISTED, subscribers),
         error=error,
     )

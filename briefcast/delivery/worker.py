@@ -6,7 +6,8 @@ sending loop lives on. The send needs only the store, the SMTP loop and the prep
 editions, so it runs here: small, flat in memory whatever the list's size, and alone.
 
 The parent writes one JSON line on the worker's stdin (the brief, its editions' ``.eml``
-bytes, ``resend_unknown``) and keeps stdin open; the worker reads the same settings (the
+bytes, ``resend_unknown``, and ``subscribers``: the batch's ``[first_id, last_id]`` or null
+for the whole brief) and keeps stdin open; the worker reads the same settings (the
 environment and ``BRIEFCAST_CONFIG`` are inherited) and answers in JSON lines on stdout:
 ``{"progress": [done, total]}`` while sending, then ``{"summary": {...}}`` or
 ``{"error": "..."}``. If the parent goes away (stdin closes) or sends SIGTERM/SIGINT, the
@@ -37,10 +38,21 @@ from briefcast.store import Store
 COMMAND = [sys.executable, "-m", "briefcast.delivery.worker"]
 
 
-def spec_line(brief_id: str, mails: Sequence[EmailEdition], *, resend_unknown: bool) -> str:
+def spec_line(
+    brief_id: str,
+    mails: Sequence[EmailEdition],
+    *,
+    resend_unknown: bool,
+    subscribers: tuple[int, int] | None = None,
+) -> str:
     """What the worker reads on stdin: one JSON line."""
     editions = {m.edition: base64.b64encode(m.eml).decode("ascii") for m in mails}
-    spec = {"brief_id": brief_id, "resend_unknown": resend_unknown, "editions": editions}
+    spec = {
+        "brief_id": brief_id,
+        "resend_unknown": resend_unknown,
+        "editions": editions,
+        "subscribers": list(subscribers) if subscribers is not None else None,
+    }
     return json.dumps(spec) + "\n"
 
 
@@ -50,8 +62,10 @@ def deliver_in_worker(
     *,
     resend_unknown: bool = False,
     reporter: Reporter | None = None,
+    subscribers: tuple[int, int] | None = None,
 ) -> DeliverySummary:
-    """:func:`briefcast.delivery.deliver`, run by a worker process with the same settings."""
+    """:func:`briefcast.delivery.deliver`, run by a worker process with the same settings
+    (``subscribers``: one batch of the brief, as there)."""
     reporter = reporter or current_reporter()
     proc = subprocess.Popen(
         COMMAND,
@@ -67,7 +81,8 @@ def deliver_in_worker(
     summary: DeliverySummary | None = None
     refused: str | None = None
     try:
-        proc.stdin.write(spec_line(brief_id, mails, resend_unknown=resend_unknown))
+        spec = spec_line(brief_id, mails, resend_unknown=resend_unknown, subscribers=subscribers)
+        proc.stdin.write(spec)
         proc.stdin.flush()  # and left open: closing it tells the worker to stop
         for line in proc.stdout:
             message = json.loads(line)
@@ -148,6 +163,7 @@ def main() -> int:
     editions = [
         PreparedEdition(edition, base64.b64decode(eml)) for edition, eml in spec["editions"].items()
     ]
+    batch = spec.get("subscribers")
     try:
         settings = load_settings()
     except ConfigError as exc:  # the parent read the same settings; they changed since
@@ -163,6 +179,7 @@ def main() -> int:
                 resend_unknown=spec["resend_unknown"],
                 reporter=reporter,
                 stop=stop,
+                subscribers=(batch[0], batch[1]) if batch is not None else None,
             )
     except DeliveryError as exc:
         reporter.error(str(exc))

@@ -3,7 +3,9 @@
 - the published site, ``[site] public_dir`` (:mod:`~briefcast.web_app.static`): every path
   that is not one of the pages below;
 - ``/subscribe``, ``/confirm/{token}``, ``/u/{token}`` (:mod:`~briefcast.web_app.pages`,
-  FastAPI) and their stylesheet ``/_serve/serve.css``.
+  FastAPI) and their stylesheet ``/_serve/serve.css``;
+- the editor's pages under ``/editor/`` (:mod:`~briefcast.web_app.editor`): log in, approve
+  the briefs waiting for it, follow their sends.
 
 The site's files go straight to the static handler, outside FastAPI's routing and
 middleware: a feed's revalidation is the request a server gets most, and it costs a stat
@@ -21,25 +23,28 @@ from briefcast.config import Settings, load_settings
 from briefcast.delivery.preflight import unsubscribe_secret
 from briefcast.store import Store
 from briefcast.web_app import headers as sec
+from briefcast.web_app.editor import PREVIEW_HEADERS, PREVIEW_PREFIX, Approver, EditorArea, install
 from briefcast.web_app.mailer import Mailer
 from briefcast.web_app.pages import Pages, build
 from briefcast.web_app.static import Message, Receive, Scope, Send, StaticSite
 
 # The pages' paths; everything else is the published site (which must not use these names).
-PAGES_EXACT = frozenset({"/subscribe"})
-PAGES_PREFIXES = ("/confirm/", "/u/", "/_serve/")
+PAGES_EXACT = frozenset({"/subscribe", "/editor"})
+PAGES_PREFIXES = ("/confirm/", "/u/", "/_serve/", "/editor/")
 
 __all__ = ["PAGES_EXACT", "PAGES_PREFIXES", "ServeApp", "create_app", "worker_app"]
 
 
 class _FormHeaders:
-    """Adds the forms' security headers to every response of the pages' app, errors too."""
+    """Adds the forms' security headers to every response of the pages' app, errors too
+    (an editor's preview files get their own: inline CSS, frames of the same folder)."""
 
     def __init__(self, app: object) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         https = scope.get("scheme") == "https"
+        chosen = PREVIEW_HEADERS if scope["path"].startswith(PREVIEW_PREFIX) else sec.FORMS
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -50,7 +55,7 @@ class _FormHeaders:
                 ]
                 message = {
                     **message,
-                    "headers": sec.with_hsts([*kept, *sec.FORMS], "https" if https else ""),
+                    "headers": sec.with_hsts([*kept, *chosen], "https" if https else ""),
                 }
             await send(message)
 
@@ -59,16 +64,22 @@ class _FormHeaders:
 
 class ServeApp:
     """The ASGI app: routes a request to the site or to the pages; runs the lifespan (the
-    confirmation mailer's thread, the store's connections)."""
+    confirmation mailer's thread, the store's connections). ``approve`` approves a review
+    for the editor's pages (default: ``flows.approve.approve``, imported when first used)."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store | None = None, approve: Approver | None = None
+    ) -> None:
         secret = unsubscribe_secret(settings).encode()
         self.settings = settings
         self._own_store = store is None
         self.store = store if store is not None else Store(settings.database.url)
         self.mailer = Mailer(settings)
         self.pages = Pages(settings, self.store, self.mailer, secret)
-        self.forms = _FormHeaders(build(self.pages))
+        self.editor = EditorArea(settings, self.store, self.pages, approve)
+        forms = build(self.pages)
+        install(forms, self.editor)
+        self.forms = _FormHeaders(forms)
         site = settings.site
         not_found = self.pages.not_found(None, site.languages[0]).body
         self.site = StaticSite(
@@ -108,9 +119,12 @@ class ServeApp:
                 return
 
 
-def create_app(settings: Settings, store: Store | None = None) -> ServeApp:
-    """The app over these settings (and this store, or one opened from the settings)."""
-    return ServeApp(settings, store)
+def create_app(
+    settings: Settings, store: Store | None = None, *, approve: Approver | None = None
+) -> ServeApp:
+    """The app over these settings (and this store, or one opened from the settings); the
+    editor's pages approve with ``approve`` (default: ``flows.approve.approve``)."""
+    return ServeApp(settings, store, approve)
 
 
 def worker_app() -> ServeApp:

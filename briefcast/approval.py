@@ -1,0 +1,217 @@
+"""Approval bound to what was previewed.
+
+A review (the Prefect flow ``flows.review``) writes a brief's previews, records here the
+*digest* of everything that shaped them, and waits for the editor. An approval names that
+digest; before anything is sent the digest is computed again from the files as they are
+now, and any difference (the brief edited, a template changed, a setting that shapes the
+output changed) refuses the send in one line and asks for a new preview. Undated briefs
+keep the date of their first preview (``pipeline.date``), so an approved brief builds the
+same bytes when it is sent, even a day later.
+
+Plain functions over the ``reviews`` table: the CLI, the flows and the editor's pages use
+them alike; resuming the waiting Prefect flow run is the flows' business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from briefcast.config import TEMPLATE_FOLDERS, Settings
+from briefcast.errors import UserError
+from briefcast.resources import templates_root
+from briefcast.safe_io import UnsafeFile, read_regular
+from briefcast.store import Store, as_aware, reviews
+
+# Sections that decide how a message travels, not what it says: changing them after a
+# preview does not call for a new one.
+NOT_SHAPING = {"database", "smtp", "delivery", "serve", "bounces", "workflow"}
+# waiting -> approved | refused | cancelled | expired; approved -> scheduled | sending ->
+# sent | failed
+WAITING = "waiting"
+OPEN_STATES = ("waiting", "approved", "scheduled", "sending")
+MAX_TEMPLATE_FILES = 2000  # a templates folder is small; a runaway one is not walked for ever
+
+
+class Changed(UserError):
+    """What is to be sent is not what was previewed."""
+
+
+class NotWaiting(UserError):
+    """No review of that brief waits for approval."""
+
+
+@dataclass(frozen=True)
+class Review:
+    flow_run_id: str
+    brief_id: str
+    path: str
+    preview: str
+    digest: str
+    state: str
+    approved_by: str | None
+    send_at: datetime | None
+    send_flow_run_id: str | None
+    detail: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Review:
+        m = row._mapping
+        return cls(
+            flow_run_id=m["flow_run_id"],
+            brief_id=m["brief_id"],
+            path=m["path"],
+            preview=m["preview"],
+            digest=m["digest"],
+            state=m["state"],
+            approved_by=m["approved_by"],
+            send_at=as_aware(m["send_at"]) if m["send_at"] else None,
+            send_flow_run_id=m["send_flow_run_id"],
+            detail=m["detail"],
+            created_at=as_aware(m["created_at"]),
+            updated_at=as_aware(m["updated_at"]),
+        )
+
+
+def digest(path: Path, settings: Settings) -> str:
+    """sha256 over the brief's bytes, every template file that can shape it (ours and the
+    site's ``templates_dir``) and the settings that shape the output (secrets masked)."""
+    h = hashlib.sha256()
+    _part(h, b"brief", read_regular(path, settings.input.max_bytes))
+    for name, data in _template_files(settings):
+        _part(h, b"template:" + name.encode(), data)
+    shaping = settings.model_dump(mode="json", exclude=NOT_SHAPING)
+    _part(h, b"settings", json.dumps(shaping, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _part(h: Any, label: bytes, data: bytes) -> None:
+    # Length-prefixed: no two different inputs hash as the same stream.
+    h.update(len(label).to_bytes(8, "big") + label + len(data).to_bytes(8, "big") + data)
+
+
+def _template_files(settings: Settings) -> Iterator[tuple[str, bytes]]:
+    roots = [("ours", templates_root())]
+    if settings.site.templates_dir is not None:
+        roots.append(("site", settings.site.templates_dir))
+    seen = 0
+    for label, root in roots:
+        folders = [root / f for f in (*TEMPLATE_FOLDERS, "preview")]
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                seen += 1
+                if seen > MAX_TEMPLATE_FILES:
+                    raise UserError(f"more than {MAX_TEMPLATE_FILES} template files in {root}")
+                yield f"{label}/{file.relative_to(root).as_posix()}", file.read_bytes()
+
+
+def check(review: Review, settings: Settings) -> None:
+    """Raise :class:`Changed` unless the brief, templates and settings are as previewed."""
+    try:
+        now = digest(Path(review.path), settings)
+    except (OSError, UnsafeFile) as exc:
+        raise Changed(
+            f"{review.brief_id}: the previewed brief cannot be read ({exc}); nothing was sent"
+        ) from exc
+    if now != review.digest:
+        raise Changed(
+            f"{review.brief_id} changed since its preview (the brief, a template or a setting "
+            "that shapes it): nothing was sent; preview it again and approve the new preview"
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def record(
+    store: Store, *, flow_run_id: str, brief_id: str, path: Path, preview: Path, digest: str
+) -> Review:
+    """A new review waits for approval; an older waiting review of the same brief is
+    superseded (its approval would name an old preview)."""
+    now = _now()
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(reviews)
+            .where(reviews.c.brief_id == brief_id, reviews.c.state == WAITING)
+            .where(reviews.c.flow_run_id != flow_run_id)
+            .values(state="superseded", detail="a newer preview replaced it", updated_at=now)
+        )
+        existing = conn.execute(select(reviews).where(reviews.c.flow_run_id == flow_run_id)).first()
+        if existing is None:
+            conn.execute(
+                insert(reviews).values(
+                    flow_run_id=flow_run_id,
+                    brief_id=brief_id,
+                    path=str(path),
+                    preview=str(preview),
+                    digest=digest,
+                    state=WAITING,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    found = get(store, flow_run_id)
+    assert found is not None
+    return found
+
+
+def get(store: Store, flow_run_id: str) -> Review | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(reviews).where(reviews.c.flow_run_id == flow_run_id)).first()
+    return Review.from_row(row) if row else None
+
+
+def latest(store: Store, brief_id: str, states: Iterable[str] = (WAITING,)) -> Review | None:
+    """The newest review of ``brief_id`` in one of ``states``."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(reviews)
+            .where(reviews.c.brief_id == brief_id, reviews.c.state.in_(list(states)))
+            .order_by(reviews.c.id.desc())
+            .limit(1)
+        ).first()
+    return Review.from_row(row) if row else None
+
+
+def waiting_for(store: Store, brief_id: str) -> Review:
+    review = latest(store, brief_id)
+    if review is None:
+        raise NotWaiting(f"{brief_id}: no preview of it waits for approval")
+    return review
+
+
+def listed(store: Store, states: Iterable[str] = OPEN_STATES, limit: int = 200) -> list[Review]:
+    """Reviews in ``states``, newest first (the editor's list)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(reviews)
+            .where(reviews.c.state.in_(list(states)))
+            .order_by(reviews.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [Review.from_row(r) for r in rows]
+
+
+def set_state(store: Store, flow_run_id: str, state: str, **fields: Any) -> None:
+    allowed = {"approved_by", "send_at", "send_flow_run_id", "detail"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"not a review field: {sorted(unknown)}")
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(reviews)
+            .where(reviews.c.flow_run_id == flow_run_id)
+            .values(state=state, updated_at=_now(), **fields)
+        )

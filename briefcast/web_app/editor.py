@@ -1,0 +1,572 @@
+"""The editor's pages, under ``/editor/``: log in, see the briefs waiting for approval, open
+their previews, approve them (now or at a time), follow their sends.
+
+- ``GET/POST /editor/login``: name and password (:mod:`briefcast.editors`, argon2id). The
+  form has the subscribe form's CSRF protection (a signed double-submit cookie); attempts
+  are rate limited per client address and per name (token buckets): past the burst they
+  answer 429 without looking at the password. A wrong name and a wrong password get the
+  same answer. A good one opens a session: a random token in a cookie (``HttpOnly``,
+  ``SameSite=Strict``, ``Path=/editor``, ``Secure`` over https), its sha256 in the table.
+- ``GET /editor/``: the reviews, waiting first, each with its preview, its Approve form
+  (the digest of the preview shown, an optional time to send at) and, once approved, how
+  its sends stand (the email ledger's counts, the other channels' from the send ledger).
+  While sends are under way the page reloads itself every 10 seconds
+  (``<meta http-equiv="refresh">``: the CSP allows no script); a link turns that off, as
+  WCAG 2.2.1 asks, and it is off while nothing is under way, so a time being typed is not
+  wiped out for nothing.
+- ``POST /editor/approve``: approves only if the posted digest is the waiting review's and
+  :func:`briefcast.approval.check` finds the brief, templates and settings as previewed;
+  then calls the approve callable (``flows.approve.approve`` unless the app was given
+  another), which resumes the waiting flow run. ``send_at`` (``datetime-local``) is read in
+  the site's time zone, and must be in the future and within 90 days.
+- ``POST /editor/logout`` ends the session.
+- ``GET /editor/preview/{brief_id}/{path}``: the files of that brief's newest review's
+  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out).
+
+Every POST checks the session's CSRF token (an HMAC of the session's own secret and the
+form's address). After an action the list page says what happened (Post/Redirect/Get; the
+line travels in a signed cookie that lives a minute). Every answer here is ``no-store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+
+from briefcast import approval, editors
+from briefcast.approval import Review
+from briefcast.config import Settings
+from briefcast.delivery import ledger
+from briefcast.errors import BriefcastError, UserError
+from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
+from briefcast.store import Store, sends
+from briefcast.web_app import headers as sec
+from briefcast.web_app import signing
+from briefcast.web_app.pages import NO_STORE, Pages, read_form
+from briefcast.web_app.ratelimit import Buckets
+from briefcast.web_app.static import content_type
+
+log = logging.getLogger(__name__)
+
+AREA = "/editor"
+PREVIEW_PREFIX = "/editor/preview/"
+SESSION_COOKIE = "bc_editor"
+FLASH_COOKIE = "bc_editor_flash"
+SESSION_TTL = timedelta(hours=12)
+FLASH_MAX_AGE = 60
+# Logins: per client address and per name asked for, a burst then so many an hour.
+LOGIN_IP_BURST, LOGIN_IP_PER_HOUR = 20, 60.0
+LOGIN_NAME_BURST, LOGIN_NAME_PER_HOUR = 5, 12.0
+REFRESH_SECONDS = 10
+SCHEDULE_MAX = timedelta(days=90)
+PREVIEW_MAX_BYTES = 50_000_000
+LIST_LIMIT = 100
+SHOWN = (*approval.OPEN_STATES, "sent", "failed", "refused")
+UNDER_WAY = ("approved", "scheduled", "sending")
+WITH_SENDS = (*UNDER_WAY, "sent", "failed")
+EVERY_STATE = (*SHOWN, "superseded", "cancelled", "expired")
+EMAIL_STATUSES = ("sent", "deferred", "unknown", "queued", "sending", "bounced")
+WRONG = "Wrong name or password."
+_FLASH = b"briefcast-editor-flash-v1:"
+
+# A preview is our own HTML with inline CSS, the emails in iframes of the same folder, and
+# images as the subscribers' mail clients would load them; still no script, no form.
+PREVIEW_CSP = (
+    "default-src 'none'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+    "font-src 'self'; frame-src 'self'; script-src 'none'; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+PREVIEW_HEADERS: tuple[sec.Header, ...] = (
+    (b"content-security-policy", PREVIEW_CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class Approver(Protocol):
+    """What approves a waiting review: :func:`flows.approve.approve`, or a test's fake."""
+
+    def __call__(
+        self, brief_id: str, settings: Settings, *, send_at: datetime | None, by: str
+    ) -> Review: ...
+
+
+def default_approve(
+    brief_id: str, settings: Settings, *, send_at: datetime | None, by: str
+) -> Review:
+    """``flows.approve.approve``, imported only when an editor approves: serving the site
+    never loads the flows (nor, through them, Prefect)."""
+    from flows.approve import approve
+
+    return approve(brief_id, settings, send_at=send_at, by=by)
+
+
+class ScheduleError(UserError):
+    """A send time that cannot be used."""
+
+
+def parse_send_at(raw: str, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """A ``datetime-local`` value read in ``tz``, as an aware datetime in UTC: None when
+    empty; ``ScheduleError`` unless it exists there, is after ``now`` and within
+    ``SCHEDULE_MAX`` of it."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        naive = datetime.fromisoformat(raw[:40])
+    except ValueError:
+        raise ScheduleError(f"send at: {raw[:40]!r} is not a date and time") from None
+    if naive.tzinfo is not None:
+        naive = naive.astimezone(tz).replace(tzinfo=None)
+    when = naive.replace(tzinfo=tz)
+    if when.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+        raise ScheduleError(
+            f"send at: {naive:%Y-%m-%d %H:%M} does not exist in {tz.key} (the clocks skip it)"
+        )
+    if when <= now:
+        raise ScheduleError(f"send at: {naive:%Y-%m-%d %H:%M} ({tz.key}) is not in the future")
+    if when > now + SCHEDULE_MAX:
+        raise ScheduleError(
+            f"send at: {naive:%Y-%m-%d %H:%M} ({tz.key}) is more than {SCHEDULE_MAX.days} days away"
+        )
+    # In UTC: SQLite keeps a datetime's wall-clock time and drops its offset (store.py).
+    return when.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Flash:
+    kind: str  # ok | error
+    text: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """A review as the list shows it."""
+
+    review: Review
+    created: str
+    send_at: str
+    progress: list[tuple[str, str]]
+
+
+def _preview_names(path: str) -> list[str] | None:
+    """The path's names inside a preview folder (a folder is its index.html); None when a
+    name is empty, ``.``/``..`` or hidden, or holds a backslash or NUL."""
+    names = path.split("/") if path else [""]
+    if names[-1] == "":
+        names[-1] = "index.html"
+    for name in names:
+        if not name or name.startswith(".") or "\\" in name or "\x00" in name:
+            return None
+    return names
+
+
+class EditorArea:
+    """The editor's pages over the app's settings, store and form machinery."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        pages: Pages,
+        approve: Approver | None = None,
+        *,
+        session_ttl: timedelta = SESSION_TTL,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pages = pages
+        self.secret = pages.secret
+        self.env = pages.env
+        self.approve: Approver = approve or default_approve
+        self.session_ttl = session_ttl
+        keys = settings.serve.rate_limit_keys
+        self.by_ip = Buckets(LOGIN_IP_BURST, LOGIN_IP_PER_HOUR, keys)
+        self.by_name = Buckets(LOGIN_NAME_BURST, LOGIN_NAME_PER_HOUR, keys)
+        loader = self.env.loader
+        assert loader is not None
+        self.css = loader.get_source(self.env, "editor.css")[0].encode()
+        self.css_etag = '"' + hashlib.blake2b(self.css, digest_size=12).hexdigest() + '"'
+
+    # --- sessions, CSRF, flash -------------------------------------------------------------
+
+    async def session(self, request: Request) -> editors.Session | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        return await run_in_threadpool(editors.session, self.store, token)
+
+    def form_token(self, session: editors.Session, action: str) -> str:
+        return signing.csrf_token(self.secret, session.csrf, action)
+
+    def form_ok(self, session: editors.Session, action: str, form: dict[str, str]) -> bool:
+        given = form.get(signing.CSRF_FIELD)
+        return bool(given) and hmac.compare_digest(self.form_token(session, action), given or "")
+
+    def _flash_mac(self, payload: str) -> str:
+        mac = hmac.new(self.secret, _FLASH + payload.encode(), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def with_flash(self, response: Response, request: Request, kind: str, text: str) -> Response:
+        data = json.dumps([kind, " ".join(text.split())[:1000]]).encode()
+        payload = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        response.set_cookie(
+            FLASH_COOKIE,
+            f"{payload}.{self._flash_mac(payload)}",
+            max_age=FLASH_MAX_AGE,
+            path=AREA,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    def flash(self, request: Request) -> Flash | None:
+        payload, _, mac = request.cookies.get(FLASH_COOKIE, "").partition(".")
+        if not payload or not hmac.compare_digest(self._flash_mac(payload), mac):
+            return None
+        try:
+            kind, text = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except ValueError:
+            return None
+        return Flash("error" if kind == "error" else "ok", str(text))
+
+    def redirect(self, request: Request, to: str, flash: Flash | None = None) -> Response:
+        response = RedirectResponse(to, status_code=303, headers={"cache-control": NO_STORE})
+        if flash is not None:
+            self.with_flash(response, request, flash.kind, flash.text)
+        return response
+
+    # --- pages ----------------------------------------------------------------------------
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        title: str,
+        *,
+        session: editors.Session | None = None,
+        status: int = 200,
+        flash: Flash | None = None,
+        refresh: int = 0,
+        **values: Any,
+    ) -> HTMLResponse:
+        html = self.env.get_template(template).render(
+            title=title,
+            site_name=self.settings.site.name,
+            editor=session.name if session else "",
+            logout_csrf=self.form_token(session, "/editor/logout") if session else "",
+            flash=flash,
+            refresh=refresh,
+            **values,
+        )
+        response = HTMLResponse(html, status_code=status)
+        response.headers["cache-control"] = NO_STORE
+        if request.cookies.get(FLASH_COOKIE):
+            response.delete_cookie(FLASH_COOKIE, path=AREA)
+        return response
+
+    def refusal(
+        self, request: Request, status: int, title: str, text: str, headers: dict[str, str]
+    ) -> HTMLResponse:
+        response = self.render(
+            request, "editor_message.html.j2", title, status=status, paragraphs=[text]
+        )
+        response.headers.update(headers)
+        return response
+
+    def forbidden(self, request: Request) -> HTMLResponse:
+        return self.refusal(
+            request,
+            403,
+            "Forbidden",
+            "This form has expired or did not come from this site. Go back, reload the page "
+            "and try again.",
+            {},
+        )
+
+    def login_page(
+        self, request: Request, *, status: int = 200, name: str = "", error: str = ""
+    ) -> HTMLResponse:
+        action = "/editor/login"
+        cookie, new = signing.csrf_cookie_value(request.cookies.get(signing.CSRF_COOKIE))
+        response = self.render(
+            request,
+            "editor_login.html.j2",
+            "Editor login",
+            status=status,
+            flash=self.flash(request),
+            action=action,
+            csrf=signing.csrf_token(self.secret, cookie, action),
+            name=name,
+            error=error,
+        )
+        if new:
+            response.set_cookie(
+                signing.CSRF_COOKIE,
+                cookie,
+                max_age=signing.CSRF_MAX_AGE,
+                path="/",
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+            )
+        return response
+
+    async def login_form(self, request: Request) -> Response:
+        if await self.session(request) is not None:
+            return self.redirect(request, "/editor/")
+        return self.login_page(request)
+
+    async def login(self, request: Request) -> Response:
+        form = await read_form(request)
+        if not self.pages.csrf_ok(request, "/editor/login", form):
+            return self.forbidden(request)
+        name = form.get("name", "").strip()[: editors.NAME_MAX + 1]
+        password = form.get("password", "")
+        client = request.client.host if request.client else "?"
+        wait = self.by_ip.take(client) or self.by_name.take(name.casefold())
+        if wait:
+            return self.refusal(
+                request,
+                429,
+                "Too many attempts",
+                "Too many login attempts. Wait a while, then try again.",
+                {"retry-after": str(max(1, int(wait + 0.999)))},
+            )
+        editor_id = await run_in_threadpool(editors.verify, self.store, name, password)
+        if editor_id is None:
+            log.warning("editor login failed for %r from %s", name[:100], client)
+            return self.login_page(request, status=401, name=name, error=WRONG)
+        old = request.cookies.get(SESSION_COOKIE)
+        if old:
+            await run_in_threadpool(editors.close_session, self.store, old)
+        token, _ = await run_in_threadpool(
+            editors.open_session, self.store, editor_id, self.session_ttl
+        )
+        response = self.redirect(request, "/editor/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(self.session_ttl.total_seconds()),
+            path=AREA,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await read_form(request)
+        session = await self.session(request)
+        if session is None:
+            return self.redirect(request, "/editor/login")
+        if not self.form_ok(session, "/editor/logout", form):
+            return self.forbidden(request)
+        await run_in_threadpool(
+            editors.close_session, self.store, request.cookies.get(SESSION_COOKIE)
+        )
+        response = self.redirect(request, "/editor/login", Flash("ok", "You are logged out."))
+        response.delete_cookie(SESSION_COOKIE, path=AREA)
+        return response
+
+    # --- the list -------------------------------------------------------------------------
+
+    def _progress(self, brief_id: str) -> list[tuple[str, str]]:
+        email = ledger.counts(self.store, brief_id)
+        lines = []
+        if email:
+            shown = [s for s in EMAIL_STATUSES if s in ("sent", "deferred", "unknown", "queued")]
+            shown += [s for s in EMAIL_STATUSES if s not in shown and email[s]]
+            lines.append(("email", " · ".join(f"{email[s]} {s}" for s in shown)))
+        else:
+            lines.append(("email", "nothing queued yet"))
+        query = (
+            select(sends.c.channel, sends.c.status, func.count())
+            .where(sends.c.brief_id == brief_id)
+            .group_by(sends.c.channel, sends.c.status)
+            .order_by(sends.c.channel, sends.c.status)
+        )
+        by_channel: dict[str, Counter[str]] = {}
+        with self.store.engine.connect() as conn:
+            for channel, status, n in conn.execute(query):
+                by_channel.setdefault(channel, Counter())[status] = int(n)
+        for channel, counted in by_channel.items():
+            lines.append((channel, " · ".join(f"{n} {s}" for s, n in sorted(counted.items()))))
+        return lines
+
+    def _rows(self) -> list[Row]:
+        tz = self.settings.site.tz
+        reviews = approval.listed(self.store, SHOWN, LIST_LIMIT)
+        reviews.sort(key=lambda r: r.state != approval.WAITING)  # stable: newest first within
+        return [
+            Row(
+                review=r,
+                created=_when(r.created_at, tz),
+                send_at=_when(r.send_at, tz) if r.send_at else "",
+                progress=self._progress(r.brief_id) if r.state in WITH_SENDS else [],
+            )
+            for r in reviews
+        ]
+
+    async def list_page(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.redirect(request, "/editor/login")
+        rows = await run_in_threadpool(self._rows)
+        under_way = any(r.review.state in UNDER_WAY for r in rows)
+        wanted = request.query_params.get("refresh") != "off"
+        tz = self.settings.site.tz
+        now = datetime.now(tz)
+        return self.render(
+            request,
+            "editor_list.html.j2",
+            "Briefs to approve",
+            session=session,
+            flash=self.flash(request),
+            refresh=REFRESH_SECONDS if under_way and wanted else 0,
+            under_way=under_way,
+            refreshing=wanted,
+            refresh_every=REFRESH_SECONDS,
+            rows=rows,
+            waiting=approval.WAITING,
+            approve_csrf=self.form_token(session, "/editor/approve"),
+            tz=tz.key,
+            min_at=f"{now:%Y-%m-%dT%H:%M}",
+            max_at=f"{now + SCHEDULE_MAX:%Y-%m-%dT%H:%M}",
+        )
+
+    # --- approve --------------------------------------------------------------------------
+
+    async def approve_post(self, request: Request) -> Response:
+        form = await read_form(request)
+        session = await self.session(request)
+        if session is None:
+            return self.redirect(
+                request, "/editor/login", Flash("error", "Log in again: your session ended.")
+            )
+        if not self.form_ok(session, "/editor/approve", form):
+            return self.forbidden(request)
+        brief_id = form.get("brief_id", "")[:200]
+        try:
+            send_at = parse_send_at(
+                form.get("send_at", ""), self.settings.site.tz, datetime.now(UTC)
+            )
+            review = await run_in_threadpool(self._approve, session, brief_id, form, send_at)
+        except BriefcastError as exc:  # Changed, NotWaiting, ScheduleError, ResumeFailed
+            log.info("editor %s: approval of %r refused: %s", session.name, brief_id, exc)
+            return self.redirect(request, "/editor/", Flash("error", str(exc)))
+        except Exception:
+            log.exception("editor %s: approving %r failed", session.name, brief_id)
+            text = f"{brief_id}: the approval failed (see the server's log); nothing was sent"
+            return self.redirect(request, "/editor/", Flash("error", text))
+        if review.send_at is not None:
+            when = _when(review.send_at, self.settings.site.tz)
+            text = f"Approved {review.brief_id}: it will be sent at {when}."
+        else:
+            text = f"Approved {review.brief_id}: it is being sent now."
+        log.info("editor %s approved %s", session.name, review.brief_id)
+        return self.redirect(request, "/editor/", Flash("ok", text))
+
+    def _approve(
+        self,
+        session: editors.Session,
+        brief_id: str,
+        form: dict[str, str],
+        send_at: datetime | None,
+    ) -> Review:
+        review = approval.waiting_for(self.store, brief_id)
+        if not hmac.compare_digest(review.digest, form.get("digest", "")):
+            raise approval.Changed(
+                f"{brief_id}: the preview you approved is not the one waiting now (a newer "
+                "preview replaced it): nothing was sent; open the new preview and approve it"
+            )
+        approval.check(review, self.settings)
+        return self.approve(brief_id, self.settings, send_at=send_at, by=session.name)
+
+    # --- previews -------------------------------------------------------------------------
+
+    def _preview_file(self, brief_id: str, names: Sequence[str]) -> tuple[bytes, str] | None:
+        review = approval.latest(self.store, brief_id, EVERY_STATE)
+        if review is None:
+            return None
+        try:
+            real = inside(Path(review.preview), *names)
+            return read_regular(real, PREVIEW_MAX_BYTES), content_type(real.name)
+        except (OutsideFolder, UnsafeFile, OSError, ValueError):
+            return None
+
+    async def preview(self, request: Request, brief_id: str, path: str) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return self.redirect(request, "/editor/login")
+        names = _preview_names(path)
+        found = None
+        if names is not None and 0 < len(brief_id) <= 200:
+            found = await run_in_threadpool(self._preview_file, brief_id, names)
+        if found is None:
+            return self.refusal(request, 404, "Not found", "There is no such preview file.", {})
+        data, ctype = found
+        return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})
+
+    def stylesheet(self, request: Request) -> Response:
+        headers = {"etag": self.css_etag, "cache-control": "public, max-age=3600"}
+        if request.headers.get("if-none-match") == self.css_etag:
+            return Response(status_code=304, headers=headers)
+        return Response(self.css, media_type="text/css; charset=utf-8", headers=headers)
+
+
+def _when(moment: datetime, tz: ZoneInfo) -> str:
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+
+
+def install(app: FastAPI, area: EditorArea) -> None:
+    """The editor's routes, on the pages' app."""
+
+    @app.api_route("/editor", methods=["GET", "HEAD"])
+    async def editor_root(request: Request) -> Response:
+        return area.redirect(request, "/editor/")
+
+    @app.api_route("/editor/", methods=["GET", "HEAD"])
+    async def editor_list(request: Request) -> Response:
+        return await area.list_page(request)
+
+    @app.api_route("/editor/login", methods=["GET", "HEAD"])
+    async def editor_login_form(request: Request) -> Response:
+        return await area.login_form(request)
+
+    @app.post("/editor/login")
+    async def editor_login(request: Request) -> Response:
+        return await area.login(request)
+
+    @app.post("/editor/logout")
+    async def editor_logout(request: Request) -> Response:
+        return await area.logout(request)
+
+    @app.post("/editor/approve")
+    async def editor_approve(request: Request) -> Response:
+        return await area.approve_post(request)
+
+    @app.api_route("/editor/editor.css", methods=["GET", "HEAD"])
+    async def editor_stylesheet(request: Request) -> Response:
+        return area.stylesheet(request)
+
+    @app.api_route("/editor/preview/{brief_id}/{path:path}", methods=["GET", "HEAD"])
+    async def editor_preview(request: Request, brief_id: str, path: str) -> Response:
+        return await area.preview(request, brief_id, path)

@@ -1,0 +1,70 @@
+"""Approving a waiting review: check the digest, then resume its suspended flow run.
+
+Used by ``briefcast approve`` and the editor's pages of ``briefcast serve`` alike. Talks to
+the Prefect server named by ``PREFECT_API_URL`` (``briefcast up`` sets it for its children
+and writes it where the CLI finds it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from briefcast import approval
+from briefcast.approval import Review
+from briefcast.config import Settings
+from briefcast.errors import BriefcastError
+from briefcast.store import Store
+
+
+class Approval(BaseModel):
+    """What the editor sends to the waiting review flow run (Prefect run input)."""
+
+    digest: str
+    send_at: datetime | None = None  # None: now
+    by: str = ""
+
+
+class ResumeFailed(BriefcastError):
+    """The Prefect server did not take the approval."""
+
+
+def approve(
+    brief_id: str, settings: Settings, *, send_at: datetime | None = None, by: str = ""
+) -> Review:
+    """Approve the newest waiting preview of ``brief_id``: refused in one line
+    (``approval.Changed``) when the brief, a template or a shaping setting changed since;
+    otherwise the review's flow run resumes with the approval and sends (or schedules the
+    send at ``send_at``, an aware datetime). Returns the review as it now stands."""
+    with Store(settings.database.url) as store:
+        review = approval.waiting_for(store, brief_id)
+        approval.check(review, settings)
+        # In UTC: SQLite keeps no offset, and Prefect schedules in UTC anyway.
+        send_at = send_at.astimezone(UTC) if send_at is not None else None
+        _resume(review.flow_run_id, Approval(digest=review.digest, send_at=send_at, by=by))
+        approval.set_state(
+            store, review.flow_run_id, "approved", approved_by=by or None, send_at=send_at
+        )
+        found = approval.get(store, review.flow_run_id)
+    assert found is not None
+    return found
+
+
+def _resume(flow_run_id: str, given: Approval) -> None:
+    from prefect.flow_runs import resume_flow_run  # Prefect is slow to import: only here
+
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input=given.model_dump(mode="json"))
+    except Exception as exc:  # the server's answer, whatever its type, in one line
+        raise ResumeFailed(f"the Prefect server did not resume the review: {exc}") from exc
+
+
+def cancel_run(flow_run_id: str) -> None:
+    """Cancel a scheduled send (it never starts)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Cancelled(), force=True)

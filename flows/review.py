@@ -1,0 +1,275 @@
+"""The editor's workflow on a Prefect server: preview, wait for approval, send.
+
+``review`` (deployment ``review/briefcast-review``): one brief's dry run (the ``publish``
+flow, previews in ``out`` and as artifacts), the digest of what was previewed recorded in
+the ``reviews`` table, then the run *suspends* (no process waits) until the editor approves
+in the Prefect UI, with ``briefcast approve``, or on the editor's pages. Resumed, the run
+starts again from the top (Prefect's suspend), finds its review recorded, checks the
+approval's digest against the files as they are now, and hands the send to the ``send``
+deployment: now, or as a scheduled flow run at the approved time.
+
+``send`` rebuilds the brief (same bytes: same files, same date), checks the digest once
+more, archives it as published, and sends every channel: the email list in batches of
+subscribers, each batch a ``send-batch`` flow run that any worker of the pool may take, in
+a process of its own; the ledger keeps every subscriber to one copy across workers and
+retries. The other channels send from the ``send`` run, each channel a task.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.deployments import run_deployment
+from prefect.flow_runs import suspend_flow_run
+from prefect.runtime import flow_run as current_run
+
+from briefcast import approval, pipeline
+from briefcast import channel as registry
+from briefcast.channel import Outputs, sends
+from briefcast.config import Settings, load_settings
+from briefcast.delivery import deliver, ledger
+from briefcast.errors import BriefcastError
+from briefcast.store import Store
+from flows.approve import Approval
+from flows.publish import publish
+
+REVIEW = "review/briefcast-review"
+SEND = "send/briefcast-send"
+BATCH = "send-batch/briefcast-send-batch"
+BATCH_ATTEMPTS = 3  # a batch run that crashed (its worker killed) is run again this often
+POLL_SECONDS = 1.0
+
+quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
+
+
+class SendRefused(BriefcastError):
+    """The approval does not match what is there now."""
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.database.url)
+
+
+@flow(name="review", log_prints=False)
+def review(path: str, out: str = "out") -> str:
+    """Preview one brief and wait for the editor's approval; returns the brief's id."""
+    settings = load_settings()
+    run_id = str(current_run.id)
+    with _store(settings) as store:
+        known = approval.get(store, run_id)
+    if known is None:  # the first time through: preview and record what was previewed
+        brief_path = Path(path).absolute()
+        before = approval.digest(brief_path, settings)
+        folders = publish([str(brief_path)], None, dry_run=True, out=out)
+        if approval.digest(brief_path, settings) != before:
+            raise SendRefused(f"{path} changed while it was previewed: save it again")
+        [brief] = pipeline.read([brief_path], settings)
+        with _store(settings) as store:
+            known = approval.record(
+                store,
+                flow_run_id=run_id,
+                brief_id=brief.id,
+                path=brief_path,
+                preview=Path(folders[0]).absolute(),
+                digest=before,
+            )
+        create_markdown_artifact(
+            key=f"approve-{brief.id}"[:100],
+            markdown=(
+                f"# {brief.id} waits for approval\n\nPreview: `{known.preview}/index.html`\n\n"
+                f"Digest of what was previewed: `{known.digest}`\n\n"
+                "Approve with **Resume** here (the digest above), `briefcast approve "
+                f"{brief.id}` or on the editor's pages of `briefcast serve`."
+            ),
+        )
+    given = suspend_flow_run(
+        wait_for_input=Approval,
+        key="approval",
+        timeout=int(settings.workflow.approval_hours * 3600),
+    )
+    return _approved(known, given, settings)
+
+
+def _approved(known: approval.Review, given: Approval, settings: Settings) -> str:
+    with _store(settings) as store:
+        try:
+            if given.digest != known.digest:
+                raise approval.Changed(
+                    f"{known.brief_id}: the approval names another preview "
+                    f"({given.digest[:12]}…, previewed {known.digest[:12]}…): nothing was sent"
+                )
+            approval.check(known, settings)
+        except approval.Changed as exc:
+            approval.set_state(store, known.flow_run_id, "refused", detail=str(exc))
+            raise
+        run: Any = run_deployment(
+            SEND,
+            parameters={"review_id": known.flow_run_id},
+            scheduled_time=given.send_at,
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=f"send-{known.flow_run_id}",
+        )
+        state = "scheduled" if given.send_at else "approved"
+        approval.set_state(
+            store,
+            known.flow_run_id,
+            state,
+            approved_by=given.by or None,
+            send_at=given.send_at,
+            send_flow_run_id=str(run.id),
+        )
+    return known.brief_id
+
+
+def _build(known: approval.Review, settings: Settings, names: list[str]) -> Outputs:
+    briefs = pipeline.read([known.path], settings)
+    dated = pipeline.date(briefs, settings)
+    [outputs] = pipeline.build(dated, settings, names, pipeline.published(dated, settings))
+    return outputs
+
+
+def _checked(review_id: str, settings: Settings) -> approval.Review:
+    with _store(settings) as store:
+        known = approval.get(store, review_id)
+        if known is None:
+            raise SendRefused(f"no review {review_id}")
+        if known.state not in ("approved", "scheduled", "sending", "sent", "failed"):
+            raise SendRefused(f"{known.brief_id} is {known.state}, not approved: nothing sent")
+        try:
+            approval.check(known, settings)
+        except approval.Changed as exc:
+            approval.set_state(store, review_id, "refused", detail=str(exc))
+            raise
+    return known
+
+
+@quiet_task
+def send_channel(name: str, outputs: Outputs, settings: Settings) -> Any:
+    channel: Any = registry.get(name)
+    summary = channel.send(outputs, settings, resend_unknown=False)
+    if callable(getattr(summary, "rows", None)):
+        create_table_artifact(
+            key=f"send-{name}-{outputs.brief.id}"[:100],
+            table=summary.rows(),
+            description=summary.line(),
+        )
+    return summary
+
+
+@flow(name="send", log_prints=False)
+def send(review_id: str) -> dict[str, int]:
+    """Send an approved brief on every channel; returns the email ledger's counts."""
+    settings = load_settings()
+    known = _checked(review_id, settings)
+    names = [n for n in registry.names() if sends(registry.get(n))]
+    for name in names:
+        cast(Any, registry.get(name)).check_ready(settings)
+    with _store(settings) as store:
+        approval.set_state(store, review_id, "sending")
+    outputs = _build(known, settings, registry.names())
+    pipeline.archive([outputs.brief], settings, dry_run=False)
+    try:
+        if "email" in names:
+            _send_batches(known, settings)
+        for name in names:
+            if name != "email":
+                _ = send_channel(name, outputs, settings)
+    except BaseException as exc:
+        with _store(settings) as store:
+            approval.set_state(store, review_id, "failed", detail=str(exc)[:500])
+        raise
+    with _store(settings) as store:
+        counts = dict(ledger.counts(store, known.brief_id))
+        approval.set_state(store, review_id, "sent", detail=None)
+    create_table_artifact(
+        key=f"sent-{known.brief_id}"[:100],
+        table=[{"status": k, "messages": v} for k, v in sorted(counts.items())],
+    )
+    return counts
+
+
+def _send_batches(known: approval.Review, settings: Settings) -> None:
+    """One ``send-batch`` flow run per keyset range of subscribers, all submitted at once so
+    that every worker of the pool takes some; a run that crashed (its worker or machine
+    died) is submitted again: the ledger sends only what is not sent yet."""
+    logger = get_run_logger()
+    with _store(settings) as store:
+        ranges = ledger.subscriber_batches(store, settings.workflow.send_batch)
+    pending: dict[tuple[int, int], Any] = {}
+    attempts: dict[tuple[int, int], int] = {}
+
+    def submit(r: tuple[int, int]) -> None:
+        attempts[r] = attempts.get(r, 0) + 1
+        pending[r] = run_deployment(
+            BATCH,
+            parameters={"review_id": known.flow_run_id, "first": r[0], "last": r[1]},
+            timeout=0,
+            as_subflow=True,
+        )
+
+    for r in ranges:
+        submit(r)
+    from prefect.client.orchestration import get_client
+
+    failed: list[str] = []
+    with get_client(sync_client=True) as client:
+        while pending:
+            time.sleep(POLL_SECONDS)
+            for r, run in list(pending.items()):
+                state = client.read_flow_run(run.id).state
+                if state is None or not state.is_final():
+                    continue
+                del pending[r]
+                if state.is_completed():
+                    continue
+                if attempts[r] < BATCH_ATTEMPTS:
+                    logger.warning("batch %s-%s %s: sending it again", *r, state.name)
+                    submit(r)
+                else:
+                    failed.append(f"subscribers {r[0]}-{r[1]}: {state.name}")
+    if failed:
+        raise BriefcastError(f"{known.brief_id}: batches not sent: {'; '.join(failed)}")
+
+
+@flow(name="send-batch", log_prints=False, retries=2, retry_delay_seconds=2)
+def send_batch(review_id: str, first: int, last: int) -> dict[str, int]:
+    """The email to the active subscribers with ids first..last (inclusive)."""
+    settings = load_settings()
+    known = _checked(review_id, settings)
+    outputs = _build(known, settings, ["email"])
+    relay = f"smtp-{settings.smtp.host}-{settings.smtp.port}"[:100]
+    # Fleet-wide: every worker's connections to this relay count against one limit.
+    with (
+        concurrency(relay, occupy=settings.delivery.pool_size, strict=False),
+        _store(settings) as store,
+    ):
+        summary = deliver(
+            store,
+            known.brief_id,
+            outputs.of("email"),
+            settings,
+            subscribers=(first, last),
+        )
+    if summary.error:
+        raise BriefcastError(f"{known.brief_id} {first}-{last}: {summary.error}")
+    create_table_artifact(
+        key=f"batch-{known.brief_id}-{first}"[:100].lower(),
+        table=summary.rows(),
+        # The worker that ran this batch (this process's parent): which machine did what.
+        description=f"{summary.line()}\n\nworker pid {os.getppid()}",
+    )
+    return dict(summary.this_run)
+
+
+def when(text: str, settings: Settings) -> datetime:
+    """``--at "2026-12-02 07:00"`` in the site's time zone, an aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=settings.site.tz)

@@ -1,0 +1,183 @@
+"""``briefcast up``'s supervisor: ``python -m flows.up``, detached from the terminal.
+
+It starts (unless ``PREFECT_API_URL`` names a server of your own) a long-lived Prefect
+server with its database in ``[workflow] state_dir``, registers briefcast's deployments on
+a process work pool, starts ``[workflow] workers`` process workers and watches the inbox.
+Every child dies with the supervisor (``flows.server.spawn``): ``briefcast down`` (SIGTERM)
+stops it and them, and a supervisor killed with SIGKILL leaves nothing running either.
+The state file (``up.json``) says where the API is; it is removed on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from briefcast.config import Settings, load_settings
+from flows import prefect_defaults
+from flows.server import (
+    STATE_FILE,
+    ServerError,
+    server_command,
+    spawn,
+    state_dir,
+    wait_healthy,
+)
+
+SERVER_START_TIMEOUT = 120.0
+
+
+def worker_env(api_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = api_url
+    # Pick up a new run within a second, not the default ten.
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
+    env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "1")
+    return env
+
+
+def worker_command(pool: str, name: str, limit: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "prefect",
+        "worker",
+        "start",
+        "--pool",
+        pool,
+        "--type",
+        "process",
+        "--name",
+        name,
+        "--limit",
+        str(limit),
+    ]
+
+
+def register(settings: Settings, working_dir: Path) -> None:
+    """The work pool, the deployments and the fleet-wide limits, made or updated."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        WorkPoolCreate,
+    )
+    from prefect.deployments.runner import EntrypointType
+    from prefect.exceptions import ObjectAlreadyExists
+
+    from flows.review import review, send, send_batch
+
+    w = settings.workflow
+    with get_client(sync_client=True) as client:
+        with contextlib.suppress(ObjectAlreadyExists):
+            client.create_work_pool(WorkPoolCreate(name=w.work_pool, type="process"))
+        relay = f"smtp-{settings.smtp.host}-{settings.smtp.port}"[:100]
+        for name, limit in ((relay, w.relay_connections),):
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit)
+                )
+    variables = {"working_dir": str(working_dir)}
+    made: Any
+    for made, name in (
+        (review, "briefcast-review"),
+        (send, "briefcast-send"),
+        (send_batch, "briefcast-send-batch"),
+    ):
+        deployment: Any = made.to_deployment(
+            name=name,
+            work_pool_name=w.work_pool,
+            job_variables=variables,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        deployment.apply(work_pool_name=w.work_pool)
+
+
+def main() -> None:
+    prefect_defaults()
+    settings = load_settings()
+    folder = state_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = (folder / "up.log").open("ab")
+    stop = threading.Event()
+    children: list[Any] = []
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        api_url = os.environ.get("PREFECT_API_URL")
+        own_server = not api_url
+        if not api_url:
+            port = settings.workflow.port
+            env = {
+                **os.environ,
+                "PREFECT_HOME": str(folder / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+            }
+            server = spawn(server_command(port), env, log=log)
+            children.append(server)
+            api_url = f"http://127.0.0.1:{port}/api"
+            wait_healthy(server, api_url, SERVER_START_TIMEOUT)
+        os.environ["PREFECT_API_URL"] = api_url
+        register(settings, Path.cwd())
+        host = socket.gethostname()
+        for i in range(settings.workflow.workers):
+            w = settings.workflow
+            command = worker_command(w.work_pool, f"{host}-{os.getpid()}-{i}", w.runs_per_worker)
+            children.append(spawn(command, worker_env(api_url), log=log))
+        observer = None
+        if settings.workflow.inbox is not None:
+            from flows.inbox import watch
+
+            observer = watch(settings)
+        state = {
+            "pid": os.getpid(),
+            "api_url": api_url,
+            "own_server": own_server,
+            "workers": [c.pid for c in children[1 if own_server else 0 :]],
+            "started": time.time(),
+        }
+        tmp = folder / f".{STATE_FILE}.{os.getpid()}"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, folder / STATE_FILE)
+        print(f"briefcast up: {api_url}", file=sys.stderr, flush=True)
+        while not stop.wait(1.0):
+            dead = [c for c in children if c.poll() is not None]
+            if dead:
+                print(f"briefcast up: a child exited ({dead[0].args[:4]})", file=sys.stderr)
+                break
+        if observer is not None:
+            observer.stop()
+    except ServerError as exc:
+        print(f"briefcast up: {exc}", file=sys.stderr, flush=True)
+    finally:
+        with_state = folder / STATE_FILE
+        try:
+            if json.loads(with_state.read_text()).get("pid") == os.getpid():
+                with_state.unlink()
+        except (OSError, ValueError):
+            pass
+        for child in reversed(children):  # workers first, the server last
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 15
+        for child in reversed(children):
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:
+                child.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,602 @@
+"""The editor's pages of ``briefcast serve`` over real HTTP (uvicorn on a loopback port, one
+server for the module, the store on SQLite), and the accounts behind them.
+
+Login: required for every page, one generic answer for a wrong name or password, rate
+limits, CSRF on every form. The list: a waiting review (recorded as the review flow does,
+over a real brief file), approved through a fake approve callable; a brief changed on disk
+since its preview, or a digest that is not the waiting preview's, is refused in the
+approval's own words. Schedules in the site's time zone. Preview files served to an editor
+only, and confined to the review's folder. Logout and expiry end sessions. ``briefcast
+editors add/list/remove`` in a child process."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from delivery_helpers import ROOT
+from serve_helpers import csrf_of, serve_settings, uvicorn_server
+from smtp_servers import HOST, free_port
+from sqlalchemy import select, update
+
+from briefcast import approval, editors
+from briefcast.approval import Review
+from briefcast.config import Settings
+from briefcast.store import Store
+from briefcast.store import editors as editors_table
+from briefcast.web_app import ServeApp, create_app
+from briefcast.web_app import editor as area
+from briefcast.web_app.ratelimit import Buckets
+
+SEEDS = sorted((ROOT / "seeds").glob("*.txt"))
+NAME = "ada@example.org"
+PASSWORD = "correct horse battery staple"
+SECURITY = {"content-security-policy", "x-content-type-options", "x-frame-options"}
+
+
+@dataclass
+class FakeApprove:
+    """Approves as flows.approve.approve does, without Prefect: records the call."""
+
+    store: Store | None = None
+    calls: list[tuple[str, datetime | None, str]] = field(default_factory=list)
+
+    def __call__(
+        self, brief_id: str, settings: Settings, *, send_at: datetime | None, by: str
+    ) -> Review:
+        assert self.store is not None
+        review = approval.waiting_for(self.store, brief_id)
+        approval.set_state(
+            self.store, review.flow_run_id, "approved", approved_by=by, send_at=send_at
+        )
+        self.calls.append((brief_id, send_at, by))
+        found = approval.get(self.store, review.flow_run_id)
+        assert found is not None
+        return found
+
+
+@dataclass
+class Editor:
+    url: str
+    port: int
+    app: ServeApp
+    settings: Settings
+    store: Store
+    tmp: Path
+    fake: FakeApprove
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Editor]:
+    tmp = tmp_path_factory.mktemp("editor")
+    (tmp / "public").mkdir()
+    settings = serve_settings(tmp / "public", tmp / "b.db", free_port())
+    store = Store(settings.database.url)
+    editors.add(store, NAME, PASSWORD)
+    fake = FakeApprove(store)
+    app = create_app(settings, store, approve=fake)
+    try:
+        with uvicorn_server(app) as port:
+            yield Editor(f"http://{HOST}:{port}", port, app, settings, store, tmp, fake)
+    finally:
+        store.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits(served: Editor) -> None:
+    """Every test starts with full buckets: they all log in from 127.0.0.1."""
+    keys = served.settings.serve.rate_limit_keys
+    served.app.editor.by_ip = Buckets(area.LOGIN_IP_BURST, area.LOGIN_IP_PER_HOUR, keys)
+    served.app.editor.by_name = Buckets(area.LOGIN_NAME_BURST, area.LOGIN_NAME_PER_HOUR, keys)
+
+
+@pytest.fixture
+def client(served: Editor) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.url, timeout=20) as c:
+        yield c
+
+
+_reviews = iter(range(1, 10_000))
+
+
+def waiting_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
+    """A review as the review flow records it: the brief file (a copy of a seed), its
+    preview folder (an index, an email in an iframe, a symlink leading out), its digest."""
+    n = next(_reviews)
+    folder = served.tmp / f"review-{n}"
+    brief = folder / "briefs" / seed.name
+    brief.parent.mkdir(parents=True)
+    shutil.copyfile(seed, brief)
+    preview = folder / "out" / f"brief-{n}"
+    (preview / "email").mkdir(parents=True)
+    (preview / "index.html").write_text(
+        f"<!doctype html><html lang='en'><head><title>Preview {n}</title>"
+        "<style>body { color: #111; }</style></head><body><h1>Preview of brief "
+        f"{n}</h1><iframe src='email/en.html' title='en edition'></iframe></body></html>\n"
+    )
+    (preview / "email" / "en.html").write_text("<!doctype html><p>The English edition</p>\n")
+    (folder / "secret.txt").write_text("the database password")
+    (preview / "leak.txt").symlink_to(folder / "secret.txt")
+    (preview / ".hidden").write_text("hidden")
+    return approval.record(
+        served.store,
+        flow_run_id=f"run-{n}",
+        brief_id=f"brief-{n}",
+        path=brief,
+        preview=preview,
+        digest=approval.digest(brief, served.settings),
+    )
+
+
+def login(client: httpx.Client, name: str = NAME, password: str = PASSWORD) -> httpx.Response:
+    csrf = csrf_of(client.get("/editor/login").text)
+    return client.post("/editor/login", data={"csrf": csrf, "name": name, "password": password})
+
+
+def logged_in(client: httpx.Client) -> str:
+    r = login(client)
+    assert r.status_code == 303 and r.headers["location"] == "/editor/", r.text
+    token = client.cookies.get(area.SESSION_COOKIE)
+    assert token
+    return token
+
+
+def form_csrf(html: str, action: str) -> str:
+    m = re.search(
+        rf'<form[^>]*action="{re.escape(action)}">\s*<input type="hidden" name="csrf" '
+        r'value="([^"]+)"',
+        html,
+    )
+    assert m, html
+    return m[1]
+
+
+def approve(
+    client: httpx.Client, review: Review, digest: str | None = None, send_at: str = ""
+) -> httpx.Response:
+    page = client.get("/editor/").text
+    return client.post(
+        "/editor/approve",
+        data={
+            "csrf": form_csrf(page, "/editor/approve"),
+            "brief_id": review.brief_id,
+            "digest": review.digest if digest is None else digest,
+            "send_at": send_at,
+        },
+    )
+
+
+def flash_after(client: httpx.Client, response: httpx.Response) -> str:
+    """The line the list page shows after an action (Post/Redirect/Get)."""
+    assert response.status_code == 303 and response.headers["location"] == "/editor/"
+    page = client.get("/editor/")
+    m = re.search(r'<p class="flash (ok|error)" role="\w+">([^<]*)</p>', page.text)
+    assert m, page.text
+    assert client.get("/editor/").text.count('class="flash') == 0  # said once
+    return f"{m[1]}: {m[2]}"
+
+
+def raw(served: Editor, path: str, token: str) -> int:
+    """GET with the path exactly as given (httpx would tidy ``/../`` away)."""
+    conn = http.client.HTTPConnection(HOST, served.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Cookie": f"{area.SESSION_COOKIE}={token}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+# --- logging in -------------------------------------------------------------------------------
+
+
+def test_every_page_needs_a_session(served: Editor, client: httpx.Client) -> None:
+    review = waiting_review(served)
+    for path in ("/editor/", f"/editor/preview/{review.brief_id}/index.html"):
+        r = client.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/editor/login", path
+        assert r.headers["cache-control"] == "no-store"
+    assert client.get("/editor").headers["location"] == "/editor/"
+    r = client.post("/editor/approve", data={"brief_id": review.brief_id})
+    assert r.status_code == 303 and r.headers["location"] == "/editor/login"
+    assert served.fake.calls == [] or review.brief_id not in [c[0] for c in served.fake.calls]
+    page = client.get("/editor/login")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert {k.lower() for k in page.headers} >= SECURITY
+    assert "script-src 'none'" in page.headers["content-security-policy"]
+    assert review.brief_id not in page.text
+
+
+def test_a_wrong_name_or_password_gets_one_generic_answer(
+    served: Editor, client: httpx.Client
+) -> None:
+    answers = [
+        login(client, NAME, "not the password at all"),
+        login(client, "nobody@example.org", PASSWORD),
+        login(client, "not a valid name!", PASSWORD),
+        login(client, NAME, ""),
+    ]
+    for r in answers:
+        assert r.status_code == 401
+        assert area.WRONG in r.text
+        assert area.SESSION_COOKIE not in client.cookies
+    assert client.get("/editor/").status_code == 303
+
+
+def test_failed_logins_are_rate_limited(served: Editor, client: httpx.Client) -> None:
+    for _ in range(area.LOGIN_NAME_BURST):
+        assert login(client, NAME, "wrong password, again").status_code == 401
+    r = login(client, NAME, PASSWORD)  # even the right one, for a while
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert "Too many login attempts" in r.text
+    assert area.SESSION_COOKIE not in client.cookies
+    # Another name from the same address is not locked out by this one...
+    editors.add(served.store, "grace", PASSWORD)
+    try:
+        assert login(client, "grace", PASSWORD).status_code == 303
+    finally:
+        editors.remove(served.store, "grace")
+    # ...until the address itself has tried too often.
+    served.app.editor.by_ip = Buckets(2, 1, 100)
+    login(client, "x", "y")
+    login(client, "x", "y")
+    assert login(client, "x", "y").status_code == 429
+
+
+def test_forms_need_their_csrf_token(served: Editor, client: httpx.Client) -> None:
+    client.get("/editor/login")  # the CSRF cookie
+    for data in ({"name": NAME, "password": PASSWORD}, {"csrf": "forged", "name": NAME}):
+        r = client.post("/editor/login", data={**data, "password": PASSWORD})
+        assert r.status_code == 403 and area.SESSION_COOKIE not in client.cookies
+    review = waiting_review(served)
+    logged_in(client)
+    page = client.get("/editor/").text
+    good = form_csrf(page, "/editor/approve")
+    logout = form_csrf(page, "/editor/logout")
+    for csrf in (None, "", "forged", logout):  # each form's token is for that form only
+        data = {"brief_id": review.brief_id, "digest": review.digest}
+        if csrf is not None:
+            data["csrf"] = csrf
+        r = client.post("/editor/approve", data=data)
+        assert r.status_code == 403, csrf
+    for csrf in (None, "", "forged", good):
+        r = client.post("/editor/logout", data={} if csrf is None else {"csrf": csrf})
+        assert r.status_code == 403, csrf
+    # Another session's token does not do either.
+    with httpx.Client(base_url=served.url, timeout=20) as other:
+        logged_in(other)
+        other_page = other.get("/editor/").text
+        assert form_csrf(other_page, "/editor/approve") != good
+        r = client.post(
+            "/editor/approve",
+            data={
+                "csrf": form_csrf(other_page, "/editor/approve"),
+                "brief_id": review.brief_id,
+                "digest": review.digest,
+            },
+        )
+        assert r.status_code == 403
+    assert review.brief_id not in [c[0] for c in served.fake.calls]
+    assert client.get("/editor/").status_code == 200  # still logged in
+
+
+# --- the list and approving ----------------------------------------------------------------
+
+
+def test_the_list_shows_a_waiting_review_and_approving_it_calls_approve(
+    served: Editor, client: httpx.Client
+) -> None:
+    review = waiting_review(served)
+    logged_in(client)
+    page = client.get("/editor/")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    html = page.text
+    assert f">{review.brief_id}</h2>" in html and ">waiting</span>" in html
+    assert f'href="/editor/preview/{review.brief_id}/index.html"' in html
+    assert f'name="digest" value="{review.digest}"' in html
+    assert 'type="datetime-local"' in html and "Europe/Rome" in html
+    assert 'http-equiv="refresh"' not in html  # nothing under way
+    assert f"{review.created_at.astimezone(served.settings.site.tz):%Y-%m-%d %H:%M}" in html
+    # Waiting reviews come first, newest first among them.
+    newer = waiting_review(served, SEEDS[2])
+    html = client.get("/editor/").text
+    assert html.index(newer.brief_id) < html.index(review.brief_id)
+
+    line = flash_after(client, approve(client, review))
+    assert line == f"ok: Approved {review.brief_id}: it is being sent now."
+    assert served.fake.calls[-1] == (review.brief_id, None, NAME)
+    now = approval.get(served.store, review.flow_run_id)
+    assert now is not None and now.state == "approved" and now.approved_by == NAME
+
+    html = client.get("/editor/").text
+    assert html.index(newer.brief_id) < html.index(review.brief_id)  # waiting first
+    assert f"(by {NAME})" in html and "nothing queued yet" in html
+    assert '<meta http-equiv="refresh" content="10">' in html  # a send under way
+    assert 'http-equiv="refresh"' not in client.get("/editor/?refresh=off").text
+    # Approved: no second Approve form for it.
+    assert f'name="brief_id" value="{review.brief_id}"' not in html
+    approve_again = approve(client, review)
+    assert flash_after(client, approve_again).startswith("error: ")
+    assert served.fake.calls.count((review.brief_id, None, NAME)) == 1
+
+
+def test_a_brief_changed_since_its_preview_is_refused(served: Editor, client: httpx.Client) -> None:
+    review = waiting_review(served)
+    logged_in(client)
+    page = client.get("/editor/").text  # the page the editor is looking at
+    brief = Path(review.path)
+    brief.write_text(brief.read_text("utf-8") + "\nOne more line.\n", "utf-8")
+    with pytest.raises(approval.Changed) as expected:
+        approval.check(review, served.settings)
+    r = client.post(
+        "/editor/approve",
+        data={
+            "csrf": form_csrf(page, "/editor/approve"),
+            "brief_id": review.brief_id,
+            "digest": review.digest,
+        },
+    )
+    assert flash_after(client, r) == f"error: {expected.value}"
+    assert review.brief_id not in [c[0] for c in served.fake.calls]
+    still = approval.get(served.store, review.flow_run_id)
+    assert still is not None and still.state == "waiting"
+
+
+def test_a_digest_that_is_not_the_waiting_previews_is_refused(
+    served: Editor, client: httpx.Client
+) -> None:
+    review = waiting_review(served)
+    logged_in(client)
+    line = flash_after(client, approve(client, review, digest="0" * 64))
+    assert line.startswith(f"error: {review.brief_id}: the preview you approved is not")
+    assert "nothing was sent" in line
+    assert review.brief_id not in [c[0] for c in served.fake.calls]
+
+
+def test_a_send_can_be_scheduled_in_the_sites_time_zone(
+    served: Editor, client: httpx.Client
+) -> None:
+    tz = served.settings.site.tz
+    logged_in(client)
+    refused = {
+        "yesterday": (datetime.now(tz) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        "too far": (datetime.now(tz) + timedelta(days=91)).strftime("%Y-%m-%dT%H:%M"),
+        "garbage": "next tuesday",
+        "skipped by the clocks": "2030-03-31T02:30",  # Europe/Rome springs forward at 2:00
+    }
+    for why, value in refused.items():
+        review = waiting_review(served)
+        line = flash_after(client, approve(client, review, send_at=value))
+        assert line.startswith("error: send at: "), (why, line)
+        assert review.brief_id not in [c[0] for c in served.fake.calls], why
+    review = waiting_review(served)
+    local = (datetime.now(tz) + timedelta(days=2)).replace(second=0, microsecond=0)
+    line = flash_after(client, approve(client, review, send_at=f"{local:%Y-%m-%dT%H:%M}"))
+    assert line == f"ok: Approved {review.brief_id}: it will be sent at {local:%Y-%m-%d %H:%M %Z}."
+    brief_id, send_at, by = served.fake.calls[-1]
+    assert brief_id == review.brief_id and by == NAME
+    assert send_at is not None and send_at.utcoffset() is not None
+    assert send_at == local and send_at.utcoffset() == timedelta(0)  # kept in UTC
+    stored = approval.get(served.store, review.flow_run_id)
+    assert stored is not None and stored.send_at == local
+
+
+def test_parse_send_at() -> None:
+    tz = ZoneInfo("Europe/Rome")
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    assert area.parse_send_at("", tz, now) is None
+    when = area.parse_send_at("2026-01-06T09:30", tz, now)
+    assert when == datetime(2026, 1, 6, 8, 30, tzinfo=UTC)
+    assert area.parse_send_at("2026-01-06T09:30:00", tz, now) == when
+    for bad in ("2026-01-05T12:59", "2026-04-06T13:01", "2026-13-01T00:00"):
+        with pytest.raises(area.ScheduleError):
+            area.parse_send_at(bad, tz, now)
+
+
+# --- previews ------------------------------------------------------------------------------
+
+
+def test_previews_are_served_to_editors_and_confined(served: Editor, client: httpx.Client) -> None:
+    review = waiting_review(served)
+    token = logged_in(client)
+    base = f"/editor/preview/{review.brief_id}"
+    index = client.get(f"{base}/index.html")
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert index.content == (Path(review.preview) / "index.html").read_bytes()
+    assert index.headers["cache-control"] == "no-store"
+    csp = index.headers["content-security-policy"]
+    assert "script-src 'none'" in csp and "'unsafe-inline'" in csp and "frame-src 'self'" in csp
+    assert index.headers["x-frame-options"] == "SAMEORIGIN"
+    assert client.get(f"{base}/").content == index.content
+    assert client.get(f"{base}/email/en.html").text.startswith("<!doctype html><p>The English")
+    # The editor's pages themselves may not be framed, nor run inline styles.
+    assert client.get("/editor/").headers["x-frame-options"] == "DENY"
+
+    for path in (
+        f"{base}/../secret.txt",
+        f"{base}/%2e%2e/secret.txt",
+        f"{base}/%2E%2E%2Fsecret.txt",
+        f"{base}/email/../../secret.txt",
+        f"{base}/email/%2e%2e/%2e%2e/secret.txt",
+        f"{base}/leak.txt",  # a symlink leading out
+        f"{base}/.hidden",
+        f"{base}/email",  # a folder
+        f"{base}/nothing.html",
+        f"{base}/..%5csecret.txt",
+        "/editor/preview/no-such-brief/index.html",
+        "/editor/preview/%2e%2e/index.html",
+    ):
+        assert raw(served, path, token) == 404, path
+    assert raw(served, f"{base}/index.html", token) == 200
+    assert raw(served, f"{base}/index.html", "not-a-session-token-at-all") == 303
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+def test_logout_ends_the_session(served: Editor, client: httpx.Client) -> None:
+    token = logged_in(client)
+    assert editors.session(served.store, token) is not None
+    csrf = form_csrf(client.get("/editor/").text, "/editor/logout")
+    r = client.post("/editor/logout", data={"csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/editor/login"
+    assert area.SESSION_COOKIE not in client.cookies
+    assert "You are logged out." in client.get("/editor/login").text
+    assert editors.session(served.store, token) is None
+    assert raw(served, "/editor/", token) == 303  # the old cookie, sent again, opens nothing
+
+
+def test_sessions_expire(served: Editor, client: httpx.Client) -> None:
+    editor_id = editors.verify(served.store, NAME, PASSWORD)
+    assert editor_id is not None
+    token, csrf = editors.open_session(served.store, editor_id, timedelta(seconds=-1))
+    assert editors.session(served.store, token) is None
+    assert raw(served, "/editor/", token) == 303
+    live, csrf = editors.open_session(served.store, editor_id, timedelta(minutes=5))
+    assert editors.session(served.store, live) == editors.Session(editor_id, NAME, csrf)
+    assert raw(served, "/editor/", live) == 200
+    # The cookie the app sets lives no longer than the session.
+    r = login(client)
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert f"Max-Age={int(area.SESSION_TTL.total_seconds())}" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/editor" in cookie
+    assert "Secure" not in cookie  # plain http here
+
+
+def test_a_session_only_from_its_token(served: Editor) -> None:
+    editor_id = editors.verify(served.store, NAME, PASSWORD)
+    assert editor_id is not None
+    token, _ = editors.open_session(served.store, editor_id, timedelta(minutes=5))
+    with served.store.engine.connect() as conn:
+        ids = list(conn.execute(select(editors.editor_sessions.c.id)).scalars())
+    assert token not in ids and editors._key(token) in ids  # only its sha256 is kept
+    for forged in ("", "x", editors._key(token), token[:-1], token + "A", None):
+        assert editors.session(served.store, forged) is None
+    editors.close_session(served.store, token)
+    assert editors.session(served.store, token) is None
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+def test_accounts(served: Editor) -> None:
+    store = served.store
+    with pytest.raises(editors.EditorError, match="1 to 100"):
+        editors.add(store, "no spaces", PASSWORD)
+    with pytest.raises(editors.EditorError, match="1 to 100"):
+        editors.add(store, "x" * 101, PASSWORD)
+    with pytest.raises(editors.EditorError, match="12 to 1024"):
+        editors.add(store, "short", "eleven char")
+    with pytest.raises(editors.EditorError, match="12 to 1024"):
+        editors.add(store, "long", "x" * 1025)
+    with pytest.raises(editors.EditorError, match="exists already"):
+        editors.add(store, NAME, PASSWORD)
+    new = editors.add(store, "linus", "p" * 12)
+    assert "linus" in editors.names(store)
+    assert editors.verify(store, "linus", "p" * 12) == new
+    assert editors.verify(store, "linus", "p" * 13) is None
+    assert editors.verify(store, "LINUS", "p" * 12) is None
+    # A hash made with weaker parameters is replaced on the next good password.
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("p" * 12)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(editors_table).where(editors_table.c.id == new).values(password_hash=weak)
+        )
+    assert editors.verify(store, "linus", "p" * 12) == new
+    with store.engine.connect() as conn:
+        stored = conn.execute(
+            select(editors_table.c.password_hash).where(editors_table.c.id == new)
+        ).scalar_one()
+    assert stored != weak and stored.startswith("$argon2id$")
+    token, _ = editors.open_session(store, new, timedelta(minutes=5))
+    assert editors.remove(store, "linus") and not editors.remove(store, "linus")
+    assert editors.session(store, token) is None  # their sessions went with them
+    assert "linus" not in editors.names(store)
+
+
+def test_the_default_approve_is_the_flows_and_loads_no_prefect(served: Editor) -> None:
+    settings = served.settings
+    app = create_app(settings, served.store)
+    assert app.editor.approve is area.default_approve
+    with pytest.raises(approval.NotWaiting):
+        area.default_approve("no-such-brief", settings, send_at=None, by=NAME)
+    code = (
+        "import sys, briefcast.web_app as w; w.create_app; "
+        "assert 'prefect' not in sys.modules and 'flows.approve' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('prefect', 'flows')))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def editors_cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """``briefcast editors …`` in a child process: the real command when cli.py has the
+    group, else the group itself (``briefcast.cli_editors``)."""
+    import os
+
+    from briefcast import cli
+
+    registered = {group.name for group in cli.app.registered_groups}
+    if "editors" in registered:
+        command = [str(Path(sys.executable).parent / "briefcast"), "editors", *args]
+    else:
+        command = [
+            sys.executable,
+            "-c",
+            "from briefcast.cli_editors import editors_app; "
+            "editors_app(prog_name='briefcast editors')",
+            *args,
+        ]
+    return subprocess.run(
+        command,
+        cwd=tmp,
+        env={
+            **os.environ,
+            "BRIEFCAST_DATABASE__URL": f"sqlite:///{tmp / 'cli.db'}",
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_the_editors_command(tmp_path: Path) -> None:
+    with_password = {"BRIEFCAST_EDITOR_PASSWORD": PASSWORD}
+    added = editors_cli(tmp_path, "add", NAME, env=with_password)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == f"added editor {NAME}"
+    assert editors_cli(tmp_path, "add", "grace", env=with_password).returncode == 0
+    listed = editors_cli(tmp_path, "list")
+    assert listed.returncode == 0 and listed.stdout.splitlines() == [NAME, "grace"]
+    again = editors_cli(tmp_path, "add", NAME, env=with_password)
+    assert (
+        again.returncode == 2
+        and again.stderr.strip() == f"error: an editor named {NAME} exists already"
+    )
+    short = editors_cli(tmp_path, "add", "bob", env={"BRIEFCAST_EDITOR_PASSWORD": "short"})
+    assert short.returncode == 2 and len(short.stderr.strip().splitlines()) == 1
+    assert "12 to 1024" in short.stderr
+    bad = editors_cli(tmp_path, "add", "no spaces", env=with_password)
+    assert bad.returncode == 2 and "1 to 100" in bad.stderr
+    with Store(f"sqlite:///{tmp_path / 'cli.db'}") as store:
+        assert editors.verify(store, NAME, PASSWORD) is not None
+    removed = editors_cli(tmp_path, "remove", "grace")
+    assert removed.returncode == 0 and removed.stdout.strip() == "removed editor grace"
+    missing = editors_cli(tmp_path, "remove", "grace")
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: no editor named grace"
+    assert editors_cli(tmp_path, "list").stdout.splitlines() == [NAME]

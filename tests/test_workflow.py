@@ -1,0 +1,253 @@
+"""The editor's workflow on a real Prefect server with real process workers.
+
+``briefcast up`` (a Prefect server on loopback, two process workers, the inbox watcher), a
+brief dropped into the inbox, its preview artifact, the approval (refused when the brief
+changed after its preview), and the send to 2,000 subscribers through aiosmtpd in batches
+taken by both workers: every subscriber exactly once. And no Prefect server outlives a
+``briefcast publish`` killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from delivery_helpers import add_subscribers, cli_env
+from smtp_servers import Recorder, free_port, smtp_server
+
+from briefcast import approval
+from briefcast.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin" / "briefcast"
+SEEDS = sorted((ROOT / "seeds").glob("*.txt")) + sorted((ROOT / "seeds").glob("*.md"))
+SUBSCRIBERS = 2000
+
+
+def briefcast_cmd() -> list[str]:
+    found = shutil.which("briefcast", path=str(BIN.parent)) or shutil.which("briefcast")
+    assert found, "the briefcast command is not installed"
+    return [found]
+
+
+def run(*args: str | Path, env: dict[str, str], cwd: Path, timeout: float = 240):
+    return subprocess.run(
+        [*briefcast_cmd(), *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for(what: str, check, timeout: float = 180.0, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def prefect_servers() -> set[int]:
+    """pids of the processes serving Prefect's API on this machine."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"prefect.server.api.server:create_app" in cmdline:
+            found.add(int(proc.name))
+    return found
+
+
+def test_a_publish_killed_with_sigkill_leaves_no_prefect_server(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    env.pop("PREFECT_API_URL", None)
+    before = prefect_servers()
+    proc = subprocess.Popen(
+        [*briefcast_cmd(), "publish", str(SEEDS[0]), "--out", str(tmp_path / "out")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started = wait_for("the command's Prefect server", lambda: prefect_servers() - before, 60, 0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_for("the server to go", lambda: not (prefect_servers() & started), 10, 0.1)
+    assert not (prefect_servers() & started)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Recorder, int]]:
+    recorder = Recorder()
+    with smtp_server(recorder) as port:
+        yield recorder, port
+
+
+@pytest.fixture
+def up(tmp_path: Path, smtp: tuple[Recorder, int]) -> Iterator[dict]:
+    _recorder, port = smtp
+    env = cli_env(
+        tmp_path,
+        port,
+        BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET="workflow-test-secret-0123456789",
+        BRIEFCAST_SITE__PUBLIC_DIR=str(tmp_path / "public"),
+        BRIEFCAST_WORKFLOW__STATE_DIR=str(tmp_path / "state"),
+        BRIEFCAST_WORKFLOW__INBOX=str(tmp_path / "inbox"),
+        BRIEFCAST_WORKFLOW__OUT=str(tmp_path / "out"),
+        BRIEFCAST_WORKFLOW__WORKERS="2",
+        BRIEFCAST_WORKFLOW__PORT=str(free_port()),
+        BRIEFCAST_WORKFLOW__SEND_BATCH="250",
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_LOGGING_LEVEL=os.environ.get("TEST_PREFECT_LOGGING_LEVEL", "CRITICAL"),
+    )
+    env.pop("PREFECT_API_URL", None)
+    with Store(env["BRIEFCAST_DATABASE__URL"]) as store:
+        add_subscribers(store, SUBSCRIBERS)
+    started = run("up", env=env, cwd=tmp_path)
+    assert started.returncode == 0, started.stderr + started.stdout
+    state = json.loads((tmp_path / "state" / "up.json").read_text())
+    try:
+        yield {"env": env, "state": state, "cwd": tmp_path}
+    finally:
+        stopped = run("down", env=env, cwd=tmp_path, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not (tmp_path / "state" / "up.json").exists()
+        assert state["pid"] not in {
+            int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+        }
+
+
+def _review(url: str, brief_id: str | None = None, state: str = "waiting"):
+    with Store(url) as store:
+        rows = approval.listed(store, (state,))
+    return next((r for r in rows if brief_id is None or r.brief_id == brief_id), None)
+
+
+def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
+    up: dict, smtp: tuple[Recorder, int]
+) -> None:
+    recorder, _port = smtp
+    env, cwd, state = up["env"], up["cwd"], up["state"]
+    url = env["BRIEFCAST_DATABASE__URL"]
+    api = state["api_url"]
+
+    # 1. A brief saved into the inbox (written aside, then renamed in, as editors do).
+    inbox = cwd / "inbox"
+    draft = cwd / ".draft.txt"
+    shutil.copy(SEEDS[0], draft)
+    os.replace(draft, inbox / SEEDS[0].name)
+    waiting = wait_for("the review to wait", lambda: _review(url))
+    assert (Path(waiting.preview) / "index.html").is_file()
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 200}).json()
+    keys = {a["key"] for a in artifacts}
+    assert f"preview-{waiting.brief_id}"[:100] in keys
+    assert f"approve-{waiting.brief_id}"[:100] in keys
+
+    # 2. Another brief previewed, then edited: its approval is refused in one line.
+    other = cwd / "drafts" / SEEDS[1].name
+    other.parent.mkdir()
+    shutil.copy(SEEDS[1], other)
+    submitted = run("review", other, env=env, cwd=cwd)
+    assert submitted.returncode == 0, submitted.stderr
+    second = wait_for(
+        "the second review", lambda: _review(url, submitted.stdout.split(":")[0].strip())
+    )
+    other.write_text(other.read_text() + "\nOne more sentence, added after the preview.\n")
+    refused = run("approve", second.brief_id, env=env, cwd=cwd)
+    assert refused.returncode == 2
+    assert "changed since its preview" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    # 3. The first one approved: sent to all 2,000, once each, by both workers.
+    approved = run("approve", waiting.brief_id, env=env, cwd=cwd)
+    assert approved.returncode == 0, approved.stderr
+    assert "sending now" in approved.stdout
+    wait_for("the send", lambda: _review(url, waiting.brief_id, "sent"), timeout=300, every=1)
+    counts = recorder.count()
+    assert len(counts) == SUBSCRIBERS
+    assert set(counts.values()) == {1}
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 200}).json()
+    workers = {
+        a["description"].rpartition("worker pid ")[2].strip()
+        for a in artifacts
+        if (a["key"] or "").startswith("batch-")
+    }
+    assert workers == {str(pid) for pid in state["workers"]}, workers
+
+
+def _flow_run_pids() -> dict[str, int]:
+    """Flow-run processes on this machine: flow run id -> pid."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"PREFECT__FLOW_RUN_ID="):
+                found[item.partition(b"=")[2].decode()] = int(proc.name)
+    return found
+
+
+def test_a_batch_whose_process_is_killed_mid_send_is_run_again_without_a_second_copy(
+    up: dict, smtp: tuple[Recorder, int]
+) -> None:
+    recorder, _port = smtp
+    recorder.faults.delay = 0.02  # slow enough to be caught mid-batch
+    env, cwd, state = up["env"], up["cwd"], up["state"]
+    url, api = env["BRIEFCAST_DATABASE__URL"], state["api_url"]
+    brief = cwd / "drafts" / SEEDS[0].name
+    brief.parent.mkdir()
+    shutil.copy(SEEDS[0], brief)
+    assert run("review", brief, env=env, cwd=cwd).returncode == 0
+    waiting = wait_for("the review", lambda: _review(url))
+    assert run("approve", waiting.brief_id, env=env, cwd=cwd).returncode == 0
+
+    def running_batch() -> tuple[str, int] | None:
+        if len(recorder.received) < 50:
+            return None
+        runs = httpx.post(
+            f"{api}/flow_runs/filter",
+            json={"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}, "limit": 50},
+        ).json()
+        pids = _flow_run_pids()
+        batches = [r["id"] for r in runs if r["name"] and r["id"] in pids]
+        flows = {r["id"]: httpx.get(f"{api}/flows/{r['flow_id']}").json()["name"] for r in runs}
+        for run_id in batches:
+            if flows[run_id] == "send-batch":
+                return run_id, pids[run_id]
+        return None
+
+    run_id, pid = wait_for("a batch under way", running_batch, timeout=120, every=0.1)
+    os.kill(pid, signal.SIGKILL)
+    wait_for("the send", lambda: _review(url, waiting.brief_id, "sent"), timeout=300, every=1)
+    counts = recorder.count()
+    assert set(counts.values()) == {1}, "somebody got two copies"
+    with Store(url) as store:
+        from briefcast.delivery import ledger
+
+        ledger_counts = ledger.counts(store, waiting.brief_id)
+    unknown = ledger_counts.get("unknown", 0)
+    assert ledger_counts.get("sent", 0) + unknown == SUBSCRIBERS, ledger_counts
+    assert len(counts) >= SUBSCRIBERS - unknown
+    assert unknown <= int(env["BRIEFCAST_DELIVERY__POOL_SIZE"])  # one per connection at most
+    crashed = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"]
+    assert crashed == "CRASHED"
