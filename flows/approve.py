@@ -43,10 +43,16 @@ def approve(
         approval.check(review, settings)
         # In UTC: SQLite keeps no offset, and Prefect schedules in UTC anyway.
         send_at = send_at.astimezone(UTC) if send_at is not None else None
-        _resume(review.flow_run_id, Approval(digest=review.digest, send_at=send_at, by=by))
+        # Recorded before the resume: the resumed run moves it on (scheduled, sending), and
+        # must never be overwritten by this late "approved".
         approval.set_state(
             store, review.flow_run_id, "approved", approved_by=by or None, send_at=send_at
         )
+        try:
+            _resume(review.flow_run_id, Approval(digest=review.digest, send_at=send_at, by=by))
+        except ResumeFailed:
+            approval.set_state(store, review.flow_run_id, "waiting", approved_by=None, send_at=None)
+            raise
         found = approval.get(store, review.flow_run_id)
     assert found is not None
     return found

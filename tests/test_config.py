@@ -86,7 +86,10 @@ def test_a_named_file_that_cannot_be_read_is_one_line(tmp_path: Path, case: str)
     [
         ('[smtpp]\nhost = "relay"\n', "unknown section [smtpp] (did you mean [smtp]?)"),
         ('[smtp]\nhots = "relay"\n', 'unknown key "hots" in [smtp] (did you mean "host"?)'),
-        ("[site]\nport = 25\n", 'unknown key "port" in [site] (it belongs in [smtp] or [workflow])'),
+        (
+            "[site]\nport = 25\n",
+            'unknown key "port" in [site] (it belongs in [smtp] or [workflow])',
+        ),
         ('[smtp]\nport = "abc"\n', "[smtp] port: Input should be a valid integer"),
         ('[site]\ntimezone = "Europe/Roma"\n', '[site] timezone: "Europe/Roma" is not an IANA'),
         ('[site]\nlanguages = ["en", "../x"]\n', '[site] languages: "../x" is not a lower-case'),

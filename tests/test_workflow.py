@@ -16,7 +16,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -173,6 +175,31 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     assert refused.returncode == 2
     assert "changed since its preview" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+    # The brief as it was previewed again: now it can be approved, here for tomorrow morning
+    # (a scheduled flow run, listed and cancellable).
+    other.write_text(SEEDS[1].read_text())
+    tomorrow = (datetime.now(ZoneInfo("Europe/Rome")) + timedelta(days=1)).strftime(
+        "%Y-%m-%d 07:00"
+    )
+    later = run("approve", second.brief_id, "--at", tomorrow, env=env, cwd=cwd)
+    assert later.returncode == 0, later.stderr
+    assert "scheduled for" in later.stdout
+    scheduled = wait_for("the schedule", lambda: _review(url, second.brief_id, "scheduled"))
+    send_run = httpx.get(f"{api}/flow_runs/{scheduled.send_flow_run_id}").json()
+    assert send_run["state"]["type"] == "SCHEDULED"
+    assert send_run["expected_start_time"].startswith(
+        (datetime.fromisoformat(tomorrow).replace(tzinfo=ZoneInfo("Europe/Rome")))
+        .astimezone(UTC)
+        .strftime("%Y-%m-%dT%H:%M")
+    )
+    listed = run("scheduled", env=env, cwd=cwd)
+    assert second.brief_id in listed.stdout and tomorrow in listed.stdout, listed.stdout
+    cancelled = run("scheduled", "--cancel", second.brief_id, env=env, cwd=cwd)
+    assert cancelled.returncode == 0, cancelled.stderr
+    send_run = httpx.get(f"{api}/flow_runs/{scheduled.send_flow_run_id}").json()
+    assert send_run["state"]["type"] == "CANCELLED"
+    assert "Nothing is scheduled" in run("scheduled", env=env, cwd=cwd).stderr
 
     # 3. The first one approved: sent to all 2,000, once each, by both workers.
     approved = run("approve", waiting.brief_id, env=env, cwd=cwd)
