@@ -33,6 +33,7 @@ from flows.server import (
 )
 
 SERVER_START_TIMEOUT = 120.0
+MAX_WORKER_RESTARTS = 20  # over the supervisor's life: a worker that cannot start stops it
 
 
 def worker_env(api_url: str) -> dict[str, str]:
@@ -152,11 +153,23 @@ def main() -> None:
         tmp.write_text(json.dumps(state))
         os.replace(tmp, folder / STATE_FILE)
         print(f"briefcast up: {api_url}", file=sys.stderr, flush=True)
+        restarts = 0
         while not stop.wait(1.0):
-            dead = [c for c in children if c.poll() is not None]
-            if dead:
-                print(f"briefcast up: a child exited ({dead[0].args[:4]})", file=sys.stderr)
+            if own_server and children[0].poll() is not None:
+                print("briefcast up: the Prefect server exited; stopping", file=sys.stderr)
                 break
+            for i, child in enumerate(children):
+                if (i == 0 and own_server) or child.poll() is None:
+                    continue
+                # A worker that died (killed, out of memory) is started again: its runs
+                # are reported crashed and sent again by the send flow, once each.
+                restarts += 1
+                if restarts > MAX_WORKER_RESTARTS:
+                    print("briefcast up: workers keep dying; stopping", file=sys.stderr)
+                    stop.set()
+                    break
+                print(f"briefcast up: worker {child.pid} exited; starting another", flush=True)
+                children[i] = spawn(list(child.args), worker_env(api_url), log=log)
         if observer is not None:
             observer.stop()
     except ServerError as exc:
