@@ -452,6 +452,9 @@ class WorkflowSettings(_Section):
     # costs ~10 ms per task or flow run here: thousands per batch, never one per subscriber.
     send_batch: int = Field(5000, ge=100, le=1_000_000)
     approval_hours: float = Field(72, gt=0, le=24 * 90, allow_inf_nan=False)  # then it expires
+    # A flow run with no heartbeat for this long (its worker or machine died) is marked
+    # crashed, and its batch sent again; runs beat every 30 s (Prefect's minimum).
+    zombie_seconds: int = Field(90, ge=40, le=3600)
     # Fleet-wide limits (Prefect global concurrency limits, shared by every worker): SMTP
     # connections per relay, and posts per minute per social network.
     relay_connections: int = Field(8, ge=1, le=1000)

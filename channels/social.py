@@ -11,7 +11,7 @@ from briefcast.brief import Brief
 from briefcast.channel import BuildContext, Outputs, Row
 from briefcast.config import Settings
 from briefcast.posting.accounts import Route, check_ready, routes
-from briefcast.posting.run import SocialSummary, post_brief
+from briefcast.posting.run import BeforePost, SocialSummary, post_account, post_brief
 from briefcast.render.preview import fragment
 from briefcast.render.social import SocialPost, build_social
 from briefcast.safe_io import write_inside
@@ -142,3 +142,38 @@ class SocialChannel:
 
 
 channel = SocialChannel()
+
+
+# The scale-out send (flows/social.py): one task per account, each paced fleet-wide.
+
+
+def accounts(settings: Settings) -> list[str]:
+    """The configured accounts' names, in the settings' order (each can be sent alone)."""
+    return [a.name for a in settings.social.accounts]
+
+
+def send_account(
+    outputs: Outputs,
+    settings: Settings,
+    account: str,
+    *,
+    before_post: BeforePost | None = None,
+    resend_unknown: bool = False,
+) -> SocialSummary:
+    """The channel's ``send`` for one configured account (``ValueError`` for another
+    name); ``before_post(network)`` is called before each post (``briefcast.posting.run``).
+    ``SocialSummary.combine`` of every account's summary is what ``send`` gives."""
+    built: SocialPosts = outputs.of(channel.name)
+    return post_account(
+        outputs.brief,
+        built.posts,
+        settings,
+        account,
+        resend_unknown=resend_unknown,
+        before_post=before_post,
+    )
+
+
+def combine(outputs: Outputs, summaries: list[SocialSummary]) -> SocialSummary:
+    """Every account's summary as one, the channel's (``send``'s) shape."""
+    return SocialSummary.combine(outputs.brief.id, summaries)

@@ -12,7 +12,8 @@ deployment: now, or as a scheduled flow run at the approved time.
 more, archives it as published, and sends every channel: the email list in batches of
 subscribers, each batch a ``send-batch`` flow run that any worker of the pool may take, in
 a process of its own; the ledger keeps every subscriber to one copy across workers and
-retries. The other channels send from the ``send`` run, each channel a task.
+retries. The other channels send from the ``send`` run, each channel a task, the social
+channel one task per account.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from briefcast.errors import BriefcastError
 from briefcast.store import Store
 from flows.approve import Approval
 from flows.publish import publish
+from flows.social import send_social
 
 REVIEW = "review/briefcast-review"
 SEND = "send/briefcast-send"
@@ -181,7 +183,9 @@ def send(review_id: str) -> dict[str, int]:
         if "email" in names:
             _send_batches(known, settings)
         for name in names:
-            if name != "email":
+            if name == "social":  # one task per account, paced fleet-wide per network
+                _ = send_social(outputs, settings)
+            elif name != "email":
                 _ = send_channel(name, outputs, settings)
     except BaseException as exc:
         with _store(settings) as store:

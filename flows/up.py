@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from flows.server import (
 )
 
 SERVER_START_TIMEOUT = 120.0
+HEARTBEAT_SECONDS = 30  # Prefect's minimum
 MAX_WORKER_RESTARTS = 20  # over the supervisor's life: a worker that cannot start stops it
 
 
@@ -42,6 +44,8 @@ def worker_env(api_url: str) -> dict[str, str]:
     # Pick up a new run within a second, not the default ten.
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
     env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "1")
+    # Flow runs' heartbeats, for the automation that crashes runs whose worker died.
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     return env
 
 
@@ -68,12 +72,14 @@ def register(settings: Settings, working_dir: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import (
         GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
         WorkPoolCreate,
     )
     from prefect.deployments.runner import EntrypointType
     from prefect.exceptions import ObjectAlreadyExists
 
     from flows.review import review, send, send_batch
+    from flows.social import social_limits
 
     w = settings.workflow
     with get_client(sync_client=True) as client:
@@ -85,6 +91,18 @@ def register(settings: Settings, working_dir: Path) -> None:
                 client.create_global_concurrency_limit(
                     GlobalConcurrencyLimitCreate(name=name, limit=limit)
                 )
+        for name, limit, decay in social_limits(settings):  # rate limits: slots decay
+            try:
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(
+                        name=name, limit=limit, slot_decay_per_second=decay
+                    )
+                )
+            except ObjectAlreadyExists:  # posts_per_minute may have changed since
+                client.update_global_concurrency_limit(
+                    name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay)
+                )
+        _crash_zombies(client, settings)
     variables = {"working_dir": str(working_dir)}
     made: Any
     for made, name in (
@@ -99,6 +117,45 @@ def register(settings: Settings, working_dir: Path) -> None:
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
         deployment.apply(work_pool_name=w.work_pool)
+
+
+ZOMBIES = "briefcast: crash flow runs whose heartbeats stopped"
+
+
+def _crash_zombies(client: Any, settings: Settings) -> None:
+    """A flow run whose process died with its worker (a lost machine) stays Running for
+    ever: nobody is left to report it. Its heartbeats stop, though (workers' runs send one
+    every HEARTBEAT_SECONDS), and this automation, Prefect's documented answer, marks it
+    Crashed when none came for ``[workflow] zombie_seconds``; the send flow then submits its
+    batch again. Suspended runs send none, by design: their suspension counts as an end."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    if client.read_automations_by_name(ZOMBIES):
+        return
+    ends = ("Completed", "Failed", "Cancelled", "Crashed", "Suspended", "Paused", "Cancelling")
+    client.create_automation(
+        AutomationCore(
+            name=ZOMBIES,
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{e}" for e in ends)},
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=settings.workflow.zombie_seconds),
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED,
+                    message="no heartbeat: its worker or machine is gone",
+                )
+            ],
+        )
+    )
 
 
 def main() -> None:
