@@ -32,14 +32,26 @@ class ResumeFailed(BriefcastError):
 
 
 def approve(
-    brief_id: str, settings: Settings, *, send_at: datetime | None = None, by: str = ""
+    brief_id: str,
+    settings: Settings,
+    *,
+    send_at: datetime | None = None,
+    by: str = "",
+    digest: str | None = None,
 ) -> Review:
     """Approve the newest waiting preview of ``brief_id``: refused in one line
     (``approval.Changed``) when the brief, a template or a shaping setting changed since;
     otherwise the review's flow run resumes with the approval and sends (or schedules the
-    send at ``send_at``, an aware datetime). Returns the review as it now stands."""
+    send at ``send_at``, an aware datetime). ``digest``, when given, is the preview the
+    approver saw: a newer preview waiting instead is refused. Returns the review as it now
+    stands."""
     with Store(settings.database.url) as store:
         review = approval.waiting_for(store, brief_id)
+        if digest is not None and digest != review.digest:
+            raise approval.Changed(
+                f"{brief_id}: the preview you approved is not the one waiting now (a newer "
+                "preview replaced it): nothing was sent; approve the new preview"
+            )
         approval.check(review, settings)
         # In UTC: SQLite keeps no offset, and Prefect schedules in UTC anyway.
         send_at = send_at.astimezone(UTC) if send_at is not None else None

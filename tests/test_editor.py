@@ -54,7 +54,13 @@ class FakeApprove:
     calls: list[tuple[str, datetime | None, str]] = field(default_factory=list)
 
     def __call__(
-        self, brief_id: str, settings: Settings, *, send_at: datetime | None, by: str
+        self,
+        brief_id: str,
+        settings: Settings,
+        *,
+        send_at: datetime | None,
+        by: str,
+        digest: str | None = None,
     ) -> Review:
         assert self.store is not None
         review = approval.waiting_for(self.store, brief_id)

@@ -94,6 +94,34 @@ def test_a_publish_killed_with_sigkill_leaves_no_prefect_server(tmp_path: Path) 
     assert not (prefect_servers() & started)
 
 
+def test_an_approval_names_the_preview_it_approves(tmp_path: Path) -> None:
+    """Without any server: the digest is checked before anything is resumed."""
+    from briefcast.config import Settings
+    from flows.approve import approve
+
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    settings = Settings(database={"url": url})
+    brief = tmp_path / SEEDS[0].name
+    shutil.copy(SEEDS[0], brief)
+    with Store(url) as store:
+        waiting = approval.record(
+            store,
+            flow_run_id="00000000-0000-0000-0000-000000000001",
+            brief_id="b",
+            path=brief,
+            preview=tmp_path,
+            digest=approval.digest(brief, settings),
+        )
+    with pytest.raises(approval.Changed, match="not the one waiting now"):
+        approve("b", settings, digest="0" * 64)
+    brief.write_text(brief.read_text() + "\nEdited.\n")
+    with pytest.raises(approval.Changed, match="changed since its preview"):
+        approve("b", settings, digest=waiting.digest)
+    with pytest.raises(approval.NotWaiting):
+        approve("another", settings)
+    assert _review(url, "b").state == "waiting"  # nothing was approved
+
+
 @pytest.fixture
 def smtp() -> Iterator[tuple[Recorder, int]]:
     recorder = Recorder()

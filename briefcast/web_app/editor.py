@@ -103,18 +103,29 @@ class Approver(Protocol):
     """What approves a waiting review: :func:`flows.approve.approve`, or a test's fake."""
 
     def __call__(
-        self, brief_id: str, settings: Settings, *, send_at: datetime | None, by: str
+        self,
+        brief_id: str,
+        settings: Settings,
+        *,
+        send_at: datetime | None,
+        by: str,
+        digest: str | None = None,
     ) -> Review: ...
 
 
 def default_approve(
-    brief_id: str, settings: Settings, *, send_at: datetime | None, by: str
+    brief_id: str,
+    settings: Settings,
+    *,
+    send_at: datetime | None,
+    by: str,
+    digest: str | None = None,
 ) -> Review:
     """``flows.approve.approve``, imported only when an editor approves: serving the site
     never loads the flows (nor, through them, Prefect)."""
     from flows.approve import approve
 
-    return approve(brief_id, settings, send_at=send_at, by=by)
+    return approve(brief_id, settings, send_at=send_at, by=by, digest=digest)
 
 
 class ScheduleError(UserError):
@@ -498,7 +509,10 @@ class EditorArea:
                 "preview replaced it): nothing was sent; open the new preview and approve it"
             )
         approval.check(review, self.settings)
-        return self.approve(brief_id, self.settings, send_at=send_at, by=session.name)
+        # The digest the editor saw: a newer preview recorded meanwhile is not approved.
+        return self.approve(
+            brief_id, self.settings, send_at=send_at, by=session.name, digest=review.digest
+        )
 
     # --- previews -------------------------------------------------------------------------
 
