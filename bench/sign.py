@@ -10,9 +10,10 @@ Run: .venv/bin/python bench/sign.py [--messages 2000] [--rounds 3] [--key-bits 2
 2. Each way of making the messages' DATA bytes, over all of them, --rounds times, taking
    turns (this machine's speed drifts): unsigned (``Messages`` without a key: one join per
    message), signed by briefcast (``Messages`` with a ``DkimSigner``: what a signed send
-   does), briefcast's ``DkimSigner.sign`` alone, dkimpy's ``dkim.sign`` with the old
-   arguments, and briefcast's signed messages made by 2 threads (not what the send does
-   today: what signing ahead could give, since OpenSSL's RSA runs without the GIL).
+   does, one thread), briefcast's ``DkimSigner.sign`` alone, dkimpy's ``dkim.sign`` with the
+   old arguments, and briefcast's signed messages made by 2 threads (what a signed send
+   does: the pool makes them ahead of its sending loop in ``pool.SIGNING_THREADS`` threads,
+   since OpenSSL's RSA runs without the GIL).
    Every signature is checked with dkimpy's ``dkim.verify`` before anything is timed.
 3. The send: bench/send.py's ``briefcast publish --send --channels email`` against smtp-sink,
    with and without BRIEFCAST_DELIVERY__DKIM_KEY_PATH / _SELECTOR, taking turns
@@ -40,7 +41,7 @@ import send as bench_send  # noqa: E402 (bench/send.py: the sink, the send, the 
 SELECTOR = "bench"
 SECRET = "bench-dummy-unsubscribe-secret-not-real"
 SEND_GOAL = 0.5
-THREADS = 2
+THREADS = 2  # as briefcast.delivery.pool.SIGNING_THREADS
 
 Job = tuple[str, str, str]  # edition, address, token
 
@@ -247,6 +248,7 @@ def main() -> int:
             print()
             try:
                 bench_send.find_tool("smtp-sink")
+                load = os.getloadavg()[0]
                 send_rows = send_benchmark(args, work)
             except bench_send.BenchError as exc:
                 print(f"send skipped: {exc}")
@@ -257,6 +259,12 @@ def main() -> int:
                     "msg/s as the sink saw them"
                 )
                 bench_send.print_table(send_rows)
+                # The signed send needs a second CPU (signing threads beside the sending loop),
+                # the unsigned one does not: other work on the machine costs the first more.
+                print(
+                    f"load average {load:.1f} before the sends, {os.getloadavg()[0]:.1f} after, "
+                    f"on {os.cpu_count()} CPUs"
+                )
 
     command = "python bench/sign.py"
     defaults = {"messages": 2000, "rounds": 3, "key_bits": 2048, "subscribers": 5000}

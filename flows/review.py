@@ -48,6 +48,7 @@ SEND = "send/briefcast-send"
 BATCH = "send-batch/briefcast-send-batch"
 BATCH_ATTEMPTS = 3  # a batch run that crashed (its worker killed) is run again this often
 POLL_SECONDS = 1.0
+RELAY_LEASE_SECONDS = 60  # the least Prefect takes; expired leases are collected every 15 s
 
 quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
 
@@ -251,9 +252,13 @@ def send_batch(review_id: str, first: int, last: int) -> dict[str, int]:
     known = _checked(review_id, settings)
     outputs = _build(known, settings, ["email"])
     relay = f"smtp-{settings.smtp.host}-{settings.smtp.port}"[:100]
-    # Fleet-wide: every worker's connections to this relay count against one limit.
+    # Fleet-wide: every worker's connections to this relay count against one limit. The
+    # slots are leased: a batch killed with its worker holds them only until its lease,
+    # renewed while it lives, runs out (Prefect's default lease, 300 s, kept a lost machine's
+    # slots, and the batches sent again waited for them).
+    slots = min(settings.delivery.pool_size, settings.workflow.relay_connections)
     with (
-        concurrency(relay, occupy=settings.delivery.pool_size, strict=False),
+        concurrency(relay, occupy=slots, strict=False, lease_duration=RELAY_LEASE_SECONDS),
         _store(settings) as store,
     ):
         summary = deliver(

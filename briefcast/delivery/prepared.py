@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.header import Header
+from functools import cached_property
 
+from briefcast.delivery import dkim
 from briefcast.render.email import TO_PLACEHOLDER, TOKEN_PLACEHOLDER, EmailEdition
 
 _TO = TO_PLACEHOLDER.encode()
@@ -80,6 +82,24 @@ class PreparedEdition:
 
     def wire(self, to: str, token: str) -> bytes:
         return self._wire.fill(*_values(to, token))
+
+    def signed_parts(self, to: str, token: str) -> tuple[bytes, bytes]:
+        """What ``DkimSigner.sign_canonical`` signs of ``render(to, token)``: its header fields
+        and its body canonicalized (RFC 6376 relaxed), canonicalized once per edition. The
+        placeholders and what replaces them hold no whitespace and no line break, so filling
+        them in after canonicalizing gives the same bytes as canonicalizing after."""
+        to_bytes, token_bytes = _values(to, token)
+        if not (to_bytes and token_bytes):  # an empty one could leave a space trailing
+            head, body = dkim.split(self.render(to, token))
+            return dkim.canonical_headers(head), dkim.canonical_body(body)
+        head_template, body_template = self._signing
+        return head_template.fill(to_bytes, token_bytes), body_template.fill(to_bytes, token_bytes)
+
+    @cached_property
+    def _signing(self) -> tuple[_Template, _Template]:
+        head, body = dkim.split(self.eml)
+        headers, body = dkim.canonical_headers(head), dkim.canonical_body(body)
+        return _Template.split(headers), _Template.split(body)
 
     def message_id(self, token: str) -> str:
         return self._message_id.replace(TOKEN_PLACEHOLDER, token)
