@@ -215,3 +215,13 @@ def set_state(store: Store, flow_run_id: str, state: str, **fields: Any) -> None
             .where(reviews.c.flow_run_id == flow_run_id)
             .values(state=state, updated_at=_now(), **fields)
         )
+
+
+def note_send_run(store: Store, flow_run_id: str, send_flow_run_id: str) -> None:
+    """The send flow run made for an approved review (its state left as it is)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(reviews)
+            .where(reviews.c.flow_run_id == flow_run_id)
+            .values(send_flow_run_id=send_flow_run_id, updated_at=_now())
+        )

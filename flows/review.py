@@ -113,6 +113,14 @@ def _approved(known: approval.Review, given: Approval, settings: Settings) -> st
         except approval.Changed as exc:
             approval.set_state(store, known.flow_run_id, "refused", detail=str(exc))
             raise
+        # The state first: the send run, once made, moves it on (sending, sent) at any time.
+        approval.set_state(
+            store,
+            known.flow_run_id,
+            "scheduled" if given.send_at else "approved",
+            approved_by=given.by or None,
+            send_at=given.send_at,
+        )
         run: Any = run_deployment(
             SEND,
             parameters={"review_id": known.flow_run_id},
@@ -121,15 +129,7 @@ def _approved(known: approval.Review, given: Approval, settings: Settings) -> st
             as_subflow=False,
             idempotency_key=f"send-{known.flow_run_id}",
         )
-        state = "scheduled" if given.send_at else "approved"
-        approval.set_state(
-            store,
-            known.flow_run_id,
-            state,
-            approved_by=given.by or None,
-            send_at=given.send_at,
-            send_flow_run_id=str(run.id),
-        )
+        approval.note_send_run(store, known.flow_run_id, str(run.id))
     return known.brief_id
 
 
