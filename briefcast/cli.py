@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from briefcast import channel as registry
-from briefcast import delivery, reporting
+from briefcast import cli_open, delivery, reporting
 from briefcast.channel import ChannelError, sends
 from briefcast.cli_bounces import bounces_app
 from briefcast.cli_db import db_app
@@ -36,9 +36,9 @@ from briefcast.cli_serve import serve
 from briefcast.cli_social import social_app
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.cli_workflow import approve, down, review, scheduled, up, worker
-from briefcast.config import Settings, load_settings
+from briefcast.config import Settings
 from briefcast.delivery import DeliverySummary, TestSend
-from briefcast.errors import BriefcastError, ConfigError
+from briefcast.errors import BriefcastError
 from briefcast.pipeline import check, read
 from briefcast.subscribers import SubscriberError, normalize_address
 from flows import prefect_defaults, server, without_heartbeats
@@ -124,10 +124,7 @@ def publish(
     if send and test_to is not None:
         fail("--send and --test-to: choose one (--test-to mails only the addresses given)")
     testers = _test_addresses(test_to, chosen) if test_to is not None else []
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
+    settings = cli_open.settings()
     if send:  # every channel that will send is ready, or nothing is sent on any of them
         for name in chosen:
             channel: Any = registry.get(name)

@@ -10,10 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast import bounces
+from briefcast import bounces, cli_open
 from briefcast.cli_output import err, fail, first_line
-from briefcast.config import load_settings
-from briefcast.errors import ConfigError
 from briefcast.store import Store
 
 bounces_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -34,10 +32,7 @@ def fetch(
 ) -> None:
     """Read the bounce mailbox (IMAP or Maildir) once: record each late bounce and spam
     complaint on its delivery and subscriber, move what was read out of the way."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
+    settings = cli_open.settings()
     try:  # before the database is opened (or made)
         bounces.check_ready(settings)
     except bounces.BouncesConfigError as exc:

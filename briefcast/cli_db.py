@@ -10,10 +10,8 @@ from rich.console import Console
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from briefcast import migrate
+from briefcast import cli_open, migrate
 from briefcast.cli_output import fail, first_line
-from briefcast.config import load_settings
-from briefcast.errors import ConfigError
 from briefcast.migrations import BASELINE, HEAD
 from briefcast.store import make_engine
 
@@ -22,10 +20,7 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _url() -> str:
-    try:
-        return load_settings().database.url
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
+    return cli_open.settings().database.url
 
 
 def _engine(url: str) -> Engine:

@@ -9,10 +9,8 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast import editors
+from briefcast import cli_open, editors
 from briefcast.cli_output import fail, first_line
-from briefcast.config import load_settings
-from briefcast.errors import ConfigError
 from briefcast.store import Store
 
 PASSWORD_ENV = "BRIEFCAST_EDITOR_PASSWORD"
@@ -23,14 +21,7 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _open() -> Store:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
-    try:
-        return Store(settings.database.url)
-    except (SQLAlchemyError, ImportError) as exc:
-        fail(f"database: {first_line(exc)}")  # not the URL: it may carry a password
+    return cli_open.store(cli_open.settings())
 
 
 def _password() -> str:

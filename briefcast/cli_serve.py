@@ -7,12 +7,10 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast import migrate
+from briefcast import cli_open, migrate
 from briefcast.cli_db import _fail_database
 from briefcast.cli_output import err, fail
-from briefcast.config import load_settings
 from briefcast.delivery import DeliveryError, unsubscribe_secret
-from briefcast.errors import ConfigError
 from briefcast.store import Store
 
 
@@ -38,10 +36,7 @@ def serve(
 ) -> None:
     r"""Serve the public site (\[site] public_dir) and the subscribe, confirm and
     unsubscribe pages, over the same settings and database."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
+    settings = cli_open.settings()
     try:
         unsubscribe_secret(settings)  # signs the confirm, unsubscribe and CSRF tokens
     except DeliveryError as exc:

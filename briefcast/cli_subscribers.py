@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from briefcast import cli_open
 from briefcast import subscribers as subs
 from briefcast import subscribers_csv as subs_csv
-from briefcast.cli_output import err, fail
-from briefcast.config import Settings, load_settings
-from briefcast.errors import ConfigError
+from briefcast.cli_output import err, fail, first_line
+from briefcast.config import Settings
 from briefcast.store import Store
 
 subscribers_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -26,19 +26,8 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _open() -> tuple[Settings, Store]:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
-    try:
-        return settings, Store(settings.database.url)
-    except (SQLAlchemyError, ImportError) as exc:
-        # Not the URL itself: it may carry a password.
-        fail(f"database: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    settings = cli_open.settings()
+    return settings, cli_open.store(settings)
 
 
 @subscribers_app.command("import")
@@ -52,7 +41,7 @@ def import_(
     except subs.ImportFileError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"database: {_first_line(exc)}")
+        fail(f"database: {first_line(exc)}")
     out.print(
         f"{file}: {report.created} created, {report.updated} updated, "
         f"{report.unchanged} unchanged, {len(report.rejected)} rejected"
@@ -87,7 +76,7 @@ def add(
     except subs.SubscriberError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"database: {_first_line(exc)}")
+        fail(f"database: {first_line(exc)}")
     verb = "added" if result.created else "updated"
     out.print(f"{verb} #{result.id} {subs.normalize_address(email)} ({result.status})")
     if result.not_reactivated:
@@ -111,7 +100,7 @@ def remove(
     except subs.SubscriberError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"database: {_first_line(exc)}")
+        fail(f"database: {first_line(exc)}")
     address = subs.normalize_address(email)
     if not found:
         fail(f"no subscriber {address}")
@@ -131,7 +120,7 @@ def list_(
     except subs.SubscriberError as exc:
         fail(f"--status: {exc}")
     except SQLAlchemyError as exc:
-        fail(f"database: {_first_line(exc)}")
+        fail(f"database: {first_line(exc)}")
     table = Table("id", "email", "name", "language", "status", "bounces", "since")
     for sub in rows:
         table.add_row(
@@ -162,5 +151,5 @@ def export(
     except OSError as exc:
         fail(f"{file}: cannot be written ({exc.strerror or exc})")
     except SQLAlchemyError as exc:
-        fail(f"database: {_first_line(exc)}")
+        fail(f"database: {first_line(exc)}")
     err.print(f"exported {count} subscriber(s) to {'stdout' if file == '-' else file}")

@@ -14,26 +14,18 @@ from typing import Annotated
 
 import typer
 
-from briefcast import approval
+from briefcast import approval, cli_open
 from briefcast import channel as registry
 from briefcast.cli_output import err as console
 from briefcast.cli_output import fail
 from briefcast.cli_output import out as out_console
-from briefcast.config import Settings, load_settings
-from briefcast.errors import ConfigError
+from briefcast.config import Settings
 from briefcast.pipeline import check, read
 from briefcast.store import Store
 from flows import prefect_defaults, server
 
 UP_TIMEOUT = 180.0  # a first start migrates the Prefect server's database
 MAX_AHEAD = timedelta(days=90)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
 
 
 def _api(settings: Settings) -> str:
@@ -47,7 +39,7 @@ def _api(settings: Settings) -> str:
 def up() -> None:
     """Start a Prefect server (unless PREFECT_API_URL names one), briefcast's deployments, the
     workers and the inbox watcher, in the background; `briefcast down` stops them."""
-    settings = _settings()
+    settings = cli_open.settings()
     state = server.running_up(settings)
     if state is not None:
         out_console.print(f"briefcast is up already: {state['api_url']}")
@@ -93,7 +85,7 @@ def _last_line(path: object) -> str:
 
 def down() -> None:
     """Stop what `briefcast up` started (server, workers, inbox watcher)."""
-    settings = _settings()
+    settings = cli_open.settings()
     state = server.running_up(settings)
     if state is None:
         out_console.print("briefcast is not up.")
@@ -117,7 +109,7 @@ def worker(
 ) -> None:
     """Run one process worker of briefcast's work pool here (another machine of the fleet);
     it sends batches and runs reviews. Ctrl-C stops it."""
-    settings = _settings()
+    settings = cli_open.settings()
     prefect_defaults(verbose)
     from flows.up import worker_command, worker_env
 
@@ -138,7 +130,7 @@ def review(
 ) -> None:
     """Preview briefs on the Prefect server and wait for approval (as if saved into the
     inbox): previews in [workflow] out and as artifacts; `briefcast approve` sends."""
-    settings = _settings()
+    settings = cli_open.settings()
     briefs = read(paths, settings)  # a bad brief fails here, in one line, not in a worker
     check(briefs, settings, registry.names())
     prefect_defaults(verbose)
@@ -182,7 +174,7 @@ def approve(
 ) -> None:
     """Approve a brief's newest preview: it is sent (or scheduled) exactly as previewed;
     refused when the brief, a template or a setting changed since the preview."""
-    settings = _settings()
+    settings = cli_open.settings()
     send_at = parse_at(at, settings) if at is not None else None
     prefect_defaults(verbose)
     _api(settings)
@@ -201,7 +193,7 @@ def scheduled(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
 ) -> None:
     """List the approved briefs waiting for their send time; --cancel one of them."""
-    settings = _settings()
+    settings = cli_open.settings()
     prefect_defaults(verbose)
     _api(settings)
     with Store(settings.database.url) as store:
