@@ -215,6 +215,6 @@ def scheduled(
         when = r.send_at.astimezone(settings.site.tz) if r.send_at else None
         out_console.print(
             f"{r.brief_id}  {when:%Y-%m-%d %H:%M %Z}  by {r.approved_by or '?'}  "
-            f"flow run {r.send_flow_run_id}",
+            f"flow run {r.send_flow_run_id or '(being made)'}",
             soft_wrap=True,
         )

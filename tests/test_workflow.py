@@ -218,7 +218,11 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     later = run("approve", second.brief_id, "--at", tomorrow, env=env, cwd=cwd)
     assert later.returncode == 0, later.stderr
     assert "scheduled for" in later.stdout
-    scheduled = wait_for("the schedule", lambda: _review(url, second.brief_id, "scheduled"))
+    # The review is marked scheduled first, then its send run is made and recorded.
+    scheduled = wait_for(
+        "the schedule",
+        lambda: (r := _review(url, second.brief_id, "scheduled")) and r.send_flow_run_id and r,
+    )
     send_run = httpx.get(f"{api}/flow_runs/{scheduled.send_flow_run_id}").json()
     assert send_run["state"]["type"] == "SCHEDULED"
     assert send_run["expected_start_time"].startswith(
