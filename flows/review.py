@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,6 +54,11 @@ quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
 
 class SendRefused(BriefcastError):
     """The approval does not match what is there now."""
+
+
+def relay_limit(settings: Settings) -> str:
+    """The Prefect global concurrency limit shared by every batch sending to this relay."""
+    return f"smtp-{settings.smtp.host}-{settings.smtp.port}"[:100]
 
 
 def _store(settings: Settings) -> Store:
@@ -251,7 +255,7 @@ def send_batch(review_id: str, first: int, last: int) -> dict[str, int]:
     settings = load_settings()
     known = _checked(review_id, settings)
     outputs = _build(known, settings, ["email"])
-    relay = f"smtp-{settings.smtp.host}-{settings.smtp.port}"[:100]
+    relay = relay_limit(settings)
     # Fleet-wide: every worker's connections to this relay count against one limit. The
     # slots are leased: a batch killed with its worker holds them only until its lease,
     # renewed while it lives, runs out (Prefect's default lease, 300 s, kept a lost machine's
@@ -277,8 +281,3 @@ def send_batch(review_id: str, first: int, last: int) -> dict[str, int]:
         description=f"{summary.line()}\n\nworker pid {os.getppid()}",
     )
     return dict(summary.this_run)
-
-
-def when(text: str, settings: Settings) -> datetime:
-    """``--at "2026-12-02 07:00"`` in the site's time zone, an aware datetime."""
-    return datetime.fromisoformat(text).replace(tzinfo=settings.site.tz)

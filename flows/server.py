@@ -14,7 +14,6 @@ Importing this module does not import Prefect.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -23,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -168,19 +167,3 @@ class Temporary:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-@contextlib.contextmanager
-def for_command(settings: Settings) -> Iterator[str]:
-    """The API this command uses; a temporary one (stopped at the end) when none runs."""
-    url = api_url(settings)
-    if url is not None:
-        os.environ["PREFECT_API_URL"] = url
-        yield url
-        return
-    temporary = Temporary()
-    try:
-        yield temporary.ready()
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        temporary.stop()

@@ -78,14 +78,14 @@ def register(settings: Settings, working_dir: Path) -> None:
     from prefect.deployments.runner import EntrypointType
     from prefect.exceptions import ObjectAlreadyExists
 
-    from flows.review import review, send, send_batch
+    from flows.review import relay_limit, review, send, send_batch
     from flows.social import social_limits
 
     w = settings.workflow
     with get_client(sync_client=True) as client:
         with contextlib.suppress(ObjectAlreadyExists):
             client.create_work_pool(WorkPoolCreate(name=w.work_pool, type="process"))
-        relay = f"smtp-{settings.smtp.host}-{settings.smtp.port}"[:100]
+        relay = relay_limit(settings)
         for name, limit in ((relay, w.relay_connections),):
             with contextlib.suppress(ObjectAlreadyExists):
                 client.create_global_concurrency_limit(
