@@ -97,7 +97,10 @@ def settings_for(
     *accounts: AccountSettings,
     posts_per_minute: float = 30,
     lock_wait_seconds: float = 10,
-    max_wait_seconds: float = 5,
+    # Only the test server's speed bounds how long a free slot takes to be given: in CI (a
+    # loaded 2-core machine, the harness's SQLite busy with the run's states) one took over
+    # 5 s once. The tests check that every post takes a slot and the pace, not the server.
+    max_wait_seconds: float = 60,
 ) -> Settings:
     return Settings(
         site=SITE,
@@ -423,7 +426,7 @@ def test_one_task_per_account_posts_each_post_once_after_its_networks_slot(
         x_account(x.url),
         mastodon_account(mastodon.url),
         bluesky_account(pds),
-        posts_per_minute=6000,  # 100 slots, 100 a second: no wait here
+        posts_per_minute=6000,  # 100 slots, 100 a second: no wait for a slot here
     )
     outputs = outputs_of(brief_file, settings)
     with limits(*social_limits(settings)):
@@ -513,13 +516,14 @@ def test_no_slot_within_max_wait_leaves_the_rest_for_the_next_run(
 ) -> None:
     for name, value in credentials().items():
         monkeypatch.setenv(name, value)
-    # Long enough for the first slot on a busy test server, then no second one in time.
-    settings = settings_for(tmp_path, x_account(x.url), max_wait_seconds=4)
+    # Long enough for the first slot on a busy test server (see settings_for),
+    # then no second one in time.
+    settings = settings_for(tmp_path, x_account(x.url), max_wait_seconds=15)
     outputs = outputs_of(brief_file, settings)
     started = time.monotonic()
-    with limits(("social-x", 1, 0.01)):  # a slot back every 100 s
+    with limits(("social-x", 1, 0.001)):  # a slot back every 1,000 s
         summary, _ = run_flow(outputs, settings)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 60
     assert len(x.tweets) == 1 and summary.error is None
     (row,) = summary.rows()
     assert (row["posted"], row["queued"]) == (1, 2)
