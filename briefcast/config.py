@@ -447,6 +447,10 @@ class WorkflowSettings(_Section):
     # Flow runs one worker runs at once, each a process. A send holds one slot while its
     # batches run: keep it >= 2.
     runs_per_worker: int = Field(2, ge=2, le=64)
+    # Sends under way at once, fleet-wide (the concurrency limit of the work pool's `sends`
+    # queue). A send waits for its batches in a worker slot: were every slot a send's, no
+    # batch could run, so there must be more slots than this.
+    sends_at_once: int = Field(1, ge=1, le=64)
     work_pool: str = Field("briefcast", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     # Subscribers per email batch: one flow run (own process, any worker) per batch. Prefect
     # costs ~10 ms per task or flow run here: thousands per batch, never one per subscriber.
@@ -459,6 +463,18 @@ class WorkflowSettings(_Section):
     # connections per relay, and posts per minute per social network.
     relay_connections: int = Field(8, ge=1, le=1000)
     posts_per_minute: float = Field(30, gt=0, le=10_000, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _room_for_batches(self) -> WorkflowSettings:
+        # Workers elsewhere (`briefcast worker`) add slots; the ones started here must
+        # already leave one for the batches.
+        slots = self.workers * self.runs_per_worker
+        if self.workers and slots <= self.sends_at_once:
+            raise ValueError(
+                f"sends_at_once ({self.sends_at_once}) must be less than workers x "
+                f"runs_per_worker ({slots}): sends wait for batches, which need a slot"
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -47,6 +47,7 @@ SEND = "send/briefcast-send"
 BATCH = "send-batch/briefcast-send-batch"
 BATCH_ATTEMPTS = 3  # a batch run that crashed (its worker killed) is run again this often
 POLL_SECONDS = 1.0
+EARLIER_BATCHES_WAIT = 3600.0  # a crashed send's batches, at most, before it sends again
 RELAY_LEASE_SECONDS = 60  # the least Prefect takes; expired leases are collected every 15 s
 
 quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
@@ -211,6 +212,11 @@ def _send_batches(known: approval.Review, settings: Settings) -> None:
     that every worker of the pool takes some; a run that crashed (its worker or machine
     died) is submitted again: the ledger sends only what is not sent yet."""
     logger = get_run_logger()
+    tag = batch_tag(known.flow_run_id)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        _wait_for_earlier_batches(client, tag, logger)
     with _store(settings) as store:
         ranges = ledger.subscriber_batches(store, settings.workflow.send_batch)
     pending: dict[tuple[int, int], Any] = {}
@@ -223,12 +229,11 @@ def _send_batches(known: approval.Review, settings: Settings) -> None:
             parameters={"review_id": known.flow_run_id, "first": r[0], "last": r[1]},
             timeout=0,
             as_subflow=True,
+            tags=[tag],
         )
 
     for r in ranges:
         submit(r)
-    from prefect.client.orchestration import get_client
-
     failed: list[str] = []
     with get_client(sync_client=True) as client:
         while pending:
@@ -247,6 +252,47 @@ def _send_batches(known: approval.Review, settings: Settings) -> None:
                     failed.append(f"subscribers {r[0]}-{r[1]}: {state.name}")
     if failed:
         raise BriefcastError(f"{known.brief_id}: batches not sent: {'; '.join(failed)}")
+
+
+def batch_tag(review_id: str) -> str:
+    """The tag of every batch run sent for one review, whichever send run made it."""
+    return f"review-{review_id}"
+
+
+def _wait_for_earlier_batches(client: Any, tag: str, logger: Any) -> None:
+    """A send run again after it crashed (``flows.recover``) may have left batches behind,
+    running on another worker or still scheduled. The ranges are cut again from the list as
+    it is now, and a batch's lock covers its exact range only: an old and a new batch over
+    overlapping ranges at once could mail a subscriber twice. So the old ones end first
+    (a lost machine's are marked Crashed by the zombie automation)."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    final = [StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]
+    unfinished = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[tag]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=final)),
+    )
+    said = False
+    deadline = time.monotonic() + EARLIER_BATCHES_WAIT
+    while runs := client.read_flow_runs(
+        flow_run_filter=unfinished, sort=FlowRunSort.ID_DESC, limit=200
+    ):
+        if time.monotonic() > deadline:
+            raise BriefcastError(
+                f"{len(runs)} batches of an earlier run of this send did not end in "
+                f"{EARLIER_BATCHES_WAIT:.0f} s: cancel them, then retry this run"
+            )
+        if not said:
+            logger.info("waiting for %d batches of an earlier run of this send", len(runs))
+            said = True
+        time.sleep(POLL_SECONDS)
 
 
 @flow(name="send-batch", log_prints=False, retries=2, retry_delay_seconds=2)

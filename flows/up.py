@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from briefcast.config import Settings, load_settings
-from flows import prefect_defaults
+from flows import prefect_defaults, recover
 from flows.server import (
     STATE_FILE,
     ServerError,
@@ -103,20 +103,45 @@ def register(settings: Settings, working_dir: Path) -> None:
                     name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay)
                 )
         _crash_zombies(client, settings)
+        _sends_queue(client, settings)
     variables = {"working_dir": str(working_dir)}
     made: Any
-    for made, name in (
-        (review, "briefcast-review"),
-        (send, "briefcast-send"),
-        (send_batch, "briefcast-send-batch"),
+    for made, name, queue in (
+        (review, "briefcast-review", "default"),
+        (send, "briefcast-send", SENDS_QUEUE),
+        (send_batch, "briefcast-send-batch", "default"),
     ):
         deployment: Any = made.to_deployment(
             name=name,
             work_pool_name=w.work_pool,
+            work_queue_name=queue,
             job_variables=variables,
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
         deployment.apply(work_pool_name=w.work_pool)
+
+
+SENDS_QUEUE = "sends"
+
+
+def _sends_queue(client: Any, settings: Settings) -> None:
+    """The work pool's ``sends`` queue, limited to ``[workflow] sends_at_once`` runs.
+
+    A send run holds a worker slot while it waits for its batches, which need slots of
+    their own: with as many sends as slots (two briefs approved together, one worker of two
+    slots) every slot would wait for a batch that cannot start. Sends beyond the limit wait
+    in the queue instead, scheduled, holding nothing; reviews and batches use the pool's
+    default queue. The limit is the server's, so it holds for the whole fleet."""
+    from prefect.exceptions import ObjectAlreadyExists
+
+    w = settings.workflow
+    try:
+        client.create_work_queue(
+            name=SENDS_QUEUE, work_pool_name=w.work_pool, concurrency_limit=w.sends_at_once
+        )
+    except ObjectAlreadyExists:  # sends_at_once may have changed since
+        queue = client.read_work_queue_by_name(SENDS_QUEUE, work_pool_name=w.work_pool)
+        client.update_work_queue(queue.id, concurrency_limit=w.sends_at_once)
 
 
 ZOMBIES = "briefcast: crash flow runs whose heartbeats stopped"
@@ -158,6 +183,20 @@ def _crash_zombies(client: Any, settings: Settings) -> None:
     )
 
 
+def _recover(settings: Settings) -> None:
+    """Crashed sends scheduled again (or given up), each said on the supervisor's log; a
+    server that does not answer now is asked again next time."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            lines = recover.retry_crashed_sends(client, settings)
+    except Exception as exc:  # the server restarting, the network: next time
+        lines = [f"looking for crashed sends failed: {type(exc).__name__}: {exc}"]
+    for line in lines:
+        print(f"briefcast up: {line}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     prefect_defaults()
     settings = load_settings()
@@ -189,6 +228,9 @@ def main() -> None:
             wait_healthy(server, api_url, SERVER_START_TIMEOUT)
         os.environ["PREFECT_API_URL"] = api_url
         register(settings, Path.cwd())
+        # Crashed sends run again (flows.recover); the first look at once: a send that
+        # died with an earlier `briefcast up` goes on now.
+        next_recovery = 0.0
         host = socket.gethostname()
         for i in range(settings.workflow.workers):
             w = settings.workflow
@@ -215,6 +257,9 @@ def main() -> None:
             if own_server and children[0].poll() is not None:
                 print("briefcast up: the Prefect server exited; stopping", file=sys.stderr)
                 break
+            if time.monotonic() >= next_recovery:
+                next_recovery = time.monotonic() + recover.POLL_SECONDS
+                _recover(settings)
             for i, child in enumerate(children):
                 if (i == 0 and own_server) or child.poll() is None:
                     continue

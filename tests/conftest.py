@@ -74,3 +74,16 @@ def store(database_url: str) -> Iterator[Store]:
     """A Store on a fresh database, on each dialect."""
     with Store(database_url) as store:
         yield store
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    """A temporary Prefect server for one test module (``prefect_test_harness``): the client
+    calls of the tests and of the code under test in this process go to it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with pytest.MonkeyPatch.context() as env:
+        # The server's telemetry cannot reach the internet from a closed network anyway.
+        env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness(server_startup_timeout=120):
+            yield

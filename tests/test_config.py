@@ -203,6 +203,9 @@ BAD_VALUES = {
     '[smtp]\nHOST = "relay"': 'unknown key "HOST" in [smtp] (did you mean "host"?)',
     '[smtp]\n"ho\\nst" = 1': r'unknown key "ho\nst" in [smtp]',
     '[site]\npassword = "x"': 'unknown key "password" in [site] (known: ',
+    "[workflow]\nsends_at_once = 2": "[workflow]: sends_at_once (2) must be less than workers x "
+    "runs_per_worker (2): sends wait for batches, which need a slot",
+    "[workflow]\nworkers = 2\nruns_per_worker = 2\nsends_at_once = 4": "(4) must be less",
 }
 
 
@@ -229,6 +232,16 @@ def test_good_files_load(environ: pytest.MonkeyPatch) -> None:
     assert settings.email.unsubscribe_url.format(token="t") == "https://x.org/u?t=t&l=1"
     environ.setenv("BRIEFCAST_CONFIG", str(config.DEFAULT_CONFIG))
     assert load_settings().site.languages == ["en", "it"]  # the repository's own file
+
+
+def test_sends_at_once_leaves_a_slot_for_the_batches_of_the_workers_started_here(
+    environ: pytest.MonkeyPatch,
+) -> None:
+    w = load(environ, "[workflow]\nworkers = 2\nruns_per_worker = 2\nsends_at_once = 3\n")
+    assert w.workflow.sends_at_once == 3
+    # No worker here (`briefcast worker` elsewhere): the fleet's slots are not known here.
+    w = load(environ, "[workflow]\nworkers = 0\nsends_at_once = 5\n")
+    assert w.workflow.sends_at_once == 5
 
 
 def test_the_environment_beats_the_file_and_is_named_when_wrong(

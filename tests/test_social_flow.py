@@ -305,17 +305,6 @@ def test_the_limits_follow_posts_per_minute_for_each_network_in_use(tmp_path: Pa
 # --- send_social in a Prefect flow, against a temporary Prefect server ------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with pytest.MonkeyPatch.context() as env:
-        # The server's telemetry cannot reach the internet from a closed network anyway.
-        env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
-
-
 @contextmanager
 def limits(*made: tuple[str, int, float]) -> Iterator[None]:
     """Global concurrency limits used as rate limits, for the length of a ``with``."""

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,11 +132,15 @@ def smtp() -> Iterator[tuple[Recorder, int]]:
 
 
 @pytest.fixture
-def up(tmp_path: Path, smtp: tuple[Recorder, int], postgres_url: str) -> Iterator[dict]:
-    """`briefcast up` with two workers. Prefect's server keeps its data in PostgreSQL, as a
-    fleet's would (docs/operations.md): on SQLite, under this load, it drops events ("database
-    is locked"), among them the heartbeats the zombie automation watches."""
+def up(
+    request: pytest.FixtureRequest, tmp_path: Path, smtp: tuple[Recorder, int], postgres_url: str
+) -> Iterator[dict]:
+    """`briefcast up` with two workers (or the ``[workflow]`` settings given as the fixture's
+    parameter). Prefect's server keeps its data in PostgreSQL, as a fleet's would
+    (docs/operations.md): on SQLite, under this load, it drops events ("database is
+    locked"), among them the heartbeats the zombie automation watches."""
     _recorder, port = smtp
+    workflow = {"WORKERS": "2", "SEND_BATCH": "250"} | getattr(request, "param", {})
     env = cli_env(
         tmp_path,
         port,
@@ -143,14 +149,13 @@ def up(tmp_path: Path, smtp: tuple[Recorder, int], postgres_url: str) -> Iterato
         BRIEFCAST_WORKFLOW__STATE_DIR=str(tmp_path / "state"),
         BRIEFCAST_WORKFLOW__INBOX=str(tmp_path / "inbox"),
         BRIEFCAST_WORKFLOW__OUT=str(tmp_path / "out"),
-        BRIEFCAST_WORKFLOW__WORKERS="2",
         BRIEFCAST_WORKFLOW__PORT=str(free_port()),
-        BRIEFCAST_WORKFLOW__SEND_BATCH="250",
         BRIEFCAST_WORKFLOW__ZOMBIE_SECONDS="40",
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PREFECT_API_DATABASE_CONNECTION_URL=postgres_url.replace("+psycopg", "+asyncpg"),
         PREFECT_LOGGING_LEVEL=os.environ.get("TEST_PREFECT_LOGGING_LEVEL", "CRITICAL"),
     )
+    env |= {f"BRIEFCAST_WORKFLOW__{key}": value for key, value in workflow.items()}
     env.pop("PREFECT_API_URL", None)
     with Store(env["BRIEFCAST_DATABASE__URL"]) as store:
         add_subscribers(store, SUBSCRIBERS)
@@ -166,6 +171,34 @@ def up(tmp_path: Path, smtp: tuple[Recorder, int], postgres_url: str) -> Iterato
         assert state["pid"] not in {
             int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
         }
+
+
+def wait_sent(up: dict, brief_id: str, timeout: float = 300) -> None:
+    """Until the brief's review says sent; a review that failed fails at once, and either
+    way the flow runs' states and the supervisor's log are in the message."""
+    url = up["env"]["BRIEFCAST_DATABASE__URL"]
+
+    def sent() -> bool:
+        failed = _review(url, brief_id, "failed")
+        assert failed is None, f"{brief_id}: {failed.detail}\n{_diagnosis(up)}"
+        return _review(url, brief_id, "sent") is not None
+
+    try:
+        wait_for(f"{brief_id} sent", sent, timeout=timeout, every=1)
+    except AssertionError as exc:
+        if "timed out" in str(exc):
+            raise AssertionError(f"{exc}\n{_diagnosis(up)}") from None
+        raise
+
+
+def _diagnosis(up: dict) -> str:
+    runs = httpx.post(f"{up['state']['api_url']}/flow_runs/filter", json={"limit": 60}).json()
+    lines = [
+        f"{r['name']} queue={r['work_queue_name']} {r['state']['name']}: {r['state']['message']}"
+        for r in runs
+    ]
+    log = (up["cwd"] / "state" / "up.log").read_text(errors="replace")[-3000:]
+    return "\n".join(["flow runs:", *lines, "up.log:", log])
 
 
 def _review(url: str, brief_id: str | None = None, state: str = "waiting"):
@@ -242,7 +275,7 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     approved = run("approve", waiting.brief_id, env=env, cwd=cwd)
     assert approved.returncode == 0, approved.stderr
     assert "sending now" in approved.stdout
-    wait_for("the send", lambda: _review(url, waiting.brief_id, "sent"), timeout=300, every=1)
+    wait_sent(up, waiting.brief_id)
     counts = recorder.count()
     assert len(counts) == SUBSCRIBERS
     assert set(counts.values()) == {1}
@@ -253,6 +286,42 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
         if (a["key"] or "").startswith("batch-")
     }
     assert workers == {str(pid) for pid in state["workers"]}, workers
+
+
+@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "1000"}], indirect=True)
+def test_briefs_approved_together_on_one_worker_are_each_sent_once(
+    up: dict, smtp: tuple[Recorder, int]
+) -> None:
+    """One worker of two slots, two sends approved together. Each send waits for its
+    batches in a slot: both sends at once would hold both slots and no batch could start.
+    The `sends` queue runs one at a time; the other waits, holding nothing."""
+    recorder, _port = smtp
+    env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
+    url = env["BRIEFCAST_DATABASE__URL"]
+    drafts = cwd / "drafts"
+    drafts.mkdir()
+    ids = []
+    for seed in SEEDS[:2]:
+        shutil.copy(seed, drafts / seed.name)
+        submitted = run("review", drafts / seed.name, env=env, cwd=cwd)
+        assert submitted.returncode == 0, submitted.stderr
+        ids.append(submitted.stdout.split(":")[0].strip())
+    for brief_id in ids:
+        wait_for(f"the review of {brief_id}", lambda b=brief_id: _review(url, b))
+    for brief_id in ids:
+        approved = run("approve", brief_id, env=env, cwd=cwd)
+        assert approved.returncode == 0, approved.stderr
+    for brief_id in ids:
+        wait_sent(up, brief_id)
+
+    got = Counter(
+        (m.rcpt_to, re.search(rb"^Message-ID: <([^.]+)\.", m.data, re.M).group(1).decode())
+        for m in recorder.messages()
+    )
+    assert len(got) == 2 * SUBSCRIBERS and set(got.values()) == {1}
+    assert {brief for _, brief in got} == set(ids)
+    queues = httpx.post(f"{api}/work_pools/briefcast/queues/filter", json={}).json()
+    assert {q["name"]: q["concurrency_limit"] for q in queues}["sends"] == 1
 
 
 def _flow_run_pids() -> dict[str, int]:
@@ -290,14 +359,16 @@ def _safe_parent(pid: int) -> int | None:
         return None
 
 
-@pytest.mark.parametrize("killed", ["batch-process", "worker"])
+@pytest.mark.parametrize("killed", ["batch-process", "worker", "send-worker"])
 def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
     up: dict, smtp: tuple[Recorder, int], killed: str
 ) -> None:
     """The batch's process killed (an OOM kill): its worker reports it crashed. Its whole
     worker killed with every process it runs (a lost machine): nobody reports anything, its
     heartbeats stop, the zombie automation marks it crashed. Either way the send flow sends
-    the batch again and nobody gets a second copy."""
+    the batch again and nobody gets a second copy. The worker running the send flow itself
+    killed: the send run is marked crashed the same way, `briefcast up` runs it again, and
+    that run finishes the send, again without a second copy."""
     recorder, _port = smtp
     recorder.faults.delay = 0.02  # slow enough to be caught mid-batch
     env, cwd, state = up["env"], up["cwd"], up["state"]
@@ -327,20 +398,23 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
         now = running()
         senders = {_safe_parent(pid) for name, pid in now.values() if name == "send"}
         for run_id, (name, pid) in now.items():
-            # Not on the worker that runs the send itself: that one is the editor's to retry.
-            if name == "send-batch" and (killed != "worker" or _safe_parent(pid) not in senders):
+            if killed == "send-worker":
+                if name == "send":
+                    return run_id, pid
+            # A batch not on the send's worker (that is the send-worker case).
+            elif name == "send-batch" and (killed != "worker" or _safe_parent(pid) not in senders):
                 return run_id, pid
         return None
 
     run_id, pid = wait_for("a batch under way", running_batch, timeout=120, every=0.1)
     doomed = [pid]
-    if killed == "worker":
+    if killed in ("worker", "send-worker"):
         worker = _parent(pid)
         assert worker in state["workers"]
         doomed = [worker, *_children(worker)]
     for victim in doomed:
         os.kill(victim, signal.SIGKILL)
-    wait_for("the send", lambda: _review(url, waiting.brief_id, "sent"), timeout=400, every=1)
+    wait_sent(up, waiting.brief_id, timeout=400)
     counts = recorder.count()
     assert set(counts.values()) == {1}, "somebody got two copies"
     with Store(url) as store:
@@ -352,7 +426,15 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
     assert len(counts) >= SUBSCRIBERS - unknown
     # At most one message per connection of each batch that was killed.
     assert unknown <= int(env["BRIEFCAST_DELIVERY__POOL_SIZE"]) * len(doomed)
-    crashed = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]
-    assert crashed["type"] == "CRASHED"
-    if killed == "worker":
-        assert "no heartbeat" in crashed["message"]
+    states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run_id}).json()
+    crashed = [s for s in states if s["type"] == "CRASHED"]
+    assert len(crashed) == 1, states
+    if killed != "batch-process":
+        assert "no heartbeat" in crashed[0]["message"]
+    final = httpx.get(f"{api}/flow_runs/{run_id}").json()
+    if killed == "send-worker":  # the same send run, run again, finished the send
+        assert final["state"]["type"] == "COMPLETED" and final["run_count"] == 2, final
+        log = (cwd / "state" / "up.log").read_text()
+        assert f"send run {run_id} crashed (no heartbeat" in log and "run again (2)" in log
+    else:  # the send submitted another batch run instead
+        assert final["state"]["type"] == "CRASHED"
