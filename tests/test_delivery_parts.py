@@ -3,7 +3,10 @@ and where the unsubscribe secret may come from."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from delivery_helpers import SECRET
@@ -51,6 +54,18 @@ def test_prepared_edition_fills_in_only_the_recipient(brief_and_mails) -> None:
         test = prepared.marked_test(mail.subject)
         assert test.render("a@example.org", "t").count(b"Subject:") == 1
         assert b"[TEST]" in test.render("a@example.org", "t").partition(b"\r\n\r\n")[0]
+
+        # Dated: only the Date line changes, wherever it is, and the signing parts follow.
+        when = datetime(2026, 12, 2, 7, 0, 3, 999, tzinfo=ZoneInfo("Europe/Rome"))
+        dated = prepared.dated(when)
+        line = b"Date: Wed, 02 Dec 2026 07:00:03 +0100\r\n"
+        old_line = re.search(rb"(?m)^Date: .*\r\n", one)
+        assert old_line is not None
+        assert dated.render("anna@example.org", "7.tok") == one.replace(old_line[0], line, 1)
+        signed_headers = dated.signed_parts("anna@example.org", "7.tok")[0]
+        assert b"date:Wed, 02 Dec 2026 07:00:03 +0100\r\n" in signed_headers
+        with pytest.raises(ValueError, match="time zone"):
+            prepared.dated(datetime(2026, 12, 2, 7, 0))
 
 
 def test_rate_limiter_and_hourly_cap_pace_messages() -> None:

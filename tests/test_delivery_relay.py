@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,11 @@ from briefcast.delivery.prepared import PreparedEdition
 from briefcast.render.email import EmailEdition
 from briefcast.store import Store, deliveries
 
+
+def parse_eml(data: bytes):
+    return message_from_bytes(data, policy=policy.default)
+
+
 CONTENT_LANGUAGE = {"en": "en", "it": "it", "both": "en, it"}
 
 
@@ -36,7 +43,12 @@ def check_message(got: Received, store: Store, mails: list[EmailEdition]) -> Non
     sub_id, language, _ = subscriber_rows(store)[got.rcpt_to]
     token = tokens.sign(SECRET, sub_id)
     edition = {m.edition: m for m in mails}[language]
-    assert got.data == PreparedEdition.from_edition(edition).render(got.rcpt_to, token)
+    # Dated when the send began, not when the brief was written (the preview's Date).
+    sent_at = parsedate_to_datetime(got.message["Date"])
+    assert abs((datetime.now(UTC) - sent_at).total_seconds()) < 300
+    assert sent_at != parsedate_to_datetime(parse_eml(edition.eml)["Date"])
+    prepared = PreparedEdition.from_edition(edition).dated(sent_at)
+    assert got.data == prepared.render(got.rcpt_to, token)
     raw = got.data
     assert raw.count(b"\n") == raw.count(b"\r\n") and b"\r" not in raw.replace(b"\r\n", b"")
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998

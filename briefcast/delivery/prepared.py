@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from email.header import Header
+from email.utils import format_datetime
 from functools import cached_property
 
 from briefcast.delivery import dkim
@@ -106,15 +108,31 @@ class PreparedEdition:
 
     def marked_test(self, subject: str) -> PreparedEdition:
         """The same edition with ``[TEST]`` before its subject, for --test-to."""
-        head, _, body = self.eml.partition(b"\r\n\r\n")
         # Header, not EmailMessage: the latter folds a subject starting "[" onto a line of
         # its own, which readers then show with a leading space.
         value = f"[TEST] {subject}"
         encoded = Header(value, None if value.isascii() else "utf-8", header_name="Subject")
-        folded = b"Subject: " + encoded.encode(linesep="\r\n").encode("ascii") + b"\r\n"
-        lines = re.sub(rb"(?mi)^Subject:.*\r\n(?:[ \t].*\r\n)*", lambda _: folded, head + b"\r\n")
-        if lines == head + b"\r\n":
-            raise ValueError(f"edition {self.edition}: no Subject header to mark")
+        return self._with_header(b"Subject", encoded.encode(linesep="\r\n").encode("ascii"))
+
+    def dated(self, when: datetime) -> PreparedEdition:
+        """The same edition with ``Date`` set to ``when``: the moment a send begins.
+
+        The preview's Date is the brief's date, and a send may go hours or days later (a
+        scheduled approval, a re-run). RFC 5322 makes Date the moment the message entered
+        the mail system; mail clients sort the inbox by it, and SpamAssassin scores a Date
+        well before the Received headers (DATE_IN_PAST_*). Like To and the token, it is
+        the message's envelope, not what the editor approved: the text is unchanged."""
+        if when.tzinfo is None:
+            raise ValueError("a Date needs a time zone")
+        return self._with_header(b"Date", format_datetime(when.replace(microsecond=0)).encode())
+
+    def _with_header(self, name: bytes, value: bytes) -> PreparedEdition:
+        head, _, body = self.eml.partition(b"\r\n\r\n")
+        line = name + b": " + value + b"\r\n"
+        header = rb"(?mi)^" + re.escape(name) + rb":.*\r\n(?:[ \t].*\r\n)*"
+        lines, found = re.subn(header, lambda _: line, head + b"\r\n", count=1)
+        if not found:
+            raise ValueError(f"edition {self.edition}: no {name.decode()} header to replace")
         return PreparedEdition(self.edition, lines + b"\r\n" + body)
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_
 
@@ -139,10 +140,11 @@ def deliver(
     except DkimError as exc:
         raise DeliveryError(str(exc)) from exc
     reporter = reporter or current_reporter()
-    editions = {
-        m.edition: m if isinstance(m, PreparedEdition) else PreparedEdition.from_edition(m)
-        for m in mails
-    }
+    prepared = (
+        m if isinstance(m, PreparedEdition) else PreparedEdition.from_edition(m) for m in mails
+    )
+    began = datetime.now(ZoneInfo(settings.site.timezone))  # every message's Date
+    editions = {p.edition: p.dated(began) for p in prepared}
     try:
         with lock.sending(
             store, brief_id, wait=settings.delivery.lock_wait_seconds, subscribers=subscribers

@@ -6,6 +6,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from briefcast.config import Settings
 from briefcast.delivery.dkim import DkimError, DkimSigner
@@ -70,7 +72,10 @@ def send_test(
         dkim = DkimSigner.from_settings(settings)
     except DkimError as exc:
         raise DeliveryError(str(exc)) from exc
-    prepared = {m.edition: PreparedEdition.from_edition(m).marked_test(m.subject) for m in mails}
+    now = datetime.now(ZoneInfo(settings.site.timezone))
+    prepared = {
+        m.edition: PreparedEdition.from_edition(m).marked_test(m.subject).dated(now) for m in mails
+    }
     handler = _TestHandler(Messages(prepared, dkim), settings.email.from_address)
     jobs = [_TestJob(a, e) for a in addresses for e in prepared]
     with Pool.from_settings(settings, min(settings.delivery.pool_size, max(1, len(jobs)))) as pool:
