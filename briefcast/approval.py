@@ -1,12 +1,13 @@
 """Approval bound to what was previewed.
 
 A review (the Prefect flow ``flows.review``) writes a brief's previews, records here the
-*digest* of everything that shaped them, and waits for the editor. An approval names that
-digest; before anything is sent the digest is computed again from the files as they are
-now, and any difference (the brief edited, a template changed, a setting that shapes the
-output changed) refuses the send in one line and asks for a new preview. Undated briefs
-keep the date of their first preview (``pipeline.date``), so an approved brief builds the
-same bytes when it is sent, even a day later.
+*digest* of everything that shaped them, and the brief's bytes, and waits for the editor.
+An approval names that digest; before anything is sent the digest is computed again (from
+the stored bytes with this machine's templates and settings, and from the brief's file where
+this machine has it), and any difference (the brief edited, a template changed, a setting
+that shapes the output changed) refuses the send in one line and asks for a new preview.
+Undated briefs keep the date of their first preview (``pipeline.date``), so an approved
+brief builds the same bytes when it is sent, even a day later.
 
 Plain functions over the ``reviews`` table: the CLI, the flows and the editor's pages use
 them alike; resuming the waiting Prefect flow run is the flows' business.
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,7 @@ class Review:
     detail: str | None
     created_at: datetime
     updated_at: datetime
+    brief: bytes | None = field(default=None, repr=False)  # as previewed; None before 0005
 
     @classmethod
     def from_row(cls, row: Any) -> Review:
@@ -79,14 +82,20 @@ class Review:
             detail=m["detail"],
             created_at=as_aware(m["created_at"]),
             updated_at=as_aware(m["updated_at"]),
+            brief=m["brief"],
         )
 
 
 def digest(path: Path, settings: Settings) -> str:
+    """The digest of the brief file at ``path`` as it is now (``digest_of``)."""
+    return digest_of(read_regular(path, settings.input.max_bytes), settings)
+
+
+def digest_of(brief: bytes, settings: Settings) -> str:
     """sha256 over the brief's bytes, every template file that can shape it (ours and the
     site's ``templates_dir``) and the settings that shape the output (secrets masked)."""
     h = hashlib.sha256()
-    _part(h, b"brief", read_regular(path, settings.input.max_bytes))
+    _part(h, b"brief", brief)
     for name, data in _template_files(settings):
         _part(h, b"template:" + name.encode(), data)
     shaping = settings.model_dump(mode="json", exclude=NOT_SHAPING)
@@ -117,7 +126,20 @@ def _template_files(settings: Settings) -> Iterator[tuple[str, bytes]]:
 
 
 def check(review: Review, settings: Settings) -> None:
-    """Raise :class:`Changed` unless the brief, templates and settings are as previewed."""
+    """Raise :class:`Changed` unless what would be sent is what was previewed: the brief's
+    stored bytes with this machine's templates and settings give the review's digest, and
+    the brief's file, where this machine has one, has not been edited since.
+
+    A machine without the file (a worker elsewhere, no shared storage) sends the stored
+    bytes: exactly what was previewed. Where the file is, an edit still refuses the send,
+    as the editor would expect of a brief they changed after approving it."""
+    if review.brief is not None and digest_of(review.brief, settings) != review.digest:
+        raise Changed(
+            f"{review.brief_id}: the templates or the settings that shape it differ here from "
+            "where it was previewed: nothing was sent; make them the same, or preview it again"
+        )
+    if review.brief is not None and not os.path.lexists(review.path):
+        return
     try:
         now = digest(Path(review.path), settings)
     except (OSError, UnsafeFile) as exc:
@@ -136,7 +158,14 @@ def _now() -> datetime:
 
 
 def record(
-    store: Store, *, flow_run_id: str, brief_id: str, path: Path, preview: Path, digest: str
+    store: Store,
+    *,
+    flow_run_id: str,
+    brief_id: str,
+    path: Path,
+    preview: Path,
+    digest: str,
+    brief: bytes | None = None,
 ) -> Review:
     """A new review waits for approval; an older waiting review of the same brief is
     superseded (its approval would name an old preview)."""
@@ -157,6 +186,7 @@ def record(
                     path=str(path),
                     preview=str(preview),
                     digest=digest,
+                    brief=brief,
                     state=WAITING,
                     created_at=now,
                     updated_at=now,

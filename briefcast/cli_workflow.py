@@ -105,18 +105,28 @@ def down() -> None:
 
 
 def worker(
+    all_queues: Annotated[
+        bool,
+        typer.Option(
+            "--all-queues",
+            help="Also run reviews and sends: only where the inbox, out and public_dir are "
+            "the same folders as on the machine of `briefcast up` (shared storage).",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
 ) -> None:
-    """Run one process worker of briefcast's work pool here (another machine of the fleet);
-    it sends batches and runs reviews. Ctrl-C stops it."""
+    """Run one process worker of briefcast's work pool here (another machine of the fleet):
+    it sends batches of the email list, which need only the databases. Ctrl-C stops it."""
     settings = cli_open.settings()
     prefect_defaults(verbose)
-    from flows.up import worker_command, worker_env
+    from flows.up import BATCHES_QUEUE, worker_command, worker_env
 
     url = _api(settings)
     name = f"{os.uname().nodename}-{os.getpid()}"
     w = settings.workflow
-    child = server.spawn(worker_command(w.work_pool, name, w.runs_per_worker), worker_env(url))
+    queues = () if all_queues else (BATCHES_QUEUE,)
+    command = worker_command(w.work_pool, name, w.runs_per_worker, queues)
+    child = server.spawn(command, worker_env(url))
     try:
         sys.exit(child.wait())
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -145,6 +146,9 @@ reviews = Table(
     Column("detail", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The brief's bytes as previewed (0005): the send builds from them, so a worker on
+    # another machine needs no shared storage. None for reviews recorded before.
+    Column("brief", LargeBinary),
     UniqueConstraint("flow_run_id", name="uq_review_flow_run"),
 )
 

@@ -19,7 +19,10 @@ channel one task per account.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +40,7 @@ from briefcast.channel import Outputs, sends
 from briefcast.config import Settings, load_settings
 from briefcast.delivery import deliver, ledger
 from briefcast.errors import BriefcastError
+from briefcast.safe_io import read_regular
 from briefcast.store import Store
 from flows.approve import Approval
 from flows.publish import publish
@@ -75,7 +79,8 @@ def review(path: str, out: str = "out") -> str:
         known = approval.get(store, run_id)
     if known is None:  # the first time through: preview and record what was previewed
         brief_path = Path(path).absolute()
-        before = approval.digest(brief_path, settings)
+        data = read_regular(brief_path, settings.input.max_bytes)
+        before = approval.digest_of(data, settings)
         folders = publish([str(brief_path)], None, dry_run=True, out=out)
         if approval.digest(brief_path, settings) != before:
             raise SendRefused(f"{path} changed while it was previewed: save it again")
@@ -88,6 +93,7 @@ def review(path: str, out: str = "out") -> str:
                 path=brief_path,
                 preview=Path(folders[0]).absolute(),
                 digest=before,
+                brief=data,
             )
         create_markdown_artifact(
             key=f"approve-{brief.id}"[:100],
@@ -139,10 +145,29 @@ def _approved(known: approval.Review, given: Approval, settings: Settings) -> st
 
 
 def _build(known: approval.Review, settings: Settings, names: list[str]) -> Outputs:
-    briefs = pipeline.read([known.path], settings)
+    with _brief_file(known) as path:
+        briefs = pipeline.read([path], settings)
     dated = pipeline.date(briefs, settings)
     [outputs] = pipeline.build(dated, settings, names, pipeline.published(dated, settings))
     return outputs
+
+
+@contextmanager
+def _brief_file(known: approval.Review) -> Iterator[Path]:
+    """The brief as previewed: its stored bytes, in a folder of this run's own, under the
+    file's own name (the readers go by its extension, the brief's ``source`` is the name),
+    so a worker on a machine without the editor's files needs no shared storage. Reviews
+    recorded before the bytes were kept build from the file itself."""
+    if known.brief is None:
+        yield Path(known.path)
+        return
+    name = Path(known.path).name
+    if name in ("", ".", ".."):
+        raise SendRefused(f"{known.brief_id}: no file name in {known.path!r}")
+    with tempfile.TemporaryDirectory(prefix="briefcast-brief-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(known.brief)
+        yield path
 
 
 def _checked(review_id: str, settings: Settings) -> approval.Review:

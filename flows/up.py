@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ def worker_env(api_url: str) -> dict[str, str]:
     return env
 
 
-def worker_command(pool: str, name: str, limit: int) -> list[str]:
-    return [
+def worker_command(pool: str, name: str, limit: int, queues: Sequence[str] = ()) -> list[str]:
+    """A process worker of the pool, taking runs from ``queues`` (all of them when none)."""
+    command = [
         sys.executable,
         "-m",
         "prefect",
@@ -65,6 +67,9 @@ def worker_command(pool: str, name: str, limit: int) -> list[str]:
         "--limit",
         str(limit),
     ]
+    for queue in queues:
+        command += ["--work-queue", queue]
+    return command
 
 
 def register(settings: Settings, working_dir: Path) -> None:
@@ -107,9 +112,9 @@ def register(settings: Settings, working_dir: Path) -> None:
     variables = {"working_dir": str(working_dir)}
     made: Any
     for made, name, queue in (
-        (review, "briefcast-review", "default"),
+        (review, "briefcast-review", REVIEWS_QUEUE),
         (send, "briefcast-send", SENDS_QUEUE),
-        (send_batch, "briefcast-send-batch", "default"),
+        (send_batch, "briefcast-send-batch", BATCHES_QUEUE),
     ):
         deployment: Any = made.to_deployment(
             name=name,
@@ -121,7 +126,13 @@ def register(settings: Settings, working_dir: Path) -> None:
         deployment.apply(work_pool_name=w.work_pool)
 
 
+# The work pool's queues. Reviews read the inbox and write `out`; sends publish the site
+# into `public_dir`: both run where those folders are, on the workers `briefcast up`
+# starts (they take every queue). Batches need only the databases (the brief's bytes are
+# in its review): `briefcast worker` on another machine takes those alone.
+REVIEWS_QUEUE = "reviews"
 SENDS_QUEUE = "sends"
+BATCHES_QUEUE = "batches"
 
 
 def _sends_queue(client: Any, settings: Settings) -> None:
@@ -130,8 +141,8 @@ def _sends_queue(client: Any, settings: Settings) -> None:
     A send run holds a worker slot while it waits for its batches, which need slots of
     their own: with as many sends as slots (two briefs approved together, one worker of two
     slots) every slot would wait for a batch that cannot start. Sends beyond the limit wait
-    in the queue instead, scheduled, holding nothing; reviews and batches use the pool's
-    default queue. The limit is the server's, so it holds for the whole fleet."""
+    in the queue instead, scheduled, holding nothing. The limit is the server's, so it
+    holds for the whole fleet."""
     from prefect.exceptions import ObjectAlreadyExists
 
     w = settings.workflow
@@ -145,6 +156,7 @@ def _sends_queue(client: Any, settings: Settings) -> None:
 
 
 ZOMBIES = "briefcast: crash flow runs whose heartbeats stopped"
+UNSTARTED = "briefcast: crash flow runs that never started"
 
 
 def _crash_zombies(client: Any, settings: Settings) -> None:
@@ -152,33 +164,61 @@ def _crash_zombies(client: Any, settings: Settings) -> None:
     ever: nobody is left to report it. Its heartbeats stop, though (workers' runs send one
     every HEARTBEAT_SECONDS), and this automation, Prefect's documented answer, marks it
     Crashed when none came for ``[workflow] zombie_seconds``; the send flow then submits its
-    batch again. Suspended runs send none, by design: their suspension counts as an end."""
+    batch again. Suspended runs send none, by design: their suspension counts as an end.
+
+    A run its worker had just taken (Pending, "Submitting") when the worker died never
+    starts and never beats: the second automation marks it Crashed when it has not started
+    within the same time (a process starts in seconds)."""
+    ends = {"Completed", "Failed", "Cancelled", "Crashed", "Suspended", "Paused", "Cancelling"}
+    _proactive(
+        client,
+        settings,
+        ZOMBIES,
+        after={"heartbeat"},
+        expect={"heartbeat", *ends},
+        message="no heartbeat: its worker or machine is gone",
+    )
+    _proactive(
+        client,
+        settings,
+        UNSTARTED,
+        after={"Pending", "Submitting"},
+        expect={"Running", "Retrying", "heartbeat", "Scheduled", "AwaitingRetry", "Late", *ends},
+        message="never started: its worker or machine is gone",
+    )
+
+
+def _proactive(
+    client: Any,
+    settings: Settings,
+    name: str,
+    *,
+    after: set[str],
+    expect: set[str],
+    message: str,
+) -> None:
+    """An automation (made once, by name) marking a flow run Crashed when one of the
+    ``after`` events is not followed by one of ``expect`` within ``zombie_seconds``."""
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    if client.read_automations_by_name(ZOMBIES):
+    if client.read_automations_by_name(name):
         return
-    ends = ("Completed", "Failed", "Cancelled", "Crashed", "Suspended", "Paused", "Cancelling")
     client.create_automation(
         AutomationCore(
-            name=ZOMBIES,
+            name=name,
             trigger=EventTrigger(
-                after={"prefect.flow-run.heartbeat"},
-                expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{e}" for e in ends)},
+                after={f"prefect.flow-run.{e}" for e in after},
+                expect={f"prefect.flow-run.{e}" for e in expect},
                 match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
                 for_each={"prefect.resource.id"},
                 posture=Posture.Proactive,
                 threshold=1,
                 within=timedelta(seconds=settings.workflow.zombie_seconds),
             ),
-            actions=[
-                ChangeFlowRunState(
-                    state=StateType.CRASHED,
-                    message="no heartbeat: its worker or machine is gone",
-                )
-            ],
+            actions=[ChangeFlowRunState(state=StateType.CRASHED, message=message)],
         )
     )
 

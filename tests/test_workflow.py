@@ -3,8 +3,10 @@
 ``briefcast up`` (a Prefect server on loopback, two process workers, the inbox watcher), a
 brief dropped into the inbox, its preview artifact, the approval (refused when the brief
 changed after its preview), and the send to 2,000 subscribers through aiosmtpd in batches
-taken by both workers: every subscriber exactly once. And no Prefect server outlives a
-``briefcast publish`` killed with SIGKILL.
+taken by both workers: every subscriber exactly once. Two sends approved together on one
+worker (the `sends` queue keeps them from holding every slot); a batch process, a worker and
+the worker running the send itself killed mid-send (still one copy each). And no Prefect
+server outlives a ``briefcast publish`` killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,6 +31,7 @@ from delivery_helpers import add_subscribers, cli_env
 from smtp_servers import Recorder, free_port, smtp_server
 
 from briefcast import approval
+from briefcast.delivery.prepared import PreparedEdition
 from briefcast.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +126,52 @@ def test_an_approval_names_the_preview_it_approves(tmp_path: Path) -> None:
     with pytest.raises(approval.NotWaiting):
         approve("another", settings)
     assert _review(url, "b").state == "waiting"  # nothing was approved
+
+
+def test_a_machine_without_the_brief_file_checks_the_kept_bytes_with_its_own_setup(
+    tmp_path: Path,
+) -> None:
+    """A worker elsewhere has no brief file: the bytes kept with the review, with that
+    machine's templates and settings, must give the approved digest; where the file is,
+    it must be unedited too."""
+    from briefcast.config import Settings
+
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    settings = Settings(database={"url": url})
+    brief = tmp_path / SEEDS[0].name
+    shutil.copy(SEEDS[0], brief)
+    data = brief.read_bytes()
+    with Store(url) as store:
+        review = approval.record(
+            store,
+            flow_run_id="00000000-0000-0000-0000-000000000002",
+            brief_id="b",
+            path=brief,
+            preview=tmp_path,
+            digest=approval.digest_of(data, settings),
+            brief=data,
+        )
+    assert review.brief == data
+    approval.check(review, settings)  # here, the file as previewed
+    brief.write_bytes(data + b"\nEdited after the preview.\n")
+    with pytest.raises(approval.Changed, match="changed since its preview"):
+        approval.check(review, settings)
+    brief.unlink()  # elsewhere: no file, the kept bytes
+    approval.check(review, settings)
+    elsewhere = Settings(database={"url": url}, site={"name": "Another desk"})
+    with pytest.raises(approval.Changed, match="differ here from where it was previewed"):
+        approval.check(review, elsewhere)
+    with Store(url) as store:
+        earlier = approval.record(  # a review kept no bytes before 0005: the file or nothing
+            store,
+            flow_run_id="00000000-0000-0000-0000-000000000003",
+            brief_id="c",
+            path=brief,
+            preview=tmp_path,
+            digest=review.digest,
+        )
+    with pytest.raises(approval.Changed, match="cannot be read"):
+        approval.check(earlier, settings)
 
 
 @pytest.fixture
@@ -271,14 +321,30 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     assert send_run["state"]["type"] == "CANCELLED"
     assert "Nothing is scheduled" in run("scheduled", env=env, cwd=cwd).stderr
 
-    # 3. The first one approved: sent to all 2,000, once each, by both workers.
+    # 3. The first one approved: sent to all 2,000, once each, by both workers. Its file is
+    # gone once approved, as on a worker of another machine: the send builds the bytes kept
+    # with the review, and each subscriber gets the previewed message byte for byte, but for
+    # the envelope (To, the unsubscribe token, and the Date: when the send began).
     approved = run("approve", waiting.brief_id, env=env, cwd=cwd)
     assert approved.returncode == 0, approved.stderr
     assert "sending now" in approved.stdout
+    (inbox / SEEDS[0].name).unlink()
     wait_sent(up, waiting.brief_id)
     counts = recorder.count()
     assert len(counts) == SUBSCRIBERS
     assert set(counts.values()) == {1}
+    previewed = {
+        eml.stem: PreparedEdition(eml.stem, eml.read_bytes())
+        for eml in (Path(waiting.preview) / "email").glob("*.eml")
+    }
+    assert set(previewed) == {"en", "it", "both"}
+    for got in recorder.messages():
+        message_id = re.search(rb"(?m)^Message-ID: <[^.]+\.(\w+)\.([^@]+)@", got.data)
+        assert message_id is not None
+        edition, token = (part.decode() for part in message_id.groups())
+        sent_at = parsedate_to_datetime(got.message["Date"])
+        assert abs((datetime.now(UTC) - sent_at).total_seconds()) < 600
+        assert got.data == previewed[edition].dated(sent_at).render(got.rcpt_to, token)
     artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 200}).json()
     workers = {
         a["description"].rpartition("worker pid ")[2].strip()
@@ -294,10 +360,27 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
 ) -> None:
     """One worker of two slots, two sends approved together. Each send waits for its
     batches in a slot: both sends at once would hold both slots and no batch could start.
-    The `sends` queue runs one at a time; the other waits, holding nothing."""
+    The `sends` queue runs one at a time; the other waits, holding nothing.
+
+    Meanwhile a batch run is left as a worker leaves one it had just taken when it died
+    (Pending, "Submitting"): it never starts, and is marked Crashed."""
     recorder, _port = smtp
     env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
     url = env["BRIEFCAST_DATABASE__URL"]
+    batches = httpx.get(f"{api}/deployments/name/send-batch/briefcast-send-batch").json()
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    lost = httpx.post(  # scheduled for tomorrow: no worker takes it meanwhile
+        f"{api}/deployments/{batches['id']}/create_flow_run",
+        json={
+            "parameters": {"review_id": "lost", "first": 1, "last": 1},
+            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": tomorrow}},
+        },
+    ).json()
+    taken = httpx.post(
+        f"{api}/flow_runs/{lost['id']}/set_state",
+        json={"state": {"type": "PENDING", "name": "Submitting"}, "force": True},
+    )
+    assert taken.json()["status"] == "ACCEPT", taken.text
     drafts = cwd / "drafts"
     drafts.mkdir()
     ids = []
@@ -322,6 +405,16 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
     assert {brief for _, brief in got} == set(ids)
     queues = httpx.post(f"{api}/work_pools/briefcast/queues/filter", json={}).json()
     assert {q["name"]: q["concurrency_limit"] for q in queues}["sends"] == 1
+
+    state = wait_for(  # zombie_seconds (40) after it was taken, and the triggers' next look
+        "the run that never started to be marked crashed",
+        lambda: (
+            (s := httpx.get(f"{api}/flow_runs/{lost['id']}").json()["state"])["type"] == "CRASHED"
+            and s
+        ),
+        timeout=120,
+    )
+    assert state["message"] == "never started: its worker or machine is gone"
 
 
 def _flow_run_pids() -> dict[str, int]:
