@@ -19,6 +19,7 @@ channel one task per account.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -228,6 +229,7 @@ def send(review_id: str) -> dict[str, int]:
     create_table_artifact(
         key=f"sent-{known.brief_id}"[:100],
         table=[{"status": k, "messages": v} for k, v in sorted(counts.items())],
+        description=f"sent from {socket.gethostname()}, worker pid {os.getppid()}",
     )
     return counts
 

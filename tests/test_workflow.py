@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -100,24 +101,33 @@ def test_a_publish_killed_with_sigkill_leaves_no_prefect_server(tmp_path: Path) 
     assert not (prefect_servers() & started)
 
 
-def test_an_approval_names_the_preview_it_approves(tmp_path: Path) -> None:
-    """Without any server: the digest is checked before anything is resumed."""
+def _recorded(tmp_path: Path, *, keep_bytes: bool) -> tuple[str, Any, Path, approval.Review]:
+    """Seed 000 copied into ``tmp_path`` and its review recorded, waiting (the brief's bytes
+    kept with it, or not, as before migration 0005): the URL, settings, file and review."""
     from briefcast.config import Settings
-    from flows.approve import approve
 
     url = f"sqlite:///{tmp_path / 'b.db'}"
     settings = Settings(database={"url": url})
     brief = tmp_path / SEEDS[0].name
     shutil.copy(SEEDS[0], brief)
     with Store(url) as store:
-        waiting = approval.record(
+        review = approval.record(
             store,
             flow_run_id="00000000-0000-0000-0000-000000000001",
             brief_id="b",
             path=brief,
             preview=tmp_path,
             digest=approval.digest(brief, settings),
+            brief=brief.read_bytes() if keep_bytes else None,
         )
+    return url, settings, brief, review
+
+
+def test_an_approval_names_the_preview_it_approves(tmp_path: Path) -> None:
+    """Without any server: the digest is checked before anything is resumed."""
+    from flows.approve import approve
+
+    url, settings, brief, waiting = _recorded(tmp_path, keep_bytes=False)
     with pytest.raises(approval.Changed, match="not the one waiting now"):
         approve("b", settings, digest="0" * 64)
     brief.write_text(brief.read_text() + "\nEdited.\n")
@@ -136,21 +146,8 @@ def test_a_machine_without_the_brief_file_checks_the_kept_bytes_with_its_own_set
     it must be unedited too."""
     from briefcast.config import Settings
 
-    url = f"sqlite:///{tmp_path / 'b.db'}"
-    settings = Settings(database={"url": url})
-    brief = tmp_path / SEEDS[0].name
-    shutil.copy(SEEDS[0], brief)
-    data = brief.read_bytes()
-    with Store(url) as store:
-        review = approval.record(
-            store,
-            flow_run_id="00000000-0000-0000-0000-000000000002",
-            brief_id="b",
-            path=brief,
-            preview=tmp_path,
-            digest=approval.digest_of(data, settings),
-            brief=data,
-        )
+    url, settings, brief, review = _recorded(tmp_path, keep_bytes=True)
+    data = SEEDS[0].read_bytes()
     assert review.brief == data
     approval.check(review, settings)  # here, the file as previewed
     brief.write_bytes(data + b"\nEdited after the preview.\n")
@@ -415,6 +412,52 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
         timeout=120,
     )
     assert state["message"] == "never started: its worker or machine is gone"
+
+
+@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
+def test_a_worker_of_another_machine_takes_batches_only(
+    up: dict, smtp: tuple[Recorder, int], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`briefcast worker`, started in a folder of its own, as on another machine: it sends
+    batches; the review and the send (they need the inbox, `out`, `public_dir`) stay on the
+    worker of `briefcast up`. The brief's file is gone before the send, as it would be
+    there: the batches build from the bytes kept with the review."""
+    recorder, _port = smtp
+    env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
+    url = env["BRIEFCAST_DATABASE__URL"]
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    extra = subprocess.Popen(
+        [*briefcast_cmd(), "worker"],
+        env={**env, "PREFECT_API_URL": api},
+        cwd=elsewhere,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        (worker,) = wait_for("the extra worker", lambda: _children(extra.pid), 60)
+        brief = cwd / "drafts" / SEEDS[0].name
+        brief.parent.mkdir()
+        shutil.copy(SEEDS[0], brief)
+        assert run("review", brief, env=env, cwd=cwd).returncode == 0
+        waiting = wait_for("the review", lambda: _review(url))
+        assert run("approve", waiting.brief_id, env=env, cwd=cwd).returncode == 0
+        brief.unlink()
+        wait_sent(up, waiting.brief_id)
+    finally:
+        extra.terminate()
+        extra.wait(timeout=30)
+    counts = recorder.count()
+    assert len(counts) == SUBSCRIBERS and set(counts.values()) == {1}
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 200}).json()
+    by_key = {a["key"]: a["description"] or "" for a in artifacts if a["key"]}
+    batch_workers = {
+        d.rpartition("worker pid ")[2].strip() for k, d in by_key.items() if k.startswith("batch-")
+    }
+    assert str(worker) in batch_workers, batch_workers
+    assert batch_workers <= {str(worker), *map(str, up["state"]["workers"])}
+    (up_worker,) = up["state"]["workers"]
+    sent = by_key[f"sent-{waiting.brief_id}"[:100]]
+    assert sent.endswith(f"worker pid {up_worker}"), sent
 
 
 def _flow_run_pids() -> dict[str, int]:
