@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_
 
@@ -143,7 +142,7 @@ def deliver(
     prepared = (
         m if isinstance(m, PreparedEdition) else PreparedEdition.from_edition(m) for m in mails
     )
-    began = datetime.now(ZoneInfo(settings.site.timezone))  # every message's Date
+    began = datetime.now(settings.site.tz)  # every message's Date
     editions = {p.edition: p.dated(began) for p in prepared}
     try:
         with lock.sending(

@@ -7,7 +7,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from briefcast.config import Settings
 from briefcast.delivery.dkim import DkimError, DkimSigner
@@ -72,7 +71,7 @@ def send_test(
         dkim = DkimSigner.from_settings(settings)
     except DkimError as exc:
         raise DeliveryError(str(exc)) from exc
-    now = datetime.now(ZoneInfo(settings.site.timezone))
+    now = datetime.now(settings.site.tz)
     prepared = {
         m.edition: PreparedEdition.from_edition(m).marked_test(m.subject).dated(now) for m in mails
     }
