@@ -60,16 +60,119 @@ class BlockKind(StrEnum):
     PARAGRAPH = "paragraph"
     SUBHEADING = "subheading"
     LIST_ITEM = "list_item"
+    ORDERED_ITEM = "ordered_item"  # ``number`` is the item's number
     QUOTE = "quote"
+    TABLE = "table"  # ``rows``: the header row first
+    IMAGE = "image"  # one image span alone in its paragraph: the text is its alt text
+    NOTE = "note"  # a footnote, numbered ``number``, after the section's text
+
+
+# The only link targets a brief's link may have: anything else (javascript:, data:, a relative
+# path that means nothing in an inbox) is shown as its text. Images must be on the web: an
+# email carries no relative path, and a mail client fetches only http(s).
+LINK_SCHEMES = ("http://", "https://", "mailto:")
+IMAGE_SCHEMES = ("http://", "https://")
+HREF_MAX = 4096  # twitter-text's (and idna's) longest URL; browsers take more, readers less
+
+
+def safe_href(href: str, schemes: tuple[str, ...] = LINK_SCHEMES) -> str:
+    """``href`` when a reader may follow it, else "" (the span is then plain text)."""
+    href = href.strip()
+    ok = href.lower().startswith(schemes) and len(href) <= HREF_MAX
+    return href if ok and not _UNCARRIABLE.search(href) and not _BREAKS.search(href) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A run of a block's text with one inline style: Markdown's own constructs, never HTML.
+
+    ``href`` is a checked link target (``safe_href``); an image is a span whose ``text`` is
+    its alt text and ``href`` its source; a footnote reference has no text, only ``note``.
+    """
+
+    text: str
+    href: str = ""
+    strong: bool = False
+    em: bool = False
+    code: bool = False
+    image: bool = False
+    note: int = 0  # the footnote this span refers to (1, 2, ...); 0: none
+    first_ref: bool = True  # the note's first reference (the one its back-link returns to)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "text", clean_text(self.text))
+        set_(self, "href", safe_href(self.href, IMAGE_SCHEMES if self.image else LINK_SCHEMES))
+
+    def to_dict(self) -> dict[str, Any]:
+        defaults = _SPAN_DEFAULTS
+        return {k: v for k in Span.__slots__ if (v := getattr(self, k)) != defaults.get(k)}
+
+
+_SPAN_DEFAULTS: dict[str, Any] = {
+    "href": "",
+    "strong": False,
+    "em": False,
+    "code": False,
+    "image": False,
+    "note": 0,
+    "first_ref": True,
+}
+
+Cells = tuple[tuple[Span, ...], ...]
+
+
+def spans_text(spans: tuple[Span, ...]) -> str:
+    """What a reader reads of the spans: their text, footnote references left out."""
+    return "".join(s.text for s in spans)
 
 
 @dataclass(frozen=True, slots=True)
 class Block:
+    """One paragraph, heading, list item, quote, table, image or footnote of a section.
+
+    ``text`` is always the block's plain text (what social posts, summaries and the
+    language detector read); ``spans`` and ``rows``, when given, carry its inline markup.
+    """
+
     kind: BlockKind
     text: str
+    spans: tuple[Span, ...] = ()
+    rows: tuple[Cells, ...] = ()  # TABLE only
+    number: int = 0  # ORDERED_ITEM, NOTE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", clean_text(self.text))
+
+    @property
+    def inline(self) -> tuple[Span, ...]:
+        """The spans to render: the block's own, or its text as one plain span."""
+        return self.spans or (Span(self.text),)
+
+    def extra(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.spans:
+            out["spans"] = [s.to_dict() for s in self.spans]
+        if self.rows:
+            out["rows"] = [[[s.to_dict() for s in cell] for cell in row] for row in self.rows]
+        if self.number:
+            out["number"] = self.number
+        return out
+
+    @classmethod
+    def from_list(cls, item: list[Any]) -> Block:
+        kind, text, *more = item
+        extra = more[0] if more else {}
+        return cls(
+            BlockKind(kind),
+            text,
+            spans=tuple(Span(**s) for s in extra.get("spans", ())),
+            rows=tuple(
+                tuple(tuple(Span(**s) for s in cell) for cell in row)
+                for row in extra.get("rows", ())
+            ),
+            number=int(extra.get("number", 0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +191,14 @@ class Section:
     @property
     def lede(self) -> str:
         """The first paragraph: the teaser when the section has no summary."""
-        for block in self.blocks:
-            if block.kind is BlockKind.PARAGRAPH:
-                return block.text
+        lede = self.lede_block
+        if lede is not None:
+            return lede.text
         return self.blocks[0].text if self.blocks else ""
+
+    @property
+    def lede_block(self) -> Block | None:
+        return next((b for b in self.blocks if b.kind is BlockKind.PARAGRAPH), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +265,15 @@ class Brief:
             return s.blocks
         return tuple(b for b in s.blocks if b is not lede)
 
+    def standfirst_block(self, lang: str) -> Block | None:
+        """The lede, when it is the standfirst word for word: shown with its links and
+        emphasis (a standfirst of the brief's own is one line of plain text)."""
+        s = self.section(lang)
+        if s is None or s.summary or self.summary:
+            return None
+        lede = s.lede_block
+        return lede if lede is not None and self.summary_in(lang) == lede.text else None
+
     def dated(self, when: datetime) -> Brief:
         return self if self.date else replace(self, date=when, date_assigned=True)
 
@@ -177,7 +293,11 @@ class Brief:
                     "lang": s.lang,
                     "title": s.title,
                     "summary": s.summary,
-                    "blocks": [[b.kind.value, b.text] for b in s.blocks],
+                    # [kind, text] as before inline markup was kept; a third item, when
+                    # there is one, holds the spans, rows and number (Block.extra).
+                    "blocks": [
+                        [b.kind.value, b.text, *([x] if (x := b.extra()) else [])] for b in s.blocks
+                    ],
                 }
                 for s in self.sections
             ],
@@ -200,7 +320,7 @@ class Brief:
                     lang=s["lang"],
                     title=s.get("title"),
                     summary=s.get("summary"),
-                    blocks=tuple(Block(BlockKind(k), t) for k, t in s["blocks"]),
+                    blocks=tuple(Block.from_list(b) for b in s["blocks"]),
                 )
                 for s in d["sections"]
             ),

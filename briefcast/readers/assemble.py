@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from slugify import slugify
 
-from briefcast.brief import Brief, InvalidBrief, Section, one_line
+from briefcast.brief import Block, Brief, InvalidBrief, Section, one_line
 from briefcast.config import Settings
 from briefcast.readers.blocks import has_letters, headline_from, to_blocks
 from briefcast.readers.front_matter import YEAR_MAX, YEAR_MIN
@@ -21,7 +22,8 @@ MARKER = re.compile(r"^[A-Z]{2,4}/([A-Za-z]{2,3})\s*[-–—:]\s*")
 
 @dataclass
 class Parts:
-    sections: list[tuple[str, list[str]]]  # (lang, lines)
+    # (lang, lines) for the readers of plain text; (lang, blocks) for those that parse them
+    sections: Sequence[tuple[str, list[str] | tuple[Block, ...]]]
     title: str | None = None
     date: datetime | None = None
     tags: list[str] = field(default_factory=list)
@@ -59,7 +61,7 @@ def has_markers(lines: list[str]) -> bool:
 def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
     sections: list[Section] = []
     for lang, lines in parts.sections:
-        blocks = to_blocks(lines)
+        blocks = lines if isinstance(lines, tuple) else to_blocks(lines)
         if not any(has_letters(b.text) for b in blocks):
             continue
         existing = next((s for s in sections if s.lang == lang), None)

@@ -20,12 +20,13 @@ from pathlib import Path
 from babel.lists import format_list
 from jinja2 import Environment, select_autoescape
 
-from briefcast.brief import Brief
+from briefcast.brief import Brief, Span
 from briefcast.config import Settings, SiteSettings
 from briefcast.errors import BriefError
 from briefcast.i18n import language_name, long_date, t
-from briefcast.render.blocks import Run, group_blocks
+from briefcast.render.blocks import Run, group_blocks, inline_html, notes_html, table_html
 from briefcast.render.mjml import compile_mjml
+from briefcast.render.plain import References, superscript
 from briefcast.render.templating import environment
 
 # Placeholders use only [A-Z_] so that no URL, header or quoted-printable encoding alters them.
@@ -68,7 +69,9 @@ class _Part:
     title: str
     date: str
     summary: str
+    standfirst: tuple[Span, ...]  # the summary with the lede's links, when it is the lede
     runs: tuple[Run, ...]
+    prefix: str  # for the footnotes' anchors: two languages in one edition keep theirs
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
         "show_labels": edition == BOTH,
         "footer": brief.footer,
         "unsubscribe_url": unsubscribe_url,
+        "refs": References(),  # the text part's numbered links, filled as it is written
+        "superscript": superscript,
     }
     html = compile_mjml(_env(site.templates_dir).get_template("edition.mjml").render(context))
     size = len(html.encode("utf-8"))
@@ -167,7 +172,9 @@ def _part(brief: Brief, lang: str, date_lang: str) -> _Part:
         title=brief.title_in(lang),
         date=long_date(brief.date, date_lang),
         summary=summary,
+        standfirst=lede.inline if (lede := brief.standfirst_block(lang)) else (Span(summary),),
         runs=tuple(group_blocks(blocks)),
+        prefix=f"{lang}-",
     )
 
 
@@ -248,7 +255,13 @@ def _env(templates_dir: Path | None) -> Environment:
         "email",
         templates_dir,
         autoescape=_AUTOESCAPE,
-        filters={"wrap": _wrap, "underline": _underline},
+        filters={
+            "wrap": _wrap,
+            "underline": _underline,
+            "inline": inline_html,
+            "table": table_html,
+            "notes": notes_html,
+        },
     )
 
 

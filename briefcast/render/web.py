@@ -12,13 +12,13 @@ from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 from jinja2 import Environment
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from briefcast.brief import Brief, Section
 from briefcast.config import Settings
 from briefcast.i18n import language_name, long_date, t
 from briefcast.render import layout
-from briefcast.render.blocks import render_blocks
+from briefcast.render.blocks import block_html, render_blocks
 from briefcast.render.templating import environment
 
 
@@ -80,6 +80,7 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         canonical=canonical,
         title=brief.title_in(text_lang),
         summary=brief.summary_in(text_lang),
+        standfirst=_standfirst(brief, text_lang),
         date_iso=brief.date.isoformat() if brief.date else "",
         date_text=long_date(brief.date, lang) if brief.date else "",
         tags=brief.tags,
@@ -98,6 +99,12 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
             for key in ("published", "tags", "other_languages", "follow_feeds")
         },
     )
+
+
+def _standfirst(brief: Brief, lang: str) -> Markup:
+    """The standfirst as the page shows it: the lede's links and emphasis kept."""
+    lede = brief.standfirst_block(lang)
+    return block_html(lede) if lede else Markup(escape(brief.summary_in(lang)))
 
 
 def _shown_section(brief: Brief, lang: str, site_languages: list[str]) -> Section | None:
