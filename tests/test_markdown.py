@@ -244,3 +244,19 @@ def test_what_markdown_would_lose_is_refused_naming_the_line(
     line = one_line_error(briefcast("publish", bad, cwd=tmp_path))
     assert "bad.md" in line and reason in line, line
     nothing_written(tmp_path, before)
+
+
+def test_the_archive_keeps_the_markup(tmp_path: Path) -> None:
+    """Feeds and archive pages are built from archived briefs: their spans, rows and numbers
+    survive the database's JSON (and a brief archived before them still reads)."""
+    from briefcast.brief import Brief
+    from briefcast.config import Settings
+    from briefcast.readers import read_brief
+
+    (tmp_path / "rich.md").write_text(RICH, "utf-8")
+    brief = read_brief(tmp_path / "rich.md", Settings())
+    assert Brief.from_dict(json.loads(json.dumps(brief.to_dict()))) == brief
+    old = brief.to_dict()
+    for section in old["sections"]:
+        section["blocks"] = [b[:2] for b in section["blocks"]]  # as archived before markup
+    assert Brief.from_dict(old).section("en").blocks[0].text == EN_SENTENCES[0]  # type: ignore[union-attr]
