@@ -11,6 +11,7 @@ server outlives a ``briefcast publish`` killed with SIGKILL.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -211,7 +212,7 @@ def up(
     assert started.returncode == 0, started.stderr + started.stdout
     state = json.loads((tmp_path / "state" / "up.json").read_text())
     try:
-        yield {"env": env, "state": state, "cwd": tmp_path}
+        yield {"env": env, "state": state, "cwd": tmp_path, "said": started.stdout}
     finally:
         stopped = run("down", env=env, cwd=tmp_path, timeout=60)
         assert stopped.returncode == 0, stopped.stderr
@@ -707,3 +708,38 @@ def test_without_briefcast_up_the_editors_page_refuses_the_approval_in_one_line(
         assert prefect_servers() - before == set()
     assert _review(url, waiting.brief_id).state == "waiting"  # nothing was approved
     assert prefect_servers() - before == set()
+
+
+@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
+def test_a_brief_that_cannot_be_read_shows_as_failed_with_its_reason(up: dict) -> None:
+    """Dropped into the inbox, a brief with a typo in its front matter fails its review: it
+    is listed failed, by its file name and with the reason in one line, by `briefcast
+    reviews` and on the editor's page, not only in the Prefect UI."""
+    env, cwd = up["env"], up["cwd"]
+    inbox = cwd / "inbox"
+    assert f"inbox: {inbox} (" in up["said"], up["said"]  # made by `up`, and said
+    assert inbox.is_dir()
+    draft = cwd / ".draft.md"
+    draft.write_text("---\ntitle: A brief\nautor: Ada\n---\nSome text to read.\n")
+    os.replace(draft, inbox / "broken.md")
+    url = env["BRIEFCAST_DATABASE__URL"]
+    failed = wait_for("the failed review", lambda: _review(url, "broken.md", "failed"), 120)
+    assert "autor" in failed.detail and "\n" not in failed.detail, failed.detail
+    assert failed.path == str(inbox / "broken.md")
+    listed = run("reviews", env=env | {"COLUMNS": "400"}, cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert "  failed  " in line and "  broken.md  (not read)" in line, line
+    assert line.endswith(f"  - {failed.detail}"), line
+    with _serving(env, cwd) as (site, _proc), httpx.Client(base_url=site, timeout=30) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/editor/login").text)
+        assert csrf
+        client.post(
+            "/editor/login", data={"csrf": csrf[1], "name": EDITOR, "password": EDITOR_PASSWORD}
+        )
+        page = client.get("/editor/").text
+    section = re.search(r'<section class="review state-failed".*?</section>', page, re.S)
+    assert section, page
+    assert "<h2" in section[0] and ">broken.md</h2>" in section[0], section[0]
+    assert f"<dt>Reason</dt><dd>{failed.detail}</dd>" in html.unescape(section[0])
+    assert "/editor/preview/" not in section[0]  # nothing was previewed
