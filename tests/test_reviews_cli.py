@@ -82,3 +82,23 @@ def test_every_state_is_listed_with_its_title_time_digest_and_reason(tmp_path: P
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().startswith("error: --state 'pending!': not one of waiting, approved")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_up_refuses_an_inbox_that_is_not_a_folder_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "inbox").write_text("a file where the inbox folder should be")
+    env = cli_env(
+        tmp_path,
+        BRIEFCAST_WORKFLOW__INBOX=str(tmp_path / "inbox"),
+        BRIEFCAST_WORKFLOW__STATE_DIR=str(tmp_path / "state"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "briefcast.cli", "up"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: [workflow] inbox {tmp_path / 'inbox'}: is not a folder\n"
+    assert not (tmp_path / "state").exists()  # nothing started
