@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from briefcast.config import TEMPLATE_FOLDERS, Settings
 from briefcast.errors import UserError
@@ -36,9 +36,12 @@ from briefcast.store import Store, as_aware, reviews
 # preview does not call for a new one.
 NOT_SHAPING = {"database", "smtp", "delivery", "serve", "bounces", "workflow"}
 # waiting -> approved | refused | cancelled | expired; approved -> scheduled | sending ->
-# sent | failed
+# sent | failed. A brief that could not be read is failed at once (no digest, no preview).
 WAITING = "waiting"
+FAILED = "failed"
+REASON_MAX = 500
 OPEN_STATES = ("waiting", "approved", "scheduled", "sending")
+STATES = (*OPEN_STATES, "sent", "failed", "refused", "cancelled", "expired", "superseded")
 MAX_TEMPLATE_FILES = 2000  # a templates folder is small; a runaway one is not walked for ever
 
 
@@ -65,6 +68,7 @@ class Review:
     created_at: datetime
     updated_at: datetime
     brief: bytes | None = field(default=None, repr=False)  # as previewed; None before 0005
+    title: str | None = None  # None before 0006, and for a brief that could not be read
 
     @classmethod
     def from_row(cls, row: Any) -> Review:
@@ -83,6 +87,7 @@ class Review:
             created_at=as_aware(m["created_at"]),
             updated_at=as_aware(m["updated_at"]),
             brief=m["brief"],
+            title=m["title"],
         )
 
 
@@ -166,9 +171,11 @@ def record(
     preview: Path,
     digest: str,
     brief: bytes | None = None,
+    title: str | None = None,
 ) -> Review:
     """A new review waits for approval; an older waiting review of the same brief is
-    superseded (its approval would name an old preview)."""
+    superseded (its approval would name an old preview), and so is a failure to read the
+    same file (it reads now)."""
     now = _now()
     with store.engine.begin() as conn:
         conn.execute(
@@ -177,7 +184,18 @@ def record(
             .where(reviews.c.flow_run_id != flow_run_id)
             .values(state="superseded", detail="a newer preview replaced it", updated_at=now)
         )
+        conn.execute(
+            update(reviews)
+            .where(reviews.c.path == str(path), reviews.c.state == FAILED)
+            .where(reviews.c.digest == "", reviews.c.flow_run_id != flow_run_id)
+            .values(state="superseded", updated_at=now)
+        )
         existing = conn.execute(select(reviews).where(reviews.c.flow_run_id == flow_run_id)).first()
+        if existing is not None and existing.state == FAILED and not existing.digest:
+            # The same run again (Retry in the UI) after its brief could not be read: it
+            # reads now, and waits like any other.
+            conn.execute(delete(reviews).where(reviews.c.flow_run_id == flow_run_id))
+            existing = None
         if existing is None:
             conn.execute(
                 insert(reviews).values(
@@ -187,7 +205,45 @@ def record(
                     preview=str(preview),
                     digest=digest,
                     brief=brief,
+                    title=title,
                     state=WAITING,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    found = get(store, flow_run_id)
+    assert found is not None
+    return found
+
+
+def one_line(text: str) -> str:
+    """A reason as the listings show it: one line, at most REASON_MAX characters."""
+    return " ".join(text.split())[:REASON_MAX]
+
+
+def record_failed(store: Store, *, flow_run_id: str, path: Path, reason: str) -> Review:
+    """A brief that could not be read or previewed: a failed review named by its file (it
+    has no id yet), with the reason, so the editor's page and ``briefcast reviews`` show it
+    and not only the Prefect UI. No digest, no preview: nothing of it can be approved."""
+    now = _now()
+    with store.engine.begin() as conn:
+        existing = conn.execute(select(reviews).where(reviews.c.flow_run_id == flow_run_id)).first()
+        if existing is not None and existing.state == FAILED and not existing.digest:
+            conn.execute(  # the same run again, failed again: the newest reason
+                update(reviews)
+                .where(reviews.c.flow_run_id == flow_run_id)
+                .values(detail=one_line(reason), updated_at=now)
+            )
+        elif existing is None:
+            conn.execute(
+                insert(reviews).values(
+                    flow_run_id=flow_run_id,
+                    brief_id=path.name[:200] or str(path)[:200],
+                    path=str(path),
+                    preview="",
+                    digest="",
+                    state=FAILED,
+                    detail=one_line(reason),
                     created_at=now,
                     updated_at=now,
                 )

@@ -35,7 +35,7 @@ from briefcast.cli_output import out as out_console
 from briefcast.cli_serve import serve
 from briefcast.cli_social import social_app
 from briefcast.cli_subscribers import subscribers_app
-from briefcast.cli_workflow import approve, down, review, scheduled, up, worker
+from briefcast.cli_workflow import approve, down, review, reviews, scheduled, up, worker
 from briefcast.config import Settings
 from briefcast.delivery import DeliverySummary, TestSend
 from briefcast.errors import BriefcastError
@@ -52,7 +52,7 @@ app.add_typer(
     editors_app, name="editors", help="Editors who log in to the editor's pages of briefcast serve."
 )
 app.command("serve")(serve)
-for _command in (up, down, worker, review, approve, scheduled):
+for _command in (up, down, worker, review, approve, scheduled, reviews):
     app.command()(_command)
 
 

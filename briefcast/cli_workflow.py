@@ -1,4 +1,5 @@
-"""``briefcast up|down|worker|approve|scheduled``: the editor's workflow on a Prefect server."""
+"""``briefcast up|down|worker|review|approve|scheduled|reviews``: the editor's workflow on a
+Prefect server."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,6 +45,7 @@ def up() -> None:
     if state is not None:
         out_console.print(f"briefcast is up already: {state['api_url']}")
         return
+    inbox = _inbox(settings)
     folder = server.state_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "up.log"
@@ -60,18 +62,47 @@ def up() -> None:
         state = server.running_up(settings)
         if state is not None and state.get("pid") == child.pid:
             w = settings.workflow
-            inbox = f", inbox {w.inbox}" if w.inbox else ""
             out_console.print(
                 f"briefcast up: Prefect API {state['api_url']} (UI: "
                 f"{state['api_url'].removesuffix('/api')}), {w.workers} worker(s) on pool "
-                f"{w.work_pool}{inbox}"
+                f"{w.work_pool}",
+                markup=False,
+                soft_wrap=True,
             )
+            if inbox is None:
+                out_console.print(
+                    "inbox: none (set [workflow] inbox to have briefs saved there reviewed)",
+                    markup=False,
+                    soft_wrap=True,
+                )
+            else:
+                out_console.print(
+                    f"inbox: {inbox} (a brief saved here is previewed, then waits for "
+                    "approval; `briefcast reviews` lists them)",
+                    markup=False,
+                    soft_wrap=True,
+                )
             return
         if child.poll() is not None:
             fail(f"briefcast up failed: {_last_line(log_path)} (log: {log_path})")
         time.sleep(0.2)
     child.terminate()
     fail(f"briefcast up: not ready within {UP_TIMEOUT:.0f} s (log: {log_path})")
+
+
+def _inbox(settings: Settings) -> Path | None:
+    """The inbox folder, absolute, made when missing (the watcher needs it, and the editor
+    needs to know where to save briefs); None when none is set."""
+    if settings.workflow.inbox is None:
+        return None
+    inbox = settings.workflow.inbox.expanduser().absolute()
+    try:
+        inbox.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        fail(f"[workflow] inbox {inbox}: is not a folder")
+    except OSError as exc:
+        fail(f"[workflow] inbox {inbox}: cannot be made: {exc.strerror or exc}")
+    return inbox
 
 
 def _last_line(path: object) -> str:
@@ -228,3 +259,44 @@ def scheduled(
             f"flow run {r.send_flow_run_id or '(being made)'}",
             soft_wrap=True,
         )
+
+
+def reviews(
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            metavar="STATE",
+            help="Only this state: " + ", ".join(approval.STATES) + ".",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 200,
+) -> None:
+    """Every review, newest first: waiting for approval, failed (with the reason: a brief
+    dropped into the inbox that could not be read shows here, by its file name), approved,
+    scheduled, sending, sent, cancelled, ... with its title, when, and its digest's prefix."""
+    settings = cli_open.settings()
+    if state is not None and state not in approval.STATES:
+        fail(f"--state {state!r}: not one of {', '.join(approval.STATES)}")
+    with cli_open.store(settings) as store:
+        rows = approval.listed(store, (state,) if state else approval.STATES, limit)
+    if not rows:
+        console.print("No reviews." if state is None else f"No {state} reviews.")
+        return
+    tz = settings.site.tz
+    for r in rows:
+        out_console.print(review_line(r, tz), markup=False, soft_wrap=True)
+
+
+def review_line(r: approval.Review, tz: Any) -> str:
+    """One review in one line: when, state, digest prefix, id, title; then what the state
+    says (the send time, the reason it failed or was refused)."""
+    when = f"{r.created_at.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+    digest = r.digest[:12] if r.digest else "-" * 12
+    title = f'"{r.title}"' if r.title else ("(not read)" if not r.digest else "(no title)")
+    line = f"{when}  {r.state:<10}  {digest}  {r.brief_id}  {title}"
+    if r.send_at is not None and r.state in ("approved", "scheduled", "cancelled"):
+        line += f"  send at {r.send_at.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+    if r.detail:
+        line += f"  - {r.detail}"
+    return line

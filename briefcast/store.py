@@ -149,6 +149,9 @@ reviews = Table(
     # The brief's bytes as previewed (0005): the send builds from them, so a worker on
     # another machine needs no shared storage. None for reviews recorded before.
     Column("brief", LargeBinary),
+    # The brief's title (0006), one line, for the listings; None before, or when the brief
+    # could not be read (a failed review, named by its file).
+    Column("title", Text),
     UniqueConstraint("flow_run_id", name="uq_review_flow_run"),
 )
 

@@ -1,8 +1,10 @@
 """Approving a waiting review: check the digest, then resume its suspended flow run.
 
 Used by ``briefcast approve`` and the editor's pages of ``briefcast serve`` alike. Talks to
-the Prefect server named by ``PREFECT_API_URL`` (``briefcast up`` sets it for its children
-and writes it where the CLI finds it).
+the Prefect server :func:`flows.server.api_url` finds (``PREFECT_API_URL``, else the one
+``briefcast up`` runs), looked up at each approval: ``serve`` may have started before
+``up``. With none, the approval is refused: Prefect would otherwise start a temporary
+server of its own, which cannot know the waiting run and outlives ``serve`` (~200 MB).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from pydantic import BaseModel
 from briefcast import approval
 from briefcast.approval import Review
 from briefcast.config import Settings
-from briefcast.errors import BriefcastError
+from briefcast.errors import BriefcastError, UserError
 from briefcast.store import Store
+from flows import server
+
+NO_SERVER = "no Prefect server: start `briefcast up` (or set PREFECT_API_URL)"
 
 
 class Approval(BaseModel):
@@ -29,6 +34,10 @@ class Approval(BaseModel):
 
 class ResumeFailed(BriefcastError):
     """The Prefect server did not take the approval."""
+
+
+class NoServer(UserError):
+    """No Prefect server to resume the review on."""
 
 
 def approve(
@@ -44,7 +53,7 @@ def approve(
     otherwise the review's flow run resumes with the approval and sends (or schedules the
     send at ``send_at``, an aware datetime). ``digest``, when given, is the preview the
     approver saw: a newer preview waiting instead is refused. Returns the review as it now
-    stands."""
+    stands. Refused (``NoServer``) when no Prefect server is running."""
     with Store(settings.database.url) as store:
         review = approval.waiting_for(store, brief_id)
         if digest is not None and digest != review.digest:
@@ -53,6 +62,9 @@ def approve(
                 "preview replaced it): nothing was sent; approve the new preview"
             )
         approval.check(review, settings)
+        url = server.api_url(settings)
+        if url is None:
+            raise NoServer(NO_SERVER)
         # In UTC: SQLite keeps no offset, and Prefect schedules in UTC anyway.
         send_at = send_at.astimezone(UTC) if send_at is not None else None
         # Recorded before the resume: the resumed run moves it on (scheduled, sending), and
@@ -61,7 +73,7 @@ def approve(
             store, review.flow_run_id, "approved", approved_by=by or None, send_at=send_at
         )
         try:
-            _resume(review.flow_run_id, Approval(digest=review.digest, send_at=send_at, by=by))
+            _resume(url, review.flow_run_id, Approval(digest=review.digest, send_at=send_at, by=by))
         except ResumeFailed:
             approval.set_state(store, review.flow_run_id, "waiting", approved_by=None, send_at=None)
             raise
@@ -70,13 +82,26 @@ def approve(
     return found
 
 
-def _resume(flow_run_id: str, given: Approval) -> None:
-    from prefect.flow_runs import resume_flow_run  # Prefect is slow to import: only here
+def _resume(url: str, flow_run_id: str, given: Approval) -> None:
+    # Prefect is slow to import: only here.
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
+        temporary_settings,
+    )
 
+    # The URL for this call only, whatever Prefect read from the environment when it was
+    # first imported (serve imports it at its first approval, maybe before `up` ran); and
+    # never a temporary server of Prefect's own.
+    only_this = {PREFECT_API_URL: url, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}
     try:
-        resume_flow_run(UUID(flow_run_id), run_input=given.model_dump(mode="json"))
+        with temporary_settings(updates=only_this):
+            resume_flow_run(UUID(flow_run_id), run_input=given.model_dump(mode="json"))
     except Exception as exc:  # the server's answer, whatever its type, in one line
-        raise ResumeFailed(f"the Prefect server did not resume the review: {exc}") from exc
+        raise ResumeFailed(
+            f"the Prefect server did not resume the review: {exc or type(exc).__name__}"
+        ) from exc
 
 
 def cancel_run(flow_run_id: str) -> None:

@@ -78,31 +78,28 @@ def review(path: str, out: str = "out") -> str:
     run_id = str(current_run.id)
     with _store(settings) as store:
         known = approval.get(store, run_id)
-    if known is None:  # the first time through: preview and record what was previewed
+    if known is None or (known.state == approval.FAILED and not known.digest):
+        # The first time through (or again, after the brief could not be read): preview and
+        # record what was previewed.
         brief_path = Path(path).absolute()
-        data = read_regular(brief_path, settings.input.max_bytes)
-        before = approval.digest_of(data, settings)
-        folders = publish([str(brief_path)], None, dry_run=True, out=out)
-        if approval.digest(brief_path, settings) != before:
-            raise SendRefused(f"{path} changed while it was previewed: save it again")
-        [brief] = pipeline.read([brief_path], settings)
-        with _store(settings) as store:
-            known = approval.record(
-                store,
-                flow_run_id=run_id,
-                brief_id=brief.id,
-                path=brief_path,
-                preview=Path(folders[0]).absolute(),
-                digest=before,
-                brief=data,
-            )
+        try:
+            known = _preview(brief_path, out, run_id, settings)
+        except Exception as exc:
+            # Recorded, so that the editor's page and `briefcast reviews` show it, not only
+            # the Prefect UI; the run still fails, with the same reason.
+            with _store(settings) as store:
+                approval.record_failed(
+                    store, flow_run_id=run_id, path=brief_path, reason=str(exc) or repr(exc)
+                )
+            raise
+        brief_id = known.brief_id
         create_markdown_artifact(
-            key=f"approve-{brief.id}"[:100],
+            key=f"approve-{brief_id}"[:100],
             markdown=(
-                f"# {brief.id} waits for approval\n\nPreview: `{known.preview}/index.html`\n\n"
+                f"# {brief_id} waits for approval\n\nPreview: `{known.preview}/index.html`\n\n"
                 f"Digest of what was previewed: `{known.digest}`\n\n"
                 "Approve with **Resume** here (the digest above), `briefcast approve "
-                f"{brief.id}` or on the editor's pages of `briefcast serve`."
+                f"{brief_id}` or on the editor's pages of `briefcast serve`."
             ),
         )
     given = suspend_flow_run(
@@ -111,6 +108,27 @@ def review(path: str, out: str = "out") -> str:
         timeout=int(settings.workflow.approval_hours * 3600),
     )
     return _approved(known, given, settings)
+
+
+def _preview(brief_path: Path, out: str, run_id: str, settings: Settings) -> approval.Review:
+    """The brief's dry run, then its review recorded, waiting."""
+    data = read_regular(brief_path, settings.input.max_bytes)
+    before = approval.digest_of(data, settings)
+    folders = publish([str(brief_path)], None, dry_run=True, out=out)
+    if approval.digest(brief_path, settings) != before:
+        raise SendRefused(f"{brief_path.name} changed while it was previewed: save it again")
+    [brief] = pipeline.read([brief_path], settings)
+    with _store(settings) as store:
+        return approval.record(
+            store,
+            flow_run_id=run_id,
+            brief_id=brief.id,
+            path=brief_path,
+            preview=Path(folders[0]).absolute(),
+            digest=before,
+            brief=data,
+            title=brief.title,
+        )
 
 
 def _approved(known: approval.Review, given: Approval, settings: Settings) -> str:

@@ -125,9 +125,17 @@ def test_login_and_list_pass_axe(served: Editor, page: Page, axe_source: str | N
     no_violations(page, axe_source)  # the page with its error
 
     waiting_review(served, SEEDS[3])
+    approval.record_failed(  # a brief dropped into the inbox that could not be read
+        served.store,
+        flow_run_id="run-unreadable",
+        path=served.tmp / "inbox" / "unreadable.md",
+        reason="unreadable.md: front matter: unknown key 'autor'",
+    )
     log_in(served, page)
     page.goto(served.url + "/editor/?refresh=off")
     expect(page.get_by_role("button", name=re.compile("^Approve ")).first).to_be_visible()
+    failed = page.locator("section", has=page.get_by_role("heading", name="unreadable.md"))
+    expect(failed).to_contain_text("unreadable.md: front matter: unknown key 'autor'")
     no_violations(page, axe_source)
     if axe_source is None:
         pytest.skip(

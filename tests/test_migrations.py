@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, func, insert, inspect, select, tex
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
-from briefcast import migrate
+from briefcast import approval, migrate
 from briefcast.brief import Block, BlockKind, Brief, Section
 from briefcast.cli_db import db_app
 from briefcast.migrations import BASELINE, HEAD
@@ -463,3 +463,51 @@ def test_one_row_per_key_and_keys_checked_before_any_call(database_url: str) -> 
         ledger.send_once(SendKey("", "mastodon"), remote)
     assert remote.calls == []
     store.engine.dispose()
+
+
+def test_0006_keeps_the_reviews_and_gives_them_a_title(database_url: str, engine: Engine) -> None:
+    """A review recorded at 0005 keeps every field across the upgrade, with no title; a new
+    one carries its title, and a brief that could not be read is a failed review."""
+    with engine.begin() as conn:
+        command.upgrade(migrate.config(conn), "0005")
+        conn.execute(
+            text(
+                "INSERT INTO reviews (flow_run_id, brief_id, path, preview, digest, state, "
+                "created_at, updated_at) VALUES ('run-1', 'old-brief', '/in/old.md', "
+                "'/out/old-brief', :digest, 'waiting', :when, :when)"
+            ),
+            {"digest": "a" * 64, "when": WHEN},
+        )
+    assert "title" not in {c["name"] for c in inspect(engine).get_columns("reviews")}
+    with Store(database_url) as store:
+        assert revisions(store.engine) == [HEAD]
+        old = approval.get(store, "run-1")
+        assert old is not None
+        assert (old.brief_id, old.state, old.digest, old.title) == (
+            "old-brief",
+            "waiting",
+            "a" * 64,
+            None,
+        )
+        new = approval.record(
+            store,
+            flow_run_id="run-2",
+            brief_id="new-brief",
+            path=Path("/in/new.md"),
+            preview=Path("/out/new-brief"),
+            digest="b" * 64,
+            title="Paris agrees on a multinational force",
+        )
+        assert new.title == "Paris agrees on a multinational force"
+        failed = approval.record_failed(
+            store, flow_run_id="run-3", path=Path("/in/broken.md"), reason="broken.md:\n  bad"
+        )
+        assert (failed.brief_id, failed.state, failed.detail, failed.digest) == (
+            "broken.md",
+            "failed",
+            "broken.md: bad",
+            "",
+        )
+    with engine.begin() as conn:
+        command.downgrade(migrate.config(conn), "0005")
+    assert "title" not in {c["name"] for c in inspect(engine).get_columns("reviews")}

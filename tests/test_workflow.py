@@ -11,6 +11,7 @@ server outlives a ``briefcast publish`` killed with SIGKILL.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -210,7 +212,7 @@ def up(
     assert started.returncode == 0, started.stderr + started.stdout
     state = json.loads((tmp_path / "state" / "up.json").read_text())
     try:
-        yield {"env": env, "state": state, "cwd": tmp_path}
+        yield {"env": env, "state": state, "cwd": tmp_path, "said": started.stdout}
     finally:
         stopped = run("down", env=env, cwd=tmp_path, timeout=60)
         assert stopped.returncode == 0, stopped.stderr
@@ -574,3 +576,170 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
         assert f"send run {run_id} crashed (no heartbeat" in log and "run again (2)" in log
     else:  # the send submitted another batch run instead
         assert final["state"]["type"] == "CRASHED"
+
+
+# --- The editor's pages of `briefcast serve` approving on up's server ----------------------
+
+EDITOR, EDITOR_PASSWORD = "ada@example.org", "correct horse battery staple"
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@contextmanager
+def _serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`briefcast serve` in a child process, with an editor's account, until the block ends;
+    yields its URL and process. The block's end stops it (SIGTERM) and waits for it."""
+    added = run(
+        "editors", "add", EDITOR, env=env | {"BRIEFCAST_EDITOR_PASSWORD": EDITOR_PASSWORD}, cwd=cwd
+    )
+    assert added.returncode == 0, added.stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [*briefcast_cmd(), "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert proc.poll() is None, "briefcast serve exited"
+        try:
+            return httpx.get(f"{url}/editor/login", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for("briefcast serve", answers, timeout=60, every=0.2)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _approve_on_the_page(url: str, brief_id: str) -> str:
+    """Log in, approve ``brief_id`` with the form the list page shows; the line it says."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        login = client.get("/editor/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login)
+        assert csrf, login
+        logged = client.post(
+            "/editor/login",
+            data={"csrf": csrf[1], "name": EDITOR, "password": EDITOR_PASSWORD},
+        )
+        assert logged.status_code == 303 and logged.headers["location"] == "/editor/"
+        page = client.get("/editor/").text
+        form = re.search(
+            r'<form method="post" action="/editor/approve">\s*'
+            r'<input type="hidden" name="csrf" value="([^"]+)">\s*'
+            rf'<input type="hidden" name="brief_id" value="{re.escape(brief_id)}">\s*'
+            r'<input type="hidden" name="digest" value="([0-9a-f]{64})">',
+            page,
+        )
+        assert form, page
+        done = client.post(
+            "/editor/approve",
+            data={"csrf": form[1], "brief_id": brief_id, "digest": form[2], "send_at": ""},
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/editor/"
+        said = re.search(
+            r'<p class="flash (ok|error)" role="\w+">([^<]*)</p>', client.get("/editor/").text
+        )
+        assert said, "no line after the approval"
+        return f"{said[1]}: {said[2]}"
+
+
+@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "5000"}], indirect=True)
+def test_the_editors_page_approves_on_the_server_of_briefcast_up(
+    up: dict, smtp: tuple[Recorder, int]
+) -> None:
+    """`serve` finds up's server as the CLI does (its state file: the environment names no
+    server) and starts no Prefect server of its own, none left behind when it stops."""
+    recorder, _port = smtp
+    env, cwd = up["env"], up["cwd"]
+    url = env["BRIEFCAST_DATABASE__URL"]
+    assert "PREFECT_API_URL" not in env
+    brief = cwd / "drafts" / SEEDS[0].name
+    brief.parent.mkdir()
+    shutil.copy(SEEDS[0], brief)
+    submitted = run("review", brief, env=env, cwd=cwd)
+    assert submitted.returncode == 0, submitted.stderr
+    brief_id = submitted.stdout.split(":")[0].strip()
+    wait_for(f"the review of {brief_id}", lambda: _review(url, brief_id))
+    before = prefect_servers()
+    with _serving(env, cwd) as (site, proc):
+        said = _approve_on_the_page(site, brief_id)
+        assert said == f"ok: Approved {brief_id}: it is being sent now.", said
+        wait_sent(up, brief_id)
+        assert not (prefect_servers() & _descendants(proc.pid))
+    counts = recorder.count()
+    assert len(counts) == SUBSCRIBERS and set(counts.values()) == {1}
+    time.sleep(1)  # a server serve had started would now be re-parented, still running
+    assert prefect_servers() - before == set()
+
+
+def test_without_briefcast_up_the_editors_page_refuses_the_approval_in_one_line(
+    tmp_path: Path,
+) -> None:
+    env = cli_env(
+        tmp_path,
+        BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET="workflow-test-secret-0123456789",
+        BRIEFCAST_WORKFLOW__STATE_DIR=str(tmp_path / "state"),
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+    )
+    env.pop("PREFECT_API_URL", None)
+    url, _settings, _brief, waiting = _recorded(tmp_path, keep_bytes=True)
+    assert url == env["BRIEFCAST_DATABASE__URL"]
+    before = prefect_servers()
+    with _serving(env, tmp_path) as (site, proc):
+        said = _approve_on_the_page(site, waiting.brief_id)
+        assert said == (
+            "error: no Prefect server: start `briefcast up` (or set PREFECT_API_URL)"
+        ), said
+        assert not _descendants(proc.pid)  # nothing spawned, Prefect's server or other
+        assert prefect_servers() - before == set()
+    assert _review(url, waiting.brief_id).state == "waiting"  # nothing was approved
+    assert prefect_servers() - before == set()
+
+
+@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
+def test_a_brief_that_cannot_be_read_shows_as_failed_with_its_reason(up: dict) -> None:
+    """Dropped into the inbox, a brief with a typo in its front matter fails its review: it
+    is listed failed, by its file name and with the reason in one line, by `briefcast
+    reviews` and on the editor's page, not only in the Prefect UI."""
+    env, cwd = up["env"], up["cwd"]
+    inbox = cwd / "inbox"
+    assert f"inbox: {inbox} (" in up["said"], up["said"]  # made by `up`, and said
+    assert inbox.is_dir()
+    draft = cwd / ".draft.md"
+    draft.write_text("---\ntitle: A brief\nautor: Ada\n---\nSome text to read.\n")
+    os.replace(draft, inbox / "broken.md")
+    url = env["BRIEFCAST_DATABASE__URL"]
+    failed = wait_for("the failed review", lambda: _review(url, "broken.md", "failed"), 120)
+    assert "autor" in failed.detail and "\n" not in failed.detail, failed.detail
+    assert failed.path == str(inbox / "broken.md")
+    listed = run("reviews", env=env | {"COLUMNS": "400"}, cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert "  failed  " in line and "  broken.md  (not read)" in line, line
+    assert line.endswith(f"  - {failed.detail}"), line
+    with _serving(env, cwd) as (site, _proc), httpx.Client(base_url=site, timeout=30) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/editor/login").text)
+        assert csrf
+        client.post(
+            "/editor/login", data={"csrf": csrf[1], "name": EDITOR, "password": EDITOR_PASSWORD}
+        )
+        page = client.get("/editor/").text
+    section = re.search(r'<section class="review state-failed".*?</section>', page, re.S)
+    assert section, page
+    assert "<h2" in section[0] and ">broken.md</h2>" in section[0], section[0]
+    assert f"<dt>Reason</dt><dd>{failed.detail}</dd>" in html.unescape(section[0])
+    assert "/editor/preview/" not in section[0]  # nothing was previewed

@@ -7,9 +7,10 @@ their previews, approve them (now or at a time), follow their sends.
   answer 429 without looking at the password. A wrong name and a wrong password get the
   same answer. A good one opens a session: a random token in a cookie (``HttpOnly``,
   ``SameSite=Strict``, ``Path=/editor``, ``Secure`` over https), its sha256 in the table.
-- ``GET /editor/``: the reviews, waiting first, each with its preview, its Approve form
+- ``GET /editor/``: the reviews, waiting first, each with its title and preview, its Approve form
   (the digest of the preview shown, an optional time to send at) and, once approved, how
-  its sends stand (the email ledger's counts, the other channels' from the send ledger).
+  its sends stand (the email ledger's counts, the other channels' from the send ledger). A
+  brief that could not be read is there too, failed, by its file name, with the reason.
   While sends are under way the page reloads itself every 10 seconds
   (``<meta http-equiv="refresh">``: the CSP allows no script); a link turns that off, as
   WCAG 2.2.1 asks, and it is off while nothing is under way, so a time being typed is not
@@ -431,7 +432,8 @@ class EditorArea:
                 review=r,
                 created=_when(r.created_at, tz),
                 send_at=_when(r.send_at, tz) if r.send_at else "",
-                progress=self._progress(r.brief_id) if r.state in WITH_SENDS else [],
+                # A brief that could not be read (no digest) was never sent anywhere.
+                progress=self._progress(r.brief_id) if r.state in WITH_SENDS and r.digest else [],
             )
             for r in reviews
         ]
