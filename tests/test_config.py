@@ -276,3 +276,27 @@ def test_settings_itself_raises_value_errors(environ: pytest.MonkeyPatch) -> Non
         Settings()
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         config.SmtpSettings(hots="relay")  # type: ignore[call-arg]
+
+
+def test_the_shipped_file_shows_every_setting_under_its_section() -> None:
+    """config/briefcast.toml is where an editor learns the settings: each key of each section
+    is there, set or commented with its default, under its own [section]; secrets are not
+    (they come from the environment only)."""
+    import re
+
+    assert config.DEFAULT_CONFIG is not None
+    shown: dict[str, set[str]] = {}
+    section = ""
+    for line in config.DEFAULT_CONFIG.read_text("utf-8").splitlines():
+        if m := re.match(r"^#?\s*\[\[?([a-z_]+)(?:\.([a-z_]+))?\]", line):
+            section = m[1]
+            shown.setdefault(section, set()).update([m[2]] if m[2] else [])  # [[social.accounts]]
+        elif (m := re.match(r"^#?\s*([a-z_]+)\s*=", line)) and section:
+            shown[section].add(m[1])
+    secrets = {"password", "unsubscribe_secret"}
+    for name, field in Settings.model_fields.items():
+        model = field.annotation
+        assert isinstance(model, type)
+        keys = set(getattr(model, "model_fields", {})) - secrets
+        assert keys <= shown.get(name, set()), (name, sorted(keys - shown.get(name, set())))
+        assert not shown.get(name, set()) & secrets, name
