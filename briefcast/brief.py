@@ -56,6 +56,10 @@ def _one_line_or_none(text: str | None) -> str | None:
     return (one_line(text) or None) if text is not None else None
 
 
+def _lines(lines: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(line for line in map(one_line, lines) if line)
+
+
 class BlockKind(StrEnum):
     PARAGRAPH = "paragraph"
     SUBHEADING = "subheading"
@@ -183,10 +187,14 @@ class Section:
     blocks: tuple[Block, ...]
     title: str | None = None
     summary: str | None = None
+    tags: tuple[str, ...] = ()  # this language's own, when the brief gives tags per language
+    footer: tuple[str, ...] = ()  # likewise the disclaimer
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "title", _one_line_or_none(self.title))
         object.__setattr__(self, "summary", _one_line_or_none(self.summary))
+        object.__setattr__(self, "tags", _lines(self.tags))
+        object.__setattr__(self, "footer", _lines(self.footer))
 
     @property
     def lede(self) -> str:
@@ -211,6 +219,7 @@ class Brief:
     summary: str | None = None  # standfirst not tied to one section's language
     footer: tuple[str, ...] = ()  # disclaimer lines, shown after the body in every language
     publisher: str | None = None
+    byline: str | None = None  # who wrote it: shown with the date in every channel
     source: str = ""  # file name it was read from
     digest: str = ""  # sha256 of the source bytes
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -223,8 +232,9 @@ class Brief:
         set_(self, "title", one_line(self.title))
         set_(self, "summary", _one_line_or_none(self.summary))
         set_(self, "publisher", _one_line_or_none(self.publisher))
-        set_(self, "tags", tuple(t for t in map(one_line, self.tags) if t))
-        set_(self, "footer", tuple(line for line in map(one_line, self.footer) if line))
+        set_(self, "byline", _one_line_or_none(self.byline))
+        set_(self, "tags", _lines(self.tags))
+        set_(self, "footer", _lines(self.footer))
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -239,6 +249,15 @@ class Brief:
     def title_in(self, lang: str) -> str:
         s = self.section(lang)
         return (s.title if s and s.title else None) or self.title
+
+    def tags_in(self, lang: str) -> tuple[str, ...]:
+        """The tags shown in ``lang``: its own when given per language, else all of them."""
+        s = self.section(lang)
+        return s.tags if s and s.tags else self.tags
+
+    def footer_in(self, lang: str) -> tuple[str, ...]:
+        s = self.section(lang)
+        return s.footer if s and s.footer else self.footer
 
     def summary_in(self, lang: str) -> str:
         """Standfirst for ``lang``: the section's own, else the brief's, else the lede (less
@@ -286,6 +305,7 @@ class Brief:
             "summary": self.summary,
             "footer": list(self.footer),
             "publisher": self.publisher,
+            "byline": self.byline,
             "source": self.source,
             "digest": self.digest,
             "sections": [
@@ -293,6 +313,8 @@ class Brief:
                     "lang": s.lang,
                     "title": s.title,
                     "summary": s.summary,
+                    "tags": list(s.tags),
+                    "footer": list(s.footer),
                     # [kind, text] as before inline markup was kept; a third item, when
                     # there is one, holds the spans, rows and number (Block.extra).
                     "blocks": [
@@ -313,6 +335,7 @@ class Brief:
             summary=d.get("summary"),
             footer=tuple(d.get("footer", ())),
             publisher=d.get("publisher"),
+            byline=d.get("byline"),
             source=d.get("source", ""),
             digest=d.get("digest", ""),
             sections=tuple(
@@ -320,6 +343,8 @@ class Brief:
                     lang=s["lang"],
                     title=s.get("title"),
                     summary=s.get("summary"),
+                    tags=tuple(s.get("tags", ())),
+                    footer=tuple(s.get("footer", ())),
                     blocks=tuple(Block.from_list(b) for b in s["blocks"]),
                 )
                 for s in d["sections"]

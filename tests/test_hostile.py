@@ -49,7 +49,9 @@ REFUSED = {
     "id-too-long": ("a.md", front_matter(f"id: {'a' * (ID_MAX + 1)}"), ID_REFUSED),
     "alias-bomb": ("a.md", billion_laughs(), "aliases (*name) are not allowed"),
     "title-a-list": ("a.md", front_matter("title: [a, b]"), "front matter key 'title': expected"),
-    "tags-a-mapping": ("a.md", front_matter("tags: {a: 1}"), "front matter key 'tags': expected"),
+    # Tags may be given per language; a key that is no language is named.
+    "tags-a-mapping": ("a.md", front_matter("tags: {a: 1}"), "unknown language code 'a'"),
+    "tags-nested": ("a.md", front_matter("tags: {en: {a: 1}}"), "front matter key 'tags'"),
     "month-13": ("a.md", front_matter("date: 2026-13-01"), "key 'date': '2026-13-01' does not"),
     "year-0": ("a.md", front_matter("date: 0000-01-01"), "front matter key 'date'"),
     "year-1": ("a.md", front_matter("date: 0001-01-01"), "year 1 is outside 1900-2100"),

@@ -79,13 +79,36 @@ IT_SENTENCES = [
 ]
 
 
+# A byline, and tags and a disclaimer of each language's own.
+BYLINE = """---
+id: bylined
+title: {en: Rome and Paris, it: Roma e Parigi}
+date: 2026-01-08 09:00
+byline: Anna Rossi
+tags: {en: [defence, Ukraine], it: [difesa, Ucraina]}
+footer: {en: An analytical brief., it: Un brief analitico.}
+---
+[en]
+The two capitals agreed.
+
+[it]
+Le due capitali hanno trovato un accordo.
+"""
+
+
 @pytest.fixture(scope="module")
-def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("markdown")
     (folder / "rich.md").write_text(RICH, "utf-8")
-    result = briefcast("publish", "rich.md", cwd=folder)
+    (folder / "bylined.md").write_text(BYLINE, "utf-8")
+    result = briefcast("publish", "rich.md", "bylined.md", cwd=folder)
     assert result.returncode == 0, result.stderr
-    return folder / "out" / "rich"
+    return folder / "out"
+
+
+@pytest.fixture(scope="module")
+def out(published: Path) -> Path:
+    return published / "rich"
 
 
 def message(out: Path, edition: str) -> email.message.EmailMessage:
@@ -204,7 +227,7 @@ def test_web_pages_and_feeds_carry_the_same_markup(out: Path) -> None:
         for sentence in EN_SENTENCES if lang == "en" else IT_SENTENCES:
             assert article.text_content().count(sentence) == 1, (lang, sentence)
         feed = json.loads((out / "feed" / lang / "feed.json").read_text("utf-8"))
-        (item,) = feed["items"]
+        item = next(i for i in feed["items"] if "/rich/" in i["url"])
         content = lxml_html.fragment_fromstring(item["content_html"], create_parent="div")
         check_body_html(content, lang)
         # The page's body is the feed's content (the page shows the lede as its standfirst).
@@ -212,7 +235,11 @@ def test_web_pages_and_feeds_carry_the_same_markup(out: Path) -> None:
         for element in ("<ol", "<table", 'class="notes"', "<img"):
             assert (element in body) == (element in item["content_html"]), element
         atom = etree.parse(str(out / "feed" / lang / "atom.xml"))
-        content_atom = atom.find(".//{http://www.w3.org/2005/Atom}content").text
+        content_atom = next(
+            e.find("{http://www.w3.org/2005/Atom}content").text
+            for e in atom.iter("{http://www.w3.org/2005/Atom}entry")
+            if "/rich/" in e.find("{http://www.w3.org/2005/Atom}id").text
+        )
         assert content_atom == item["content_html"]
 
 
@@ -260,3 +287,26 @@ def test_the_archive_keeps_the_markup(tmp_path: Path) -> None:
     for section in old["sections"]:
         section["blocks"] = [b[:2] for b in section["blocks"]]  # as archived before markup
     assert Brief.from_dict(old).section("en").blocks[0].text == EN_SENTENCES[0]  # type: ignore[union-attr]
+
+
+def test_byline_tags_and_footer_per_language(published: Path) -> None:
+    out = published / "bylined"
+    words = {"en": ("By Anna Rossi", "An analytical brief.", ["defence", "Ukraine"])}
+    words["it"] = ("di Anna Rossi", "Un brief analitico.", ["difesa", "Ucraina"])
+    for lang, (byline, footer, tags) in words.items():
+        other = words["it" if lang == "en" else "en"]
+        for part in (html_part(out, lang).text_content(), text_part(out, lang)):
+            assert part.count(byline) == 1 and part.count(footer) == 1, (lang, part)
+            assert other[0] not in part and other[1] not in part
+        page = lxml_html.document_fromstring((out / "web" / f"{lang}.html").read_text("utf-8"))
+        assert byline in page.find_class("meta")[0].text_content()
+        assert page.find(".//meta[@name='author']").get("content") == "Anna Rossi"
+        assert [li.text_content() for li in page.find_class("tags")[0]] == tags
+        assert footer in page.find(".//article").text_content()
+        feed = json.loads((out / "feed" / lang / "feed.json").read_text("utf-8"))
+        item = next(i for i in feed["items"] if "/bylined/" in i["url"])
+        assert item["authors"] == [{"name": "Anna Rossi"}] and item["tags"] == tags
+        assert footer in item["content_html"] and other[1] not in item["content_html"]
+    both = text_part(out, "both")
+    for byline, footer, _tags in words.values():
+        assert both.count(byline) == 1 and both.count(footer) == 1

@@ -33,6 +33,9 @@ class Parts:
     brief_id: str | None = None
     titles: dict[str, str] = field(default_factory=dict)  # per language, where given
     summaries: dict[str, str] = field(default_factory=dict)
+    byline: str | None = None
+    section_tags: dict[str, list[str]] = field(default_factory=dict)  # per language, if given
+    section_footers: dict[str, list[str]] = field(default_factory=dict)
 
 
 def split_marked(
@@ -89,7 +92,14 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
         # No title anywhere: each language's headline is its own first sentence.
         titles = {s.lang: headline_from(s.lede) for s in sections}
     sections = [
-        replace(s, title=titles.get(s.lang), summary=summaries.get(s.lang)) for s in sections
+        replace(
+            s,
+            title=titles.get(s.lang),
+            summary=summaries.get(s.lang),
+            tags=tuple(parts.section_tags.get(s.lang, ())),
+            footer=tuple(parts.section_footers.get(s.lang, ())),
+        )
+        for s in sections
     ]
     title = (
         parts.title
@@ -111,6 +121,7 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
             summary=brief_summary,
             footer=tuple(parts.footer),
             publisher=parts.publisher,
+            byline=parts.byline,
             source=source.path.name,
             digest=source.digest,
         )

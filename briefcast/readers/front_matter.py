@@ -27,6 +27,11 @@ YEAR_MIN, YEAR_MAX = 1900, 2100
 DATE_HELP = "YYYY-MM-DD [HH:MM] with an optional offset (+01:00)"
 
 PerLanguage = dict[str, str | None]
+# Tags and footer lines: one list (or comma-separated words, or lines) for every language, or
+# one per language (en: [...], it: [...]).
+Lines = list[str] | str
+PerLanguageLines = dict[str, Lines | None]
+BYLINE_MAX = 200
 
 
 class FrontMatter(BaseModel):
@@ -38,9 +43,10 @@ class FrontMatter(BaseModel):
     title: str | PerLanguage | None = None
     summary: str | PerLanguage | None = None
     date: datetime | None = None
-    tags: list[str] | str | None = Field(None)
-    footer: list[str] | str | None = None
+    tags: Lines | PerLanguageLines | None = Field(None)
+    footer: Lines | PerLanguageLines | None = None
     publisher: str | None = Field(None, max_length=200)
+    byline: str | None = Field(None, max_length=BYLINE_MAX)  # the author(s), every channel
     lang: str | None = Field(None, max_length=3)
 
     @field_validator("date", mode="before")
@@ -76,21 +82,38 @@ class FrontMatter(BaseModel):
 
     @field_validator("tags")
     @classmethod
-    def _tags(cls, value: list[str] | str | None) -> list[str] | str | None:
-        tags = value.split(",") if isinstance(value, str) else value or []
-        if len(tags) > TAGS_MAX:
-            raise ValueError(f"more than {TAGS_MAX} tags")
-        if any(len(t.strip()) > TAG_MAX for t in tags):
-            raise ValueError(f"a tag is longer than {TAG_MAX} characters")
+    def _tags(cls, value: Lines | PerLanguageLines | None) -> Lines | PerLanguageLines | None:
+        for tags in _per_language_values(value):
+            tags = tag_list(tags)
+            if len(tags) > TAGS_MAX:
+                raise ValueError(f"more than {TAGS_MAX} tags")
+            if any(len(t) > TAG_MAX for t in tags):
+                raise ValueError(f"a tag is longer than {TAG_MAX} characters")
         return value
 
     @field_validator("footer")
     @classmethod
-    def _footer(cls, value: list[str] | str | None) -> list[str] | str | None:
-        lines = value.splitlines() if isinstance(value, str) else value or []
-        if len(lines) > FOOTER_LINES_MAX or any(len(line) > LINE_MAX for line in lines):
-            raise ValueError(f"at most {FOOTER_LINES_MAX} lines of {LINE_MAX:,} characters")
+    def _footer(cls, value: Lines | PerLanguageLines | None) -> Lines | PerLanguageLines | None:
+        for lines in _per_language_values(value):
+            lines = footer_lines(lines)
+            if len(lines) > FOOTER_LINES_MAX or any(len(line) > LINE_MAX for line in lines):
+                raise ValueError(f"at most {FOOTER_LINES_MAX} lines of {LINE_MAX:,} characters")
         return value
+
+
+def _per_language_values(value: Lines | PerLanguageLines | None) -> list[Lines | None]:
+    return list(value.values()) if isinstance(value, dict) else [value]
+
+
+def tag_list(value: Lines | None) -> list[str]:
+    """Tags as written: a list, or words separated by commas; blanks dropped."""
+    tags = value.split(",") if isinstance(value, str) else value or []
+    return [t.strip() for t in tags if t.strip()]
+
+
+def footer_lines(value: Lines | None) -> list[str]:
+    lines = value.splitlines() if isinstance(value, str) else value or []
+    return [line.strip() for line in lines if line.strip()]
 
 
 # What each key takes, for the one-line error when its value has the wrong type.
@@ -99,8 +122,9 @@ EXPECTED = {
     "title": "text, or one text per language (en: …, it: …)",
     "summary": "text, or one text per language (en: …, it: …)",
     "date": DATE_HELP,
-    "tags": "a list of words, or words separated by commas",
-    "footer": "text, or a list of lines",
+    "tags": "a list of words, or words separated by commas (or one of those per language)",
+    "footer": "text, or a list of lines (or one of those per language)",
+    "byline": f"text, at most {BYLINE_MAX} characters",
     "publisher": "text, at most 200 characters",
     "lang": "a language code such as en or it",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -17,8 +18,12 @@ from briefcast.readers.assemble import Parts
 from briefcast.readers.front_matter import (
     FrontMatter,
     FrontMatterError,
+    Lines,
     PerLanguage,
+    PerLanguageLines,
+    footer_lines,
     parse_front_matter,
+    tag_list,
 )
 from briefcast.readers.lang import detect, iso639_1
 from briefcast.readers.source import BriefError, Source
@@ -75,8 +80,9 @@ def read_markdown(source: Source, settings: Settings) -> Parts:
     if title and declared and not titles:
         titles = {lang_code(declared): title}
 
-    tags = meta.tags.split(",") if isinstance(meta.tags, str) else meta.tags or []
-    footer = meta.footer.splitlines() if isinstance(meta.footer, str) else meta.footer or []
+    # Per language: each section shows its own; the brief's tags are all of them (tag pages).
+    tags_in = _per_language_lines(meta.tags, tag_list, lang_code)
+    footers = _per_language_lines(meta.footer, footer_lines, lang_code)
     when = meta.date
     return Parts(
         sections=sections,
@@ -85,11 +91,25 @@ def read_markdown(source: Source, settings: Settings) -> Parts:
         summary=summary,
         summaries=summaries,
         date=when if when is None or when.tzinfo else when.replace(tzinfo=settings.site.tz),
-        tags=[t.strip() for t in tags if t.strip()],
-        footer=[line.strip() for line in footer if line.strip()],
+        tags=list(dict.fromkeys(t for tags in tags_in.values() for t in tags)),
+        footer=footers.pop("", []),
         publisher=(meta.publisher or "").strip() or None,
         brief_id=(meta.id or "").strip() or None,
+        byline=(meta.byline or "").strip() or None,
+        section_tags={lang: tags for lang, tags in tags_in.items() if lang},
+        section_footers=footers,
     )
+
+
+def _per_language_lines(
+    value: Lines | PerLanguageLines | None,
+    split: Callable[[Lines | None], list[str]],
+    lang_code: Callable[[str], str],
+) -> dict[str, list[str]]:
+    """{"": lines} for one value for every language, else {lang: lines} per language."""
+    if isinstance(value, dict):
+        return {lang_code(k): split(v) for k, v in value.items() if split(v)}
+    return {"": split(value)}
 
 
 # CommonMark with GitHub's tables and footnotes: the constructs an analytical brief uses.

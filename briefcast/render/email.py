@@ -72,6 +72,8 @@ class _Part:
     standfirst: tuple[Span, ...]  # the summary with the lede's links, when it is the lede
     runs: tuple[Run, ...]
     prefix: str  # for the footnotes' anchors: two languages in one edition keep theirs
+    byline: str  # "By …" in the part's language, or ""
+    footer: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,10 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
     wanted = list(site.languages) if edition == BOTH else [edition]
     shown = [lang for lang in wanted if brief.section(lang)] or [_fallback_language(brief, site)]
     missing = [lang for lang in wanted if not brief.section(lang)]
-    parts = [_part(brief, lang, lang if edition == BOTH else edition) for lang in shown]
+    parts = [
+        _part(brief, lang, lang if edition == BOTH else edition, site.templates_dir)
+        for lang in shown
+    ]
 
     subject = _clip(" / ".join(dict.fromkeys(part.title for part in parts)), SUBJECT_MAX)
     preheader = _clip(parts[0].summary, PREHEADER_MAX)
@@ -134,7 +139,8 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
         "jumps": _jumps(parts, site.templates_dir),
         "parts": parts,
         "show_labels": edition == BOTH,
-        "footer": brief.footer,
+        # Each part's disclaimer, once when the languages share it.
+        "footers": list({part.footer: part for part in parts if part.footer}.values()),
         "unsubscribe_url": unsubscribe_url,
         "refs": References(),  # the text part's numbered links, filled as it is written
         "superscript": superscript,
@@ -160,7 +166,7 @@ def _fallback_language(brief: Brief, site: SiteSettings) -> str:
     return ordered[0]
 
 
-def _part(brief: Brief, lang: str, date_lang: str) -> _Part:
+def _part(brief: Brief, lang: str, date_lang: str, templates_dir: Path | None) -> _Part:
     section = brief.section(lang)
     assert section is not None and brief.date is not None
     summary = brief.summary_in(lang)
@@ -175,6 +181,10 @@ def _part(brief: Brief, lang: str, date_lang: str) -> _Part:
         standfirst=lede.inline if (lede := brief.standfirst_block(lang)) else (Span(summary),),
         runs=tuple(group_blocks(blocks)),
         prefix=f"{lang}-",
+        byline=t(lang, "byline", templates_dir=templates_dir, name=brief.byline)
+        if brief.byline
+        else "",
+        footer=brief.footer_in(lang),
     )
 
 

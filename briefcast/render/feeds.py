@@ -144,8 +144,8 @@ def _item(brief: Brief, settings: Settings, lang: str) -> FeedItem:
     assert section is not None and brief.date is not None  # select_briefs saw to both
     url = settings.site.brief_url(brief.id, lang)
     content = render_blocks(section.blocks)
-    if brief.footer:
-        content += "\n" + render_footer(brief.footer)
+    if footer := brief.footer_in(lang):
+        content += "\n" + render_footer(footer)
     return FeedItem(
         # The page URL: stable across rebuilds, unique per language, and a permalink.
         id=url,
@@ -155,8 +155,8 @@ def _item(brief: Brief, settings: Settings, lang: str) -> FeedItem:
         content_html=_xml_safe(str(content)),
         published=brief.date,
         updated=brief.date,
-        tags=tuple(_xml_safe(tag) for tag in brief.tags),
-        author=_xml_safe(settings.site.author),
+        tags=tuple(_xml_safe(tag) for tag in brief.tags_in(lang)),
+        author=_xml_safe(brief.byline or settings.site.author),
     )
 
 

@@ -63,7 +63,8 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
     ]
     alternates = [Link(site.brief_url(brief.id, code), "", lang=code) for code in written]
     # Each tag links to its archive on the public site (a tag with no slug, to nothing).
-    tag_links = [Link(layout.tag_url(site, lang, tag), tag) for tag in brief.tags]
+    tags = brief.tags_in(text_lang)
+    tag_links = [Link(layout.tag_url(site, lang, tag), tag) for tag in tags]
     feeds = [
         Link(site.feed_url(lang, "atom"), "Atom", type="application/atom+xml"),
         Link(site.feed_url(lang, "rss"), "RSS", type="application/rss+xml"),
@@ -83,12 +84,16 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         standfirst=_standfirst(brief, text_lang),
         date_iso=brief.date.isoformat() if brief.date else "",
         date_text=long_date(brief.date, lang) if brief.date else "",
-        tags=brief.tags,
+        tags=tags,
+        byline=(
+            t(lang, "byline", templates_dir=words_from, name=brief.byline) if brief.byline else ""
+        ),
+        author=brief.byline or site.author,
         tag_links=tag_links,
         og_locale=layout.og_locale(lang),
         og_locale_alternates=[layout.og_locale(code) for code in written if code != lang],
         body=render_blocks(brief.body_in(section.lang)) if section else Markup(""),
-        footer=brief.footer,
+        footer=brief.footer_in(text_lang),
         note=note,
         versions=versions,
         alternates=alternates,
