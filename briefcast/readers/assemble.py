@@ -31,6 +31,7 @@ class Parts:
     brief_id: str | None = None
     titles: dict[str, str] = field(default_factory=dict)  # per language, where given
     summaries: dict[str, str] = field(default_factory=dict)
+    to_everyone: bool = False  # front matter "audience: everyone"
 
 
 def split_marked(
@@ -111,6 +112,7 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
             publisher=parts.publisher,
             source=source.path.name,
             digest=source.digest,
+            to_everyone=parts.to_everyone,
         )
     except InvalidBrief as exc:
         raise BriefError(source.path, str(exc)) from None

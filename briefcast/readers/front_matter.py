@@ -27,6 +27,9 @@ YEAR_MIN, YEAR_MAX = 1900, 2100
 DATE_HELP = "YYYY-MM-DD [HH:MM] with an optional offset (+01:00)"
 
 PerLanguage = dict[str, str | None]
+# Who the email goes to: "readers" (the default), the subscribers whose edition is in a
+# language the brief is written in, or "both"; "everyone", every active subscriber.
+AUDIENCES = ("readers", "everyone")
 
 
 class FrontMatter(BaseModel):
@@ -42,6 +45,14 @@ class FrontMatter(BaseModel):
     footer: list[str] | str | None = None
     publisher: str | None = Field(None, max_length=200)
     lang: str | None = Field(None, max_length=3)
+    audience: str | None = None
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() not in AUDIENCES:
+            raise ValueError(f"{value[:40]!r} is not one of {', '.join(AUDIENCES)}")
+        return value.strip() if value is not None else None
 
     @field_validator("date", mode="before")
     @classmethod
@@ -103,6 +114,7 @@ EXPECTED = {
     "footer": "text, or a list of lines",
     "publisher": "text, at most 200 characters",
     "lang": "a language code such as en or it",
+    "audience": f"one of {', '.join(AUDIENCES)}",
 }
 
 

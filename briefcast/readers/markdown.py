@@ -78,6 +78,7 @@ def read_markdown(source: Source, settings: Settings) -> Parts:
         footer=[line.strip() for line in footer if line.strip()],
         publisher=(meta.publisher or "").strip() or None,
         brief_id=(meta.id or "").strip() or None,
+        to_everyone=meta.audience == "everyone",
     )
 
 
