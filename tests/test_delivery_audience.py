@@ -124,9 +124,10 @@ def test_a_one_language_brief_reaches_its_readers_only(tmp_path: Path) -> None:
     store.engine.dispose()
 
 
-def test_batches_hold_only_the_audience(tmp_path: Path) -> None:
-    """The review flow's way: batches cut from the audience's subscribers, each sent alone."""
-    store = Store(f"sqlite:///{tmp_path / 'b.db'}")
+def test_batches_hold_only_the_audience(tmp_path: Path, database_url: str) -> None:
+    """The review flow's way: batches cut from the audience's subscribers, each sent alone
+    (on SQLite and PostgreSQL)."""
+    store = Store(database_url)
     add_subscribers(store, 30)  # 10 of each edition
     brief = ENGLISH.format(n="", extra="")
     path = tmp_path / "english.md"
