@@ -222,6 +222,9 @@ class Brief:
     byline: str | None = None  # who wrote it: shown with the date in every channel
     source: str = ""  # file name it was read from
     digest: str = ""  # sha256 of the source bytes
+    # Mailed to every subscriber (front matter ``audience: everyone``), not only to those
+    # who read a language it is written in (briefcast.delivery.audience).
+    to_everyone: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     # The brief states no date: ``date`` is when it was first seen, given by ``dated``.
     date_assigned: bool = field(default=False, compare=False)

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from briefcast import channel as registry
 from briefcast import cli_open, delivery, reporting
+from briefcast.brief import Brief
 from briefcast.channel import ChannelError, sends
 from briefcast.cli_bounces import bounces_app
 from briefcast.cli_db import db_app
@@ -37,9 +38,12 @@ from briefcast.cli_social import social_app
 from briefcast.cli_subscribers import subscribers_app
 from briefcast.cli_workflow import approve, down, review, reviews, scheduled, up, worker
 from briefcast.config import Settings
-from briefcast.delivery import DeliverySummary, TestSend
+from briefcast.delivery import DeliverySummary, TestSend, audience
+from briefcast.delivery.summary import reach_line
 from briefcast.errors import BriefcastError
 from briefcast.pipeline import check, read
+from briefcast.render.email import edition_names
+from briefcast.store import Store
 from briefcast.subscribers import SubscriberError, normalize_address
 from flows import prefect_defaults, server, without_heartbeats
 
@@ -111,10 +115,18 @@ def publish(
             "(no subscribers, no ledger; the rest stays a dry run).",
         ),
     ] = None,
+    to_everyone: Annotated[
+        bool,
+        typer.Option(
+            "--to-everyone",
+            help="Mail every subscriber, also those whose edition's language a brief is not "
+            "written in (by default they are left out; front matter: audience: everyone).",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
 ) -> None:
     """Read briefs, build every channel's output and write the previews; with --send, mail
-    the newsletter to the subscribers."""
+    the newsletter to the subscribers who read each brief's languages."""
     try:
         chosen = registry.parse(channels) if channels is not None else registry.names()
     except ChannelError as exc:
@@ -140,7 +152,9 @@ def publish(
     api = server.api_url(settings)
     temporary = server.Temporary() if api is None else None
     try:
-        _publish(paths, out, settings, chosen, send, resend_unknown, testers, api, temporary)
+        _publish(
+            paths, out, settings, chosen, send, resend_unknown, testers, api, temporary, to_everyone
+        )
     finally:
         if temporary is not None:
             temporary.stop()
@@ -156,6 +170,7 @@ def _publish(
     testers: list[str],
     api: str | None,
     temporary: server.Temporary | None,
+    to_everyone: bool,
 ) -> None:
     # Read every brief and build every output before the flow runs: bad input fails fast
     # and changes nothing.
@@ -190,6 +205,7 @@ def _publish(
                 out=str(out),
                 resend_unknown=resend_unknown,
                 test_to=testers or None,
+                to_everyone=to_everyone,
             )
     for brief, folder in zip(briefs, folders, strict=True):
         print(f"{brief.id}  languages={','.join(brief.languages)}  {folder}/index.html")
@@ -199,6 +215,8 @@ def _publish(
             raise typer.Exit(1)
         return
     if not send:
+        if "email" in chosen:
+            _print_reach(briefs, settings, to_everyone)
         console.print(f"[green]Dry run complete:[/] previews in {out}/ (nothing was sent).")
         return
     for name, summary in reporter.summaries:
@@ -215,6 +233,15 @@ def _publish(
         error(line)
     if errors:
         raise typer.Exit(1)
+
+
+def _print_reach(briefs: list[Brief], settings: Settings, to_everyone: bool) -> None:
+    """Whom --send would mail each brief to now: the active subscribers per edition."""
+    with Store(settings.database.url) as store:
+        for brief in briefs:
+            readers = audience.of_brief(brief, settings, everyone=to_everyone)
+            reach = audience.reach(store, readers, edition_names(settings.site))
+            print(f"{brief.id}  email {reach_line(reach, readers.left_out)}")
 
 
 def _check_out(out: Path) -> None:

@@ -134,6 +134,23 @@ def _unsubscribe_url(url: str) -> str:
     return url
 
 
+def _subscribe_url(url: str) -> str:
+    # "" is allowed: the site's subscriptions are handled nowhere we can link to.
+    if not url:
+        return url
+    try:  # what the pages do with it, so a stray "{x}" fails now, not mid-publish
+        filled = url.format(lang="en")
+    except KeyError as exc:
+        raise ValueError(f"{{{_esc(str(exc.args[0]))}}}: only {{lang}} may be in braces") from None
+    except (IndexError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"only {{lang}} may be in braces; write {{{{ or }}}} for a literal brace ({exc})"
+        ) from None
+    if not _is_http(filled):
+        raise ValueError(f'"{_esc(url)}" is not an absolute http(s) URL (or "" for no link)')
+    return url
+
+
 def _not_blank(value: Any) -> Any:
     # Before pydantic makes it a Path: Path("") is ".", the folder briefcast runs in.
     if isinstance(value, str) and not value.strip():
@@ -210,6 +227,11 @@ class SiteSettings(_Section):
     # The public site (feeds, pages, archive indexes) that `briefcast serve` serves. A
     # relative path is from the folder briefcast runs in.
     public_dir: Annotated[Path, BeforeValidator(_public_dir)] = Path("public")
+    # Where every public page's "Subscribe" link leads. Not set: `briefcast serve` handles
+    # subscriptions, at <base_url>/subscribe?lang=<the page's language>. A site hosted
+    # elsewhere gives its list's page (``{lang}`` is filled with the page's language), or ""
+    # for no link at all.
+    subscribe_url: Annotated[str, AfterValidator(_subscribe_url)] | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -218,6 +240,12 @@ class SiteSettings(_Section):
     def brief_url(self, brief_id: str, lang: str) -> str:
         """The brief's web page: the "view in browser" link and every feed item's link."""
         return f"{self.base_url.rstrip('/')}/{lang}/{brief_id}/"
+
+    def subscribe_link(self, lang: str) -> str:
+        """The public pages' subscribe link in ``lang``; "" when there is none."""
+        if self.subscribe_url is None:
+            return f"{self.base_url.rstrip('/')}/subscribe?lang={lang}"
+        return self.subscribe_url.format(lang=lang)
 
     def feed_url(self, lang: str, kind: str) -> str:
         name = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}[kind]

@@ -9,7 +9,7 @@ from briefcast import delivery
 from briefcast.brief import Brief
 from briefcast.channel import BuildContext, Outputs, Row
 from briefcast.config import Settings
-from briefcast.delivery import DeliverySummary, TestSend
+from briefcast.delivery import DeliverySummary, TestSend, audience
 from briefcast.delivery.worker import deliver_in_worker
 from briefcast.render.email import GMAIL_CLIP_BYTES, EmailEdition, build_emails
 from briefcast.render.preview import fragment
@@ -53,11 +53,15 @@ class EmailChannel:
     def send(
         self, outputs: Outputs, settings: Settings, *, resend_unknown: bool
     ) -> DeliverySummary:
-        """Mail the brief to every active subscriber who has not had it (the ``deliveries``
+        """Mail the brief to every active subscriber who reads it (briefcast.delivery.audience)
+        and has not had it (the ``deliveries``
         ledger, see briefcast.delivery), from a sending process of its own that reads the
         same settings."""
         return deliver_in_worker(
-            outputs.brief.id, outputs.of(self.name), resend_unknown=resend_unknown
+            outputs.brief.id,
+            outputs.of(self.name),
+            resend_unknown=resend_unknown,
+            audience=audience.of_brief(outputs.brief, settings),
         )
 
     def send_test(

@@ -9,6 +9,7 @@ against a Prefect server (and its workers). The tasks are thin: the work is in
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -102,15 +103,20 @@ def publish(
     out: str = "out",
     resend_unknown: bool = False,
     test_to: list[str] | None = None,
+    to_everyone: bool = False,
 ) -> list[str]:
     """Publish briefs; returns each brief's preview folder. With ``dry_run=False`` every
-    chosen channel that can send does; ``test_to`` mails the editions to those addresses."""
+    chosen channel that can send does; ``test_to`` mails the editions to those addresses.
+    ``to_everyone`` mails every subscriber, not only those who read a brief's languages
+    (as its front matter's ``audience: everyone`` does)."""
     settings = load_settings()
     names = registry.parse(channels) if channels else registry.names()
     senders = [n for n in names if sends(registry.get(n))] if not dry_run else []
     for name in senders:  # every channel ready before anything is archived or sent
         cast(Any, registry.get(name)).check_ready(settings)
     briefs = read_briefs(paths, settings)
+    if to_everyone:
+        briefs = [replace(b, to_everyone=True) for b in briefs]
     dated = date_briefs(briefs, settings)
     outputs = build_outputs(dated, settings, names)
     out_dir = Path(out)

@@ -37,10 +37,14 @@ from prefect.runtime import flow_run as current_run
 
 from briefcast import approval, pipeline
 from briefcast import channel as registry
+from briefcast.brief import Brief
 from briefcast.channel import Outputs, sends
 from briefcast.config import Settings, load_settings
-from briefcast.delivery import deliver, ledger
+from briefcast.delivery import audience, deliver, ledger
+from briefcast.delivery.audience import Audience
+from briefcast.delivery.summary import reach_line
 from briefcast.errors import BriefcastError
+from briefcast.render.email import edition_names
 from briefcast.safe_io import read_regular
 from briefcast.store import Store
 from flows.approve import Approval
@@ -83,7 +87,7 @@ def review(path: str, out: str = "out") -> str:
         # record what was previewed.
         brief_path = Path(path).absolute()
         try:
-            known = _preview(brief_path, out, run_id, settings)
+            known, brief = _preview(brief_path, out, run_id, settings)
         except Exception as exc:
             # Recorded, so that the editor's page and `briefcast reviews` show it, not only
             # the Prefect UI; the run still fails, with the same reason.
@@ -93,11 +97,15 @@ def review(path: str, out: str = "out") -> str:
                 )
             raise
         brief_id = known.brief_id
+        readers = audience.of_brief(brief, settings)
+        with _store(settings) as store:
+            reach = audience.reach(store, readers, edition_names(settings.site))
         create_markdown_artifact(
             key=f"approve-{brief_id}"[:100],
             markdown=(
                 f"# {brief_id} waits for approval\n\nPreview: `{known.preview}/index.html`\n\n"
                 f"Digest of what was previewed: `{known.digest}`\n\n"
+                f"Email {reach_line(reach, readers.left_out)} (as the list is now).\n\n"
                 "Approve with **Resume** here (the digest above), `briefcast approve "
                 f"{brief_id}` or on the editor's pages of `briefcast serve`."
             ),
@@ -110,7 +118,9 @@ def review(path: str, out: str = "out") -> str:
     return _approved(known, given, settings)
 
 
-def _preview(brief_path: Path, out: str, run_id: str, settings: Settings) -> approval.Review:
+def _preview(
+    brief_path: Path, out: str, run_id: str, settings: Settings
+) -> tuple[approval.Review, Brief]:
     """The brief's dry run, then its review recorded, waiting."""
     data = read_regular(brief_path, settings.input.max_bytes)
     before = approval.digest_of(data, settings)
@@ -119,7 +129,7 @@ def _preview(brief_path: Path, out: str, run_id: str, settings: Settings) -> app
         raise SendRefused(f"{brief_path.name} changed while it was previewed: save it again")
     [brief] = pipeline.read([brief_path], settings)
     with _store(settings) as store:
-        return approval.record(
+        review = approval.record(
             store,
             flow_run_id=run_id,
             brief_id=brief.id,
@@ -129,6 +139,7 @@ def _preview(brief_path: Path, out: str, run_id: str, settings: Settings) -> app
             brief=data,
             title=brief.title,
         )
+    return review, brief
 
 
 def _approved(known: approval.Review, given: Approval, settings: Settings) -> str:
@@ -231,7 +242,7 @@ def send(review_id: str) -> dict[str, int]:
     pipeline.archive([outputs.brief], settings, dry_run=False)
     try:
         if "email" in names:
-            _send_batches(known, settings)
+            _send_batches(known, settings, audience.of_brief(outputs.brief, settings))
         for name in names:
             if name == "social":  # one task per account, paced fleet-wide per network
                 _ = send_social(outputs, settings)
@@ -252,9 +263,10 @@ def send(review_id: str) -> dict[str, int]:
     return counts
 
 
-def _send_batches(known: approval.Review, settings: Settings) -> None:
-    """One ``send-batch`` flow run per keyset range of subscribers, all submitted at once so
-    that every worker of the pool takes some; a run that crashed (its worker or machine
+def _send_batches(known: approval.Review, settings: Settings, readers: Audience) -> None:
+    """One ``send-batch`` flow run per keyset range of the brief's subscribers (``readers``:
+    the query chooses them, so a batch holds only subscribers it mails), all submitted at
+    once so that every worker of the pool takes some; a run that crashed (its worker or machine
     died) is submitted again: the ledger sends only what is not sent yet."""
     logger = get_run_logger()
     tag = batch_tag(known.flow_run_id)
@@ -263,7 +275,7 @@ def _send_batches(known: approval.Review, settings: Settings) -> None:
     with get_client(sync_client=True) as client:
         _wait_for_earlier_batches(client, tag, logger)
     with _store(settings) as store:
-        ranges = ledger.subscriber_batches(store, settings.workflow.send_batch)
+        ranges = ledger.subscriber_batches(store, settings.workflow.send_batch, readers.where())
     pending: dict[tuple[int, int], Any] = {}
     attempts: dict[tuple[int, int], int] = {}
 
@@ -362,6 +374,7 @@ def send_batch(review_id: str, first: int, last: int) -> dict[str, int]:
             outputs.of("email"),
             settings,
             subscribers=(first, last),
+            audience=audience.of_brief(outputs.brief, settings),
         )
     if summary.error:
         raise BriefcastError(f"{known.brief_id} {first}-{last}: {summary.error}")

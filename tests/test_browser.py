@@ -196,6 +196,19 @@ def test_subscribe_confirm_change_the_edition_and_leave(served: Served, page: Pa
     assert status_of(served, VISITOR) == ("en", "unsubscribed")
 
 
+def test_a_reader_reaches_subscribe_from_a_brief_page_in_its_language(
+    served: Served, page: Page
+) -> None:
+    # The browser prefers English; the Italian "view in browser" page leads to the Italian form.
+    page.goto(newest_brief(served, "it"))
+    assert page.locator("html").get_attribute("lang") == "it"
+    page.get_by_role("link", name="Iscriviti via email").click()
+    assert page.url == f"{served.url}/subscribe?lang=it"
+    assert page.locator("html").get_attribute("lang") == "it"
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Iscriviti")
+    assert page.get_by_role("button", name="Iscriviti").is_visible()
+
+
 # --- every page: axe-core, no sideways scrolling, screenshots -------------------------------
 
 

@@ -317,7 +317,8 @@ def test_bilingual_editions_carry_their_own_language(
     en, it, both = (editions["bilingual", e] for e in ("en", "it", "both"))
     assert en.subject == "Paris summit: security guarantees for Ukraine"
     assert it.subject == "Vertice di Parigi: garanzie di sicurezza per l'Ucraina"
-    assert both.subject == f"{en.subject} / {it.subject}"
+    # Both titles are 102 characters together: the first language's title alone.
+    assert both.subject == en.subject
     assert "January 7, 2026" in en.html and "January 7, 2026" in en.text
     assert "7 gennaio 2026" in it.html and "7 gennaio 2026" in it.text
     assert "Coalizione dei Volenterosi" not in en.html
@@ -332,7 +333,7 @@ def test_bilingual_editions_carry_their_own_language(
         assert "fonts.googleapis.com" not in ed.html  # no remote loads
 
 
-def test_both_edition_jumps_to_each_language_in_site_order(
+def test_both_edition_jumps_to_each_language_in_the_briefs_order(
     editions: dict[tuple[str, str], EmailEdition],
 ) -> None:
     html = editions["bilingual", "both"].html
@@ -344,9 +345,79 @@ def test_both_edition_jumps_to_each_language_in_site_order(
     assert html.index(f'id="{targets[0]}"') < html.index(f'id="{targets[1]}"')
     assert html.index("Leaders from 35 countries") < html.index("I leader di 35 paesi")
 
-    # Languages are data: another order in the settings, another order in the email.
-    flipped = build_email(bilingual_brief(), settings(("it", "en")), "both").html
-    assert flipped.index("I leader di 35 paesi") < flipped.index("Leaders from 35 countries")
+    # The brief's first language comes first, whatever the settings' order: an
+    # Italian-first brief gets Italian first (subject, parts, jump links, <html lang>).
+    brief = bilingual_brief()
+    italian_first = replace(brief, sections=brief.sections[::-1])
+    for site_order in (("en", "it"), ("it", "en")):
+        flipped = build_email(italian_first, settings(site_order), "both")
+        html = flipped.html
+        assert html.index("I leader di 35 paesi") < html.index("Leaders from 35 countries")
+        assert re.findall(r'href="#([^"]+)"', html) == ["brief-it", "brief-en"]
+        assert html.index("Leggi in italiano") < html.index("Read in English")
+        assert re.search(r'<html[^>]* lang="it"', html)
+        assert flipped.subject == "Vertice di Parigi: garanzie di sicurezza per l'Ucraina"
+        assert parse(flipped.eml)["Subject"].lstrip() == flipped.subject
+    same = build_email(brief, settings(("it", "en")), "both").html
+    assert same.index("Leaders from 35 countries") < same.index("I leader di 35 paesi")
+    # An English-only brief: English first, then the notice for Italian.
+    english = build_email(english_only_brief(), settings(("it", "en")), "both")
+    assert english.html.index("peacekeeping contingent") < english.html.index(
+        "Questo brief non è disponibile"
+    )
+
+
+def titled(en: str, it: str) -> Brief:
+    brief = bilingual_brief()
+    sections = (replace(brief.sections[0], title=en), replace(brief.sections[1], title=it))
+    return replace(brief, title=en, sections=sections)
+
+
+@pytest.mark.parametrize(
+    ("en", "it", "subject"),
+    [
+        # Both fit in 77: both, in the brief's order.
+        ("Paris summit", "Vertice di Parigi", "Paris summit / Vertice di Parigi"),
+        # Exactly 77 together: still both.
+        (
+            "Paris summit agrees Ukraine guarantee",
+            "Intesa a Parigi sulle garanzie a Kiev",
+            "Paris summit agrees Ukraine guarantee / Intesa a Parigi sulle garanzie a Kiev",
+        ),
+        # 78 together: the first title alone.
+        (
+            "Paris summit agrees Ukraine guarantee",
+            "Intesa a Parigi sulle garanzie a Kiev!",
+            "Paris summit agrees Ukraine guarantee",
+        ),
+        # The same title in both languages is given once.
+        ("Brexit", "Brexit", "Brexit"),
+        # A first title too long on its own: cut at a word, with "…".
+        (
+            "Leaders of thirty-five countries agree in Paris on the guarantees for Ukraine "
+            "after a ceasefire",
+            "Garanzie",
+            "Leaders of thirty-five countries agree in Paris on the guarantees for…",
+        ),
+    ],
+)
+def test_both_subject_fits_a_phones_inbox(en: str, it: str, subject: str) -> None:
+    both = build_email(titled(en, it), settings(), "both")
+    assert both.subject == subject
+    assert len(both.subject) <= 77
+    # The header is folded at 78 characters (RFC 5322 2.2.3), and Python's folding leaves
+    # whitespace that mail clients collapse: a leading space when the whole subject moves to
+    # its own line, two spaces before an encoded word ("for…") on the next line.
+    assert " ".join(parse(both.eml)["Subject"].split()) == subject
+
+
+def test_every_subject_is_under_78_characters_cut_at_a_word() -> None:
+    long = "Vertice di Parigi: i leader di trentacinque paesi concordano le garanzie di sicurezza"
+    for edition in ("en", "it", "both"):
+        ed = build_email(titled(long.replace("Vertice", "Summit"), long), settings(), edition)
+        assert len(ed.subject) <= 77, ed.subject
+        assert ed.subject.endswith("…") and not ed.subject.endswith(" …")
+        assert (long + " ").startswith(ed.subject.replace("Summit", "Vertice")[:-1] + " ")
 
 
 def test_third_language_is_not_smuggled_into_the_editions(

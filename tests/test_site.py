@@ -183,6 +183,9 @@ def test_publish_send_feed_and_web_through_the_cli(
             assert f"{lang}/{name}" in site_v1, name
     assert "index.html" in site_v1
     assert any(p.startswith("en/tags/ucraina/") for p in site_v1)
+    # Every public page links to serve's /subscribe in the page's language (the default).
+    for path, (lang, links) in subscribe_links(public).items():
+        assert [href for href, _ in links] == [f"{BASE}/subscribe?lang={lang}"], path
     with Store(f"sqlite:///{tmp_path / 'b.db'}") as store:
         records = SendLedger(store).for_brief(seed)
     assert [(r.key.channel, r.key.target, r.key.part, r.status) for r in records] == [
@@ -267,13 +270,102 @@ def test_every_link_on_the_site_leads_to_a_file_of_it(settings: Settings, store:
     site.update_site(store, settings)
     public = settings.site.public_dir
     checked = 0
+    # The subscribe link leads to briefcast serve's page, not to a file (test_browser.py
+    # follows it); test_every_public_page_links_to_subscribe_in_its_language checks it.
+    subscribe = {settings.site.subscribe_link(lang) for lang in settings.site.languages}
     for path in public.rglob("*.html"):
         doc = page(path)
         for href in doc.xpath("//a/@href | //link/@href"):
-            if href.startswith(BASE):
+            if href.startswith(BASE) and href not in subscribe:
                 assert served(settings, href).is_file(), (path, href)
                 checked += 1
     assert checked > 50
+
+
+def subscribe_links(public: Path) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Each public page's language and its subscribe links (href, text), by path."""
+    found = {}
+    for path in sorted(public.rglob("*.html")):
+        doc = page(path)
+        links = [
+            (a.get("href"), a.text_content().strip()) for a in doc.xpath("//a[@class='subscribe']")
+        ]
+        found[path.relative_to(public).as_posix()] = (doc.get("lang"), links)
+    return found
+
+
+def test_every_public_page_links_to_subscribe_in_its_language(
+    settings: Settings, store: Store
+) -> None:
+    publish(
+        store,
+        make("bilingual", day(2), tags=("EU",)),
+        make("english", day(1), ("en",)),
+    )
+    site.update_site(store, settings)
+    pages = subscribe_links(settings.site.public_dir)
+    words = {"en": "Subscribe by email", "it": "Iscriviti via email"}
+    # The root, both archives and their tag pages, every brief page (the "view in browser"
+    # page), the English brief's Italian page included.
+    assert {
+        "index.html",
+        "en/index.html",
+        "it/index.html",
+        "en/tags/eu/index.html",
+        "en/bilingual/index.html",
+        "it/bilingual/index.html",
+        "en/english/index.html",
+        "it/english/index.html",
+    } <= set(pages)
+    for path, (lang, links) in pages.items():
+        assert links == [(f"{BASE}/subscribe?lang={lang}", words[lang])], path
+    # The feeds' readers are told how to follow them, in the page's language.
+    how = page(settings.site.public_dir / "it" / "index.html").xpath("//footer//p[@class='how']")
+    assert [p.text for p in how] == ["Copia l'indirizzo di un feed nel tuo lettore di feed."]
+
+
+def test_subscribe_link_elsewhere_or_none(tmp_path: Path, settings: Settings) -> None:
+    elsewhere = settings.model_copy(
+        update={
+            "site": settings.site.model_copy(
+                update={"subscribe_url": "https://lists.example.net/join?l={lang}"}
+            )
+        }
+    )
+    with Store(settings.database.url) as store:
+        publish(store, make("bilingual", day(2)))
+        site.update_site(store, elsewhere)
+        pages = subscribe_links(settings.site.public_dir)
+        assert len(pages) >= 5
+        for path, (lang, links) in pages.items():
+            assert [href for href, _ in links] == [f"https://lists.example.net/join?l={lang}"], path
+
+        nowhere = settings.model_copy(
+            update={"site": settings.site.model_copy(update={"subscribe_url": ""})}
+        )
+        site.update_site(store, nowhere)
+        pages = subscribe_links(settings.site.public_dir)
+        assert len(pages) >= 5
+        assert all(links == [] for _lang, links in pages.values())
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("/subscribe", "not an absolute http(s) URL"),
+        ("https://lists.example.net/{language}", "{language}: only {lang} may be in braces"),
+        ("https://lists.example.net/{", "only {lang} may be in braces"),
+        ("javascript:alert(1)", "not an absolute http(s) URL"),
+    ],
+)
+def test_subscribe_url_setting_is_checked(
+    monkeypatch: pytest.MonkeyPatch, value: str, why: str
+) -> None:
+    monkeypatch.setenv("BRIEFCAST_SITE__SUBSCRIBE_URL", value)
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert "subscribe_url" in str(exc.value) and why in str(exc.value)
+    assert "\n" not in str(exc.value)
 
 
 def test_brief_pages_have_hreflang_open_graph_twitter_and_a_language_switch(

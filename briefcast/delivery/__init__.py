@@ -2,6 +2,7 @@
 
 - :mod:`~briefcast.delivery.run`: ``deliver``, the live send through the ledger (of a whole
   brief, or of one batch of its subscribers: ``subscriber_batches`` cuts the list);
+- :mod:`~briefcast.delivery.audience`: who a brief is mailed to (by default, its readers);
 - :mod:`~briefcast.delivery.trial`: ``send_test`` (``--test-to``), outside the ledger;
 - :mod:`~briefcast.delivery.preflight`: ``check_ready`` and ``DeliveryError``;
 - :mod:`~briefcast.delivery.summary`: what a send reports, and to whom (``reporting``);

@@ -86,10 +86,11 @@ class Recipient(Protocol):
     def language(self) -> str: ...
 
 
-def subscriber_batches(store: Store, size: int) -> list[SubscriberRange]:
-    """The active subscribers cut into batches of ``size`` (the last may be smaller), as
+def subscriber_batches(store: Store, size: int, where: Any = None) -> list[SubscriberRange]:
+    """The active subscribers (those ``where`` says, an ``Audience.where()``: the brief's
+    audience) cut into batches of ``size`` (the last may be smaller), as
     ``(first_id, last_id)`` ranges in id order, disjoint, both ends included: each range
-    holds exactly ``size`` active subscribers. Only ids are read, a keyset page at a time,
+    holds exactly ``size`` of them. Only ids are read, a keyset page at a time,
     so memory stays bounded by ``size`` whatever the list's length.
 
     The ranges describe the list as it is now: a subscriber who becomes active later with an
@@ -99,11 +100,13 @@ def subscriber_batches(store: Store, size: int) -> list[SubscriberRange]:
         raise ValueError("size must be at least 1")
     ranges: list[SubscriberRange] = []
     last = 0
+    if where is None:
+        where = subscriber_table.c.status == "active"
     with store.engine.connect() as conn:
         while True:
             query = (
                 select(subscriber_table.c.id)
-                .where(subscriber_table.c.status == "active", subscriber_table.c.id > last)
+                .where(where, subscriber_table.c.id > last)
                 .order_by(subscriber_table.c.id)
                 .limit(size)
             )
@@ -306,6 +309,19 @@ def counts(
         query = query.where(deliveries.c.updated_at >= since)
     with store.engine.connect() as conn:
         return Counter({status: int(n) for status, n in conn.execute(query)})
+
+
+def by_edition(
+    store: Store, brief_id: str, subscribers: SubscriberRange | None = None
+) -> Counter[str]:
+    """The brief's rows (the subscribers it is for) per edition."""
+    query = (
+        select(deliveries.c.edition, func.count())
+        .where(_of(brief_id, subscribers))
+        .group_by(deliveries.c.edition)
+    )
+    with store.engine.connect() as conn:
+        return Counter({edition: int(n) for edition, n in conn.execute(query)})
 
 
 def addresses(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_
@@ -29,6 +30,7 @@ from sqlalchemy import and_
 from briefcast import subscribers as subscriber_store
 from briefcast.config import Settings
 from briefcast.delivery import ledger, lock, tokens
+from briefcast.delivery.audience import EVERYONE, Audience
 from briefcast.delivery.dkim import DkimError, DkimSigner
 from briefcast.delivery.ledger import (
     Claim,
@@ -122,9 +124,11 @@ def deliver(
     reporter: Reporter | None = None,
     stop: threading.Event | None = None,
     subscribers: SubscriberRange | None = None,
+    audience: Audience = EVERYONE,
 ) -> DeliverySummary:
-    """Send one brief to its active subscribers; safe to re-run at any time after any crash
-    (it mails exactly those not yet mailed). Returns what happened. Setting ``stop`` ends
+    """Send one brief to its active subscribers in ``audience`` (by default the whole
+    list; see :mod:`briefcast.delivery.audience`); safe to re-run at any time after any
+    crash (it mails exactly those not yet mailed). Returns what happened. Setting ``stop`` ends
     the run early and cleanly: the messages under way finish and are recorded.
 
     ``subscribers=(first_id, last_id)`` sends only to the subscribers with ids in that range
@@ -158,6 +162,7 @@ def deliver(
                 reporter,
                 stop or threading.Event(),
                 subscribers,
+                audience,
             )
     except lock.BriefBusy as exc:
         raise DeliveryError(str(exc)) from exc
@@ -179,12 +184,14 @@ def _check_range(subscribers: SubscriberRange) -> SubscriberRange:
 
 
 def _active(
-    store: Store, batch: int, subscribers: SubscriberRange | None
+    store: Store, batch: int, subscribers: SubscriberRange | None, audience: Audience
 ) -> Iterator[subscriber_store.Subscriber]:
-    if subscribers is None:
-        return subscriber_store.iter_active(store, batch=batch)
-    first, last = subscribers
-    where = and_(subscriber_table.c.status == "active", subscriber_table.c.id.between(first, last))
+    """The active subscribers the brief is for (of the batch when given), chosen by the
+    query: a subscriber left out never gets a row in the ledger."""
+    where = audience.where()
+    if subscribers is not None:
+        first, last = subscribers
+        where = and_(where, subscriber_table.c.id.between(first, last))
     return subscriber_store.walk(store, where, batch)
 
 
@@ -198,6 +205,7 @@ def _deliver(
     reporter: Reporter | None,
     stop: threading.Event,
     subscribers: SubscriberRange | None,
+    audience: Audience,
 ) -> DeliverySummary:
     d = settings.delivery
     started = _now()
@@ -206,7 +214,7 @@ def _deliver(
     ledger.enqueue(
         store,
         brief_id,
-        _active(store, d.batch_size, subscribers),
+        _active(store, d.batch_size, subscribers, audience),
         messages.editions,
         started,
         d.batch_size,
@@ -265,7 +273,10 @@ def _deliver(
             stop.wait(max(0.0, (retry_at - _now()).total_seconds()))
             total += ledger.count_due(store, brief_id, _now(), subscribers)
 
-    return _summary(store, brief_id, started, busy, error, subscribers)
+    summary = _summary(store, brief_id, started, busy, error, subscribers, audience)
+    # Whom each edition reaches, in the editions' order (en, it, both).
+    reach = ledger.by_edition(store, brief_id, subscribers)
+    return replace(summary, editions={e: reach[e] for e in messages.editions if reach[e]})
 
 
 def _attempted(outcomes: dict[str, int]) -> int:
@@ -279,6 +290,7 @@ def _summary(
     seconds: float,
     error: str | None,
     subscribers: SubscriberRange | None,
+    audience: Audience,
 ) -> DeliverySummary:
     this_run = ledger.counts(store, brief_id, since=started, subscribers=subscribers)
     everything = ledger.counts(store, brief_id, subscribers=subscribers)
@@ -291,4 +303,5 @@ def _summary(
         unknown=ledger.addresses(store, brief_id, "unknown", LISTED, subscribers),
         deferred=ledger.addresses(store, brief_id, "deferred", LISTED, subscribers),
         error=error,
+        left_out=list(audience.left_out),
     )

@@ -3,6 +3,7 @@ and the :class:`Reporter` that watches them (registered with :func:`reporting`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +20,10 @@ class DeliverySummary:
     unknown: list[str] = field(default_factory=list)  # first addresses whose outcome is unknown
     deferred: list[str] = field(default_factory=list)
     error: str | None = None  # why the run stopped early, if it did
+    # The subscribers the brief is for (its rows in the ledger), per edition; and the site
+    # languages whose subscribers it is not mailed to (briefcast.delivery.audience).
+    editions: dict[str, int] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -39,8 +44,22 @@ class DeliverySummary:
         )
         return (
             f"brief {self.brief_id}: {counts}, skipped {self.skipped:,} "
-            f"in {self.seconds:.1f} s ({self.rate:,.0f} msg/s)"
+            f"in {self.seconds:.1f} s ({self.rate:,.0f} msg/s); {self.reach()}"
         )
+
+    def reach(self) -> str:
+        return reach_line(self.editions, self.left_out)
+
+
+def reach_line(editions: dict[str, int], left_out: Sequence[str]) -> str:
+    """``for 3 subscribers: en 2, both 1; not mailed: it subscribers (not in their
+    language)``: whom each edition reaches, for the summaries and the dry run."""
+    total = sum(editions.values())
+    each = ", ".join(f"{edition} {n:,}" for edition, n in editions.items())
+    text = f"for {total:,} subscribers" + (f": {each}" if each else "")
+    if left_out:
+        text += f"; not mailed: {', '.join(left_out)} subscribers (not in their language)"
+    return text
 
 
 @dataclass(frozen=True)

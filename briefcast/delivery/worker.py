@@ -6,9 +6,10 @@ sending loop lives on. The send needs only the store, the SMTP loop and the prep
 editions, so it runs here: small, flat in memory whatever the list's size, and alone.
 
 The parent writes one JSON line on the worker's stdin (the brief, its editions' ``.eml``
-bytes, ``resend_unknown``, and ``subscribers``: the batch's ``[first_id, last_id]`` or null
-for the whole brief) and keeps stdin open; the worker reads the same settings (the
-environment and ``BRIEFCAST_CONFIG`` are inherited) and answers in JSON lines on stdout:
+bytes, ``resend_unknown``, ``subscribers``: the batch's ``[first_id, last_id]`` or null
+for the whole brief, and ``left_out``: the languages whose subscribers it is not for) and
+keeps stdin open; the worker reads the same settings (the environment and
+``BRIEFCAST_CONFIG`` are inherited) and answers in JSON lines on stdout:
 ``{"progress": [done, total]}`` while sending, then ``{"summary": {...}}`` or
 ``{"error": "..."}``. If the parent goes away (stdin closes) or sends SIGTERM/SIGINT, the
 worker stops cleanly: the messages under way finish and are recorded.
@@ -27,6 +28,7 @@ from dataclasses import asdict
 from typing import IO, Any
 
 from briefcast.config import load_settings
+from briefcast.delivery.audience import EVERYONE, Audience
 from briefcast.delivery.preflight import DeliveryError
 from briefcast.delivery.prepared import PreparedEdition
 from briefcast.delivery.run import deliver
@@ -44,6 +46,7 @@ def spec_line(
     *,
     resend_unknown: bool,
     subscribers: tuple[int, int] | None = None,
+    audience: Audience = EVERYONE,
 ) -> str:
     """What the worker reads on stdin: one JSON line."""
     editions = {m.edition: base64.b64encode(m.eml).decode("ascii") for m in mails}
@@ -52,6 +55,7 @@ def spec_line(
         "resend_unknown": resend_unknown,
         "editions": editions,
         "subscribers": list(subscribers) if subscribers is not None else None,
+        "left_out": list(audience.left_out),
     }
     return json.dumps(spec) + "\n"
 
@@ -63,9 +67,10 @@ def deliver_in_worker(
     resend_unknown: bool = False,
     reporter: Reporter | None = None,
     subscribers: tuple[int, int] | None = None,
+    audience: Audience = EVERYONE,
 ) -> DeliverySummary:
     """:func:`briefcast.delivery.deliver`, run by a worker process with the same settings
-    (``subscribers``: one batch of the brief, as there)."""
+    (``subscribers``: one batch of the brief, ``audience`` its readers, as there)."""
     reporter = reporter or current_reporter()
     proc = subprocess.Popen(
         COMMAND,
@@ -81,7 +86,13 @@ def deliver_in_worker(
     summary: DeliverySummary | None = None
     refused: str | None = None
     try:
-        spec = spec_line(brief_id, mails, resend_unknown=resend_unknown, subscribers=subscribers)
+        spec = spec_line(
+            brief_id,
+            mails,
+            resend_unknown=resend_unknown,
+            subscribers=subscribers,
+            audience=audience,
+        )
         proc.stdin.write(spec)
         proc.stdin.flush()  # and left open: closing it tells the worker to stop
         for line in proc.stdout:
@@ -180,6 +191,7 @@ def main() -> int:
                 reporter=reporter,
                 stop=stop,
                 subscribers=(batch[0], batch[1]) if batch is not None else None,
+                audience=Audience(tuple(spec.get("left_out") or ())),
             )
     except DeliveryError as exc:
         reporter.error(str(exc))

@@ -36,6 +36,7 @@ class Parts:
     byline: str | None = None
     section_tags: dict[str, list[str]] = field(default_factory=dict)  # per language, if given
     section_footers: dict[str, list[str]] = field(default_factory=dict)
+    to_everyone: bool = False  # front matter "audience: everyone"
 
 
 def split_marked(
@@ -124,6 +125,7 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
             byline=parts.byline,
             source=source.path.name,
             digest=source.digest,
+            to_everyone=parts.to_everyone,
         )
     except InvalidBrief as exc:
         raise BriefError(source.path, str(exc)) from None

@@ -32,6 +32,9 @@ PerLanguage = dict[str, str | None]
 Lines = list[str] | str
 PerLanguageLines = dict[str, Lines | None]
 BYLINE_MAX = 200
+# Who the email goes to: "readers" (the default), the subscribers whose edition is in a
+# language the brief is written in, or "both"; "everyone", every active subscriber.
+AUDIENCES = ("readers", "everyone")
 
 
 class FrontMatter(BaseModel):
@@ -48,6 +51,14 @@ class FrontMatter(BaseModel):
     publisher: str | None = Field(None, max_length=200)
     byline: str | None = Field(None, max_length=BYLINE_MAX)  # the author(s), every channel
     lang: str | None = Field(None, max_length=3)
+    audience: str | None = None
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() not in AUDIENCES:
+            raise ValueError(f"{value[:40]!r} is not one of {', '.join(AUDIENCES)}")
+        return value.strip() if value is not None else None
 
     @field_validator("date", mode="before")
     @classmethod
@@ -127,6 +138,7 @@ EXPECTED = {
     "byline": f"text, at most {BYLINE_MAX} characters",
     "publisher": "text, at most 200 characters",
     "lang": "a language code such as en or it",
+    "audience": f"one of {', '.join(AUDIENCES)}",
 }
 
 

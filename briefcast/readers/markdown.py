@@ -98,6 +98,7 @@ def read_markdown(source: Source, settings: Settings) -> Parts:
         byline=(meta.byline or "").strip() or None,
         section_tags={lang: tags for lang, tags in tags_in.items() if lang},
         section_footers=footers,
+        to_everyone=meta.audience == "everyone",
     )
 
 

@@ -42,10 +42,13 @@ TOKEN_MAX = 42
 BOTH = "both"
 TEXT_WIDTH = 72
 PREHEADER_MAX = 200
-# Longer subjects are cut at a word with "…": RFC 5322 allows more, but mail clients show
-# 40 to 130 characters and spam filters dislike long ones; 200 keeps both titles of the
-# bilingual edition ("English title / Titolo italiano") whole in practice.
-SUBJECT_MAX = 200
+# Longer subjects are cut at a word with "…". RFC 5322 allows more, but its lines stay
+# under 78 characters, mail clients show 40 (Gmail on a phone) to 130, and spam filters
+# dislike long ones. The bilingual edition gives both titles ("English title / Titolo
+# italiano") only when the two fit; otherwise its first language's title alone, so a reader
+# sees a whole title in their first language rather than two halves.
+SUBJECT_MAX = 77
+SUBJECT_JOIN = " / "
 GMAIL_CLIP_BYTES = 102 * 1024
 
 
@@ -118,7 +121,7 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
     if not brief.sections:
         raise ValueError(f"brief {brief.id} has no text")
 
-    wanted = list(site.languages) if edition == BOTH else [edition]
+    wanted = _both_order(brief, site) if edition == BOTH else [edition]
     shown = [lang for lang in wanted if brief.section(lang)] or [_fallback_language(brief, site)]
     missing = [lang for lang in wanted if not brief.section(lang)]
     parts = [
@@ -126,7 +129,7 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
         for lang in shown
     ]
 
-    subject = _clip(" / ".join(dict.fromkeys(part.title for part in parts)), SUBJECT_MAX)
+    subject = _subject([part.title for part in parts])
     preheader = _clip(parts[0].summary, PREHEADER_MAX)
     unsubscribe_url = settings.email.unsubscribe_url.format(token=TOKEN_PLACEHOLDER)
     context = {
@@ -158,6 +161,20 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
     text = _tidy(_env(site.templates_dir).get_template("edition.txt").render(context))
     eml = _message(brief, settings, edition, subject, shown, html, text, unsubscribe_url)
     return EmailEdition(edition, subject, preheader, html, text, eml)
+
+
+def _both_order(brief: Brief, site: SiteSettings) -> list[str]:
+    """The bilingual edition's languages: the brief's own order first (an Italian-first
+    brief reads Italian first), then the site's languages it is not written in."""
+    written = [lang for lang in brief.languages if lang in site.languages]
+    return [*written, *(lang for lang in site.languages if lang not in written)]
+
+
+def _subject(titles: list[str]) -> str:
+    """Every title when they fit in ``SUBJECT_MAX`` together; else the first alone, cut."""
+    titles = [" ".join(title.split()) for title in dict.fromkeys(titles)]
+    joined = SUBJECT_JOIN.join(titles)
+    return joined if len(joined) <= SUBJECT_MAX else _clip(titles[0], SUBJECT_MAX)
 
 
 def _fallback_language(brief: Brief, site: SiteSettings) -> str:

@@ -148,6 +148,7 @@ def archive_pages(
             ),
             feeds=feeds,
             feed_title=feed_title,
+            subscribe_url=site.subscribe_link(lang),
             words=_words(lang, words_from),
         )
         out.append((here + layout.INDEX, html))
@@ -178,6 +179,8 @@ def root_page(settings: Settings) -> str:
             languages=languages,
             choose=" · ".join(choose),
             og_locale=layout.og_locale(first),
+            subscribe_url=site.subscribe_link(first),
+            words=_words(first, site.templates_dir),
         )
     )
 
@@ -195,5 +198,14 @@ def _item(entry: Entry, site: SiteSettings, lang: str) -> dict[str, Any]:
 
 
 def _words(lang: str, templates_dir: Path | None) -> dict[str, str]:
-    keys = ("tags", "follow_feeds", "site_newer", "site_older", "site_nothing_yet", "site_language")
+    keys = (
+        "tags",
+        "follow_feeds",
+        "follow_feeds_how",
+        "subscribe_link",
+        "site_newer",
+        "site_older",
+        "site_nothing_yet",
+        "site_language",
+    )
     return {key: t(lang, key, templates_dir=templates_dir) for key in keys}

@@ -99,9 +99,17 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
         alternates=alternates,
         feeds=feeds,
         feed_title=t(lang, "feed_title", templates_dir=words_from, site=site.name),
+        subscribe_url=site.subscribe_link(lang),
         words={
             key: t(lang, key, templates_dir=words_from)
-            for key in ("published", "tags", "other_languages", "follow_feeds")
+            for key in (
+                "published",
+                "tags",
+                "other_languages",
+                "follow_feeds",
+                "follow_feeds_how",
+                "subscribe_link",
+            )
         },
     )
 
