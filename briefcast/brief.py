@@ -9,6 +9,7 @@ bidi-override characters; no text holds characters XML or UTF-8 cannot carry.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -126,6 +127,10 @@ _SPAN_DEFAULTS: dict[str, Any] = {
 Cells = tuple[tuple[Span, ...], ...]
 
 
+def _cells(block: Block) -> Iterator[Span]:
+    return (span for row in block.rows for cell in row for span in cell)
+
+
 def spans_text(spans: tuple[Span, ...]) -> str:
     """What a reader reads of the spans: their text, footnote references left out."""
     return "".join(s.text for s in spans)
@@ -225,6 +230,7 @@ class Brief:
     # Mailed to every subscriber (front matter ``audience: everyone``), not only to those
     # who read a language it is written in (briefcast.delivery.audience).
     to_everyone: bool = False
+    link: str | None = None  # social posts' link: "first" (the brief's first) or an address
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     # The brief states no date: ``date`` is when it was first seen, given by ``dated``.
     date_assigned: bool = field(default=False, compare=False)
@@ -252,6 +258,16 @@ class Brief:
     def title_in(self, lang: str) -> str:
         s = self.section(lang)
         return (s.title if s and s.title else None) or self.title
+
+    def post_link(self, lang: str, page: str) -> str:
+        """What a social post in ``lang`` links to (its card): ``page``, the brief's web
+        page, unless the brief chose its first link ("first") or an address of its own."""
+        if self.link == "first":
+            s = self.section(lang)
+            spans = (span for b in (s.blocks if s else ()) for span in (*b.spans, *_cells(b)))
+            links = (x.href for x in spans if not x.image and x.href.startswith(IMAGE_SCHEMES))
+            return next(links, page)
+        return self.link or page
 
     def tags_in(self, lang: str) -> tuple[str, ...]:
         """The tags shown in ``lang``: its own when given per language, else all of them."""
@@ -309,6 +325,8 @@ class Brief:
             "footer": list(self.footer),
             "publisher": self.publisher,
             "byline": self.byline,
+            "to_everyone": self.to_everyone,
+            "link": self.link,
             "source": self.source,
             "digest": self.digest,
             "sections": [
@@ -339,6 +357,8 @@ class Brief:
             footer=tuple(d.get("footer", ())),
             publisher=d.get("publisher"),
             byline=d.get("byline"),
+            to_everyone=bool(d.get("to_everyone", False)),
+            link=d.get("link"),
             source=d.get("source", ""),
             digest=d.get("digest", ""),
             sections=tuple(

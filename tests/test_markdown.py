@@ -23,6 +23,7 @@ from test_hostile import nothing_written
 
 RICH = """---
 id: rich
+link: first
 title:
   en: Paris agrees on a force
   it: Intesa a Parigi sulla forza
@@ -243,14 +244,22 @@ def test_web_pages_and_feeds_carry_the_same_markup(out: Path) -> None:
         assert content_atom == item["content_html"]
 
 
-def test_social_posts_show_no_markdown(out: Path) -> None:
-    posts = [
-        json.loads(p.read_text("utf-8")) for p in (out / "social").rglob("*.json") if p.is_file()
-    ] or [p.read_text("utf-8") for p in (out / "social").rglob("*.txt")]
-    text = json.dumps(posts, ensure_ascii=False)
-    assert "Leaders from 35 countries met in Paris on Tuesday." in text
-    for syntax in ("**", "](", "[^", "!["):
-        assert syntax not in text, syntax
+def test_social_posts_show_no_markdown_and_link_as_chosen(published: Path) -> None:
+    """`link: first`: the posts of "rich" link to its first link in their language; a brief
+    that chose nothing links to its page."""
+    for brief_id, wanted in {
+        "rich": {"en": "https://example.org/paris?a=1&b=2", "it": "https://example.org/parigi"},
+        "bylined": {lang: f"/{lang}/bylined/" for lang in ("en", "it")},
+    }.items():
+        posts = json.loads((published / brief_id / "social" / "posts.json").read_text("utf-8"))
+        assert {p["network"] for p in posts} == {"x", "mastodon", "bluesky"}
+        for post in posts:
+            text = "\n".join(part["text"] for part in post["posts"])
+            assert text.rstrip().endswith(wanted[post["lang"]]), (brief_id, text)
+            for syntax in ("**", "](", "[^", "!["):
+                assert syntax not in text, syntax
+    rich = json.loads((published / "rich" / "social" / "posts.json").read_text("utf-8"))
+    assert "Leaders from 35 countries met in Paris on Tuesday." in json.dumps(rich)
 
 
 @pytest.mark.parametrize(
@@ -260,13 +269,15 @@ def test_social_posts_show_no_markdown(out: Path) -> None:
         ("Text.\n\n![x](javascript:alert(1))\n", "line 7: image"),
         ("A claim.[^2]\n", "line 5: footnote [^2] is never defined"),
         ("A claim.\n\n[^9]: A note nobody cites.\n", "line 7: footnote [^9] is never referenced"),
+        ("link: javascript:alert(1)", "front matter key 'link'"),
     ],
 )
 def test_what_markdown_would_lose_is_refused_naming_the_line(
     tmp_path: Path, body: str, reason: str
 ) -> None:
     bad = tmp_path / "bad.md"
-    bad.write_text(f"---\ntitle: T\nlang: en\n---\n{body}", "utf-8")
+    meta, body = (f"{body}\n", "Text.\n") if body.startswith("link:") else ("", body)
+    bad.write_text(f"---\ntitle: T\nlang: en\n{meta}---\n{body}", "utf-8")
     before = set(tmp_path.rglob("*"))
     line = one_line_error(briefcast("publish", bad, cwd=tmp_path))
     assert "bad.md" in line and reason in line, line

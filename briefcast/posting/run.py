@@ -347,9 +347,10 @@ def _parts(brief: Brief, post: SocialPost, limit: int, settings: Settings) -> tu
 
 
 def _card(brief: Brief, lang: str, settings: Settings) -> LinkCard:
-    """The brief's page, for networks that show a link card (Bluesky)."""
+    """What the post links to (the brief's page, or the link it chose), for networks that
+    show a link card (Bluesky)."""
     return LinkCard(
-        url=settings.site.brief_url(brief.id, lang),
+        url=brief.post_link(lang, settings.site.brief_url(brief.id, lang)),
         title=brief.title_in(lang),
         description=brief.summary_in(lang),
     )

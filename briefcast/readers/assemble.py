@@ -37,6 +37,7 @@ class Parts:
     section_tags: dict[str, list[str]] = field(default_factory=dict)  # per language, if given
     section_footers: dict[str, list[str]] = field(default_factory=dict)
     to_everyone: bool = False  # front matter "audience: everyone"
+    link: str | None = None  # front matter "link:": "first" or an address
 
 
 def split_marked(
@@ -126,6 +127,7 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
             source=source.path.name,
             digest=source.digest,
             to_everyone=parts.to_everyone,
+            link=parts.link,
         )
     except InvalidBrief as exc:
         raise BriefError(source.path, str(exc)) from None

@@ -14,7 +14,7 @@ from typing import Any, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from briefcast.brief import ID_RULE
+from briefcast.brief import ID_RULE, IMAGE_SCHEMES, safe_href
 
 TITLE_MAX = 1000
 SUMMARY_MAX = 5000
@@ -52,6 +52,18 @@ class FrontMatter(BaseModel):
     byline: str | None = Field(None, max_length=BYLINE_MAX)  # the author(s), every channel
     lang: str | None = Field(None, max_length=3)
     audience: str | None = None
+    # What social posts link to (their card): the brief's page by default; "first", the
+    # brief's first link in the post's language; or an http(s) address.
+    link: str | None = Field(None, max_length=2000)
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "first":
+            return value and value.strip()
+        if not safe_href(value, IMAGE_SCHEMES):
+            raise ValueError(f"{value[:40]!r} is neither first nor an http(s) address")
+        return value.strip()
 
     @field_validator("audience")
     @classmethod
@@ -136,6 +148,7 @@ EXPECTED = {
     "tags": "a list of words, or words separated by commas (or one of those per language)",
     "footer": "text, or a list of lines (or one of those per language)",
     "byline": f"text, at most {BYLINE_MAX} characters",
+    "link": "first, or an http(s) address",
     "publisher": "text, at most 200 characters",
     "lang": "a language code such as en or it",
     "audience": f"one of {', '.join(AUDIENCES)}",

@@ -99,6 +99,7 @@ def read_markdown(source: Source, settings: Settings) -> Parts:
         section_tags={lang: tags for lang, tags in tags_in.items() if lang},
         section_footers=footers,
         to_everyone=meta.audience == "everyone",
+        link=meta.link,
     )
 
 

@@ -567,7 +567,7 @@ def network_post(
     limit = default if limit is None else limit
     if network == "x" and limit != X_LIMIT:
         raise ValueError(f"X posts are built for {X_LIMIT} characters, not {limit}")
-    teaser, link = _teaser(brief, lang), site.brief_url(brief.id, lang)
+    teaser, link = _teaser(brief, lang), brief.post_link(lang, site.brief_url(brief.id, lang))
     try:
         if network == "x":
             posts = _x_posts(teaser, link)
