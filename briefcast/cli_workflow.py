@@ -66,6 +66,10 @@ def up() -> None:
                 f"{state['api_url'].removesuffix('/api')}), {w.workers} worker(s) on pool "
                 f"{w.work_pool}{inbox}"
             )
+            if state.get("prefect_database"):  # which, and what it means (flows/prefect_db.py)
+                out_console.print(
+                    f"briefcast up: {state['prefect_database']}", soft_wrap=True, markup=False
+                )
             return
         if child.poll() is not None:
             fail(f"briefcast up failed: {_last_line(log_path)} (log: {log_path})")
