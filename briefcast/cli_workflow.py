@@ -82,6 +82,10 @@ def up() -> None:
                     markup=False,
                     soft_wrap=True,
                 )
+            if state.get("prefect_database"):  # which, and what it means (flows/prefect_db.py)
+                out_console.print(
+                    f"briefcast up: {state['prefect_database']}", soft_wrap=True, markup=False
+                )
             return
         if child.poll() is not None:
             fail(f"briefcast up failed: {_last_line(log_path)} (log: {log_path})")

@@ -487,6 +487,10 @@ class WorkflowSettings(_Section):
     # A flow run with no heartbeat for this long (its worker or machine died) is marked
     # crashed, and its batch sent again; runs beat every 30 s (Prefect's minimum).
     zombie_seconds: int = Field(90, ge=40, le=3600)
+    # Prefect's own database, for the server `briefcast up` starts (flows/prefect_db.py):
+    # "auto" is a PostgreSQL in state_dir when this machine has one installed, else SQLite
+    # (which loses events under load: then no run is crashed on missing heartbeats).
+    prefect_database: Literal["auto", "postgresql", "sqlite"] = "auto"
     # Fleet-wide limits (Prefect global concurrency limits, shared by every worker): SMTP
     # connections per relay, and posts per minute per social network.
     relay_connections: int = Field(8, ge=1, le=1000)

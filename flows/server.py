@@ -91,8 +91,11 @@ def spawn(
     *,
     log: IO[bytes] | None = None,
     cwd: Path | None = None,
+    user: int | None = None,
+    group: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A child that dies with this process (see the module's docstring)."""
+    """A child that dies with this process (see the module's docstring), run as ``user``
+    when given (Popen changes it before ``die_with_parent``, which a change would undo)."""
     out = log if log is not None else subprocess.DEVNULL
     return subprocess.Popen(
         args,
@@ -102,6 +105,9 @@ def spawn(
         stdout=out,
         stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
         preexec_fn=die_with_parent,
+        user=user,
+        group=group,
+        extra_groups=[] if user is not None else None,
     )
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from briefcast.config import Settings, load_settings
-from flows import prefect_defaults, recover
+from flows import prefect_db, prefect_defaults, recover
 from flows.server import (
     STATE_FILE,
     ServerError,
@@ -72,8 +72,10 @@ def worker_command(pool: str, name: str, limit: int, queues: Sequence[str] = ())
     return command
 
 
-def register(settings: Settings, working_dir: Path) -> None:
-    """The work pool, the deployments and the fleet-wide limits, made or updated."""
+def register(settings: Settings, working_dir: Path, *, heartbeats: bool = True) -> None:
+    """The work pool, the deployments and the fleet-wide limits, made or updated; the
+    automations that crash runs on missing heartbeats only when ``heartbeats`` (a database
+    that can lose events would crash finished runs: flows/prefect_db.py)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import (
         GlobalConcurrencyLimitCreate,
@@ -107,7 +109,12 @@ def register(settings: Settings, working_dir: Path) -> None:
                 client.update_global_concurrency_limit(
                     name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay)
                 )
-        _crash_zombies(client, settings)
+        if heartbeats:
+            _crash_zombies(client, settings)
+        else:
+            for name in (ZOMBIES, UNSTARTED):  # made by an earlier `briefcast up`
+                for automation in client.read_automations_by_name(name):
+                    client.delete_automation(automation.id)
         _sends_queue(client, settings)
     variables = {"working_dir": str(working_dir)}
     made: Any
@@ -245,6 +252,7 @@ def main() -> None:
     log = (folder / "up.log").open("ab")
     stop = threading.Event()
     children: list[Any] = []
+    database: prefect_db.PrefectDatabase | None = None
 
     def on_signal(_signum: int, _frame: Any) -> None:
         stop.set()
@@ -254,6 +262,7 @@ def main() -> None:
     try:
         api_url = os.environ.get("PREFECT_API_URL")
         own_server = not api_url
+        heartbeats = True  # a server of your own: its database is yours to choose
         if not api_url:
             port = settings.workflow.port
             env = {
@@ -262,12 +271,26 @@ def main() -> None:
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
             }
+            named = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
+            if named:  # yours (a fleet's PostgreSQL, say)
+                heartbeats = not named.startswith("sqlite")
+                database = prefect_db.PrefectDatabase(
+                    url=named,
+                    kind="sqlite" if not heartbeats else "postgresql",
+                    note="Prefect's database is PREFECT_API_DATABASE_CONNECTION_URL's",
+                )
+            else:
+                database = prefect_db.choose(settings, folder, log)
+                heartbeats = not database.loses_events
+                if database.url:
+                    env["PREFECT_API_DATABASE_CONNECTION_URL"] = database.url
+            print(f"briefcast up: {database.note}", file=sys.stderr, flush=True)
             server = spawn(server_command(port), env, log=log)
             children.append(server)
             api_url = f"http://127.0.0.1:{port}/api"
             wait_healthy(server, api_url, SERVER_START_TIMEOUT)
         os.environ["PREFECT_API_URL"] = api_url
-        register(settings, Path.cwd())
+        register(settings, Path.cwd(), heartbeats=heartbeats)
         # Crashed sends run again (flows.recover); the first look at once: a send that
         # died with an earlier `briefcast up` goes on now.
         next_recovery = 0.0
@@ -287,6 +310,7 @@ def main() -> None:
             "own_server": own_server,
             "workers": [c.pid for c in children[1 if own_server else 0 :]],
             "started": time.time(),
+            "prefect_database": database.note if database else None,
         }
         tmp = folder / f".{STATE_FILE}.{os.getpid()}"
         tmp.write_text(json.dumps(state))
@@ -296,6 +320,9 @@ def main() -> None:
         while not stop.wait(1.0):
             if own_server and children[0].poll() is not None:
                 print("briefcast up: the Prefect server exited; stopping", file=sys.stderr)
+                break
+            if database and database.process and database.process.poll() is not None:
+                print("briefcast up: Prefect's PostgreSQL exited; stopping", file=sys.stderr)
                 break
             if time.monotonic() >= next_recovery:
                 next_recovery = time.monotonic() + recover.POLL_SECONDS
@@ -314,7 +341,7 @@ def main() -> None:
                 children[i] = spawn(list(child.args), worker_env(api_url), log=log)
         if observer is not None:
             observer.stop()
-    except ServerError as exc:
+    except (ServerError, prefect_db.NoPostgres) as exc:
         print(f"briefcast up: {exc}", file=sys.stderr, flush=True)
     finally:
         with_state = folder / STATE_FILE
@@ -332,6 +359,8 @@ def main() -> None:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
                 child.kill()
+        if database is not None:  # last: the server writes to it until it stops
+            database.stop()
 
 
 if __name__ == "__main__":

@@ -16,23 +16,13 @@ from pathlib import Path
 
 from smtp_servers import HOST, free_port
 
+from flows.prefect_db import find_bindir as find_bindir  # moved there; conftest imports it
+
 SUPERUSER = "briefcast"
 # Durability is no use to a database deleted a minute later; without it commits are cheap.
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 # Not UTC, as on many a real server: timestamps read back must not depend on the session zone.
 TIMEZONE = "America/Los_Angeles"
-
-
-def find_bindir() -> Path | None:
-    """Where initdb and pg_ctl are: on PATH, else Debian's newest /usr/lib/postgresql/N/bin."""
-    on_path = shutil.which("pg_ctl")
-    if on_path and (Path(on_path).resolve().parent / "initdb").exists():
-        return Path(on_path).resolve().parent
-    debian = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
-    # Debian names the folders by major version ("15"; old ones "9.6" sort as the oldest).
-    return max(
-        debian, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, default=None
-    )
 
 
 @dataclass(frozen=True)
