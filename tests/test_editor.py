@@ -34,6 +34,9 @@ from sqlalchemy import select, update
 from briefcast import approval, editors
 from briefcast.approval import Review
 from briefcast.config import Settings
+from briefcast.pipeline import build, provisional, read
+from briefcast.previews import write_previews
+from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT, FIT_SCRIPT_CSP
 from briefcast.store import Store
 from briefcast.store import editors as editors_table
 from briefcast.web_app import ServeApp, create_app
@@ -143,6 +146,28 @@ def waiting_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
         path=brief,
         preview=preview,
         digest=approval.digest(brief, served.settings),
+    )
+
+
+def previewed_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
+    """A review over the dry run's real preview of a copy of ``seed`` (every channel)."""
+    n = next(_reviews)
+    folder = served.tmp / f"review-{n}"
+    brief_file = folder / "briefs" / seed.name
+    brief_file.parent.mkdir(parents=True)
+    shutil.copyfile(seed, brief_file)
+    settings = served.settings
+    names = ["email", "web", "feed", "social"]
+    briefs = provisional(read([brief_file], settings), settings)
+    (preview,) = write_previews(build(briefs, settings, names), names, folder / "out", settings)
+    return approval.record(
+        served.store,
+        flow_run_id=f"run-{n}",
+        brief_id=briefs[0].id,
+        path=brief_file,
+        preview=preview,
+        digest=approval.digest(brief_file, settings),
+        title=briefs[0].title,
     )
 
 
@@ -424,7 +449,9 @@ def test_previews_are_served_to_editors_and_confined(served: Editor, client: htt
     assert index.content == (Path(review.preview) / "index.html").read_bytes()
     assert index.headers["cache-control"] == "no-store"
     csp = index.headers["content-security-policy"]
-    assert "script-src 'none'" in csp and "'unsafe-inline'" in csp and "frame-src 'self'" in csp
+    # No script but the preview's own, by its hash (it fits the email frames to their height).
+    assert f"script-src {FIT_SCRIPT_CSP};" in csp and "'unsafe-inline'" in csp
+    assert "frame-src 'self'" in csp and "form-action 'self'" in csp
     assert index.headers["x-frame-options"] == "SAMEORIGIN"
     assert client.get(f"{base}/").content == index.content
     assert client.get(f"{base}/email/en.html").text.startswith("<!doctype html><p>The English")
@@ -448,6 +475,28 @@ def test_previews_are_served_to_editors_and_confined(served: Editor, client: htt
         assert raw(served, path, token) == 404, path
     assert raw(served, f"{base}/index.html", token) == 200
     assert raw(served, f"{base}/index.html", "not-a-session-token-at-all") == 303
+
+
+def test_a_waiting_preview_carries_its_approve_form(served: Editor, client: httpx.Client) -> None:
+    review = previewed_review(served, SEEDS[4])
+    logged_in(client)
+    on_disk = (Path(review.preview) / "index.html").read_text("utf-8")
+    assert on_disk.count(APPROVE_SLOT) == 1 and "<form" not in on_disk
+    assert f"<script>{FIT_SCRIPT}</script>" in on_disk  # the script the CSP's hash allows
+    page = client.get(f"/editor/preview/{review.brief_id}/index.html").text
+    assert APPROVE_SLOT not in page
+    assert f'<input type="hidden" name="digest" value="{review.digest}">' in page
+    assert f'<code class="digest">{review.digest}</code>' in page  # the digest, shown
+    csrf = form_csrf(page, "/editor/approve")
+    r = client.post(
+        "/editor/approve",
+        data={"csrf": csrf, "brief_id": review.brief_id, "digest": review.digest, "send_at": ""},
+    )
+    assert flash_after(client, r) == f"ok: Approved {review.brief_id}: it is being sent now."
+    assert served.fake.calls[-1] == (review.brief_id, None, NAME)
+    # Approved: the preview no longer offers to approve it.
+    page = client.get(f"/editor/preview/{review.brief_id}/index.html").text
+    assert "<form" not in page and APPROVE_SLOT in page
 
 
 # --- sessions ------------------------------------------------------------------------------

@@ -23,14 +23,22 @@ import pytest
 from playwright.sync_api import Page, expect
 from serve_helpers import serve_settings, uvicorn_server
 from smtp_servers import HOST, free_port
-from test_browser import AXE, AXE_REQUIRED, axe_source, axe_violations, browser, page
-from test_editor import NAME, PASSWORD, SEEDS, Editor, FakeApprove, waiting_review
+from test_browser import AXE, AXE_REQUIRED, axe_source, axe_violations, browser, page, shots
+from test_editor import (
+    NAME,
+    PASSWORD,
+    SEEDS,
+    Editor,
+    FakeApprove,
+    previewed_review,
+    waiting_review,
+)
 
 from briefcast import approval, editors
 from briefcast.store import Store
 from briefcast.web_app import create_app
 
-__all__ = ["axe_source", "browser", "page"]  # the fixtures, from test_browser
+__all__ = ["axe_source", "browser", "page", "shots"]  # the fixtures, from test_browser
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +145,49 @@ def test_login_and_list_pass_axe(served: Editor, page: Page, axe_source: str | N
     failed = page.locator("section", has=page.get_by_role("heading", name="unreadable.md"))
     expect(failed).to_contain_text("unreadable.md: front matter: unknown key 'autor'")
     no_violations(page, axe_source)
+    if axe_source is None:
+        pytest.skip(
+            f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"
+        )
+
+
+# Each email frame's own height and its content's, as the page's script left them.
+FRAMES = """() => [...document.querySelectorAll("iframe[srcdoc]")].map(f => ({
+  title: f.title, height: f.clientHeight,
+  content: f.contentDocument.documentElement.scrollHeight,
+  scrolls: f.contentDocument.documentElement.scrollHeight > f.contentWindow.innerHeight,
+  shown: f.getBoundingClientRect().right <= document.documentElement.clientWidth + 0.5,
+}))"""
+
+
+def test_the_preview_fits_any_screen_and_approves(
+    served: Editor, page: Page, axe_source: str | None, shots: Path
+) -> None:
+    review = previewed_review(served, SEEDS[0])
+    log_in(served, page)
+    url = f"{served.url}/editor/preview/{review.brief_id}/index.html"
+    for width in (1280, 375):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(url)
+        page.wait_for_load_state("load")
+        frames = page.evaluate(FRAMES)
+        # Three views (desktop, phone, dark) of each of the three editions.
+        assert len(frames) == 9, frames
+        for frame in frames:
+            assert frame["height"] >= frame["content"] and not frame["scrolls"], frame
+            assert frame["shown"], frame  # scaled down, not cut off at the right
+        page.screenshot(path=shots / f"editor-preview-{width}.png", full_page=True)
+        no_violations(page, axe_source)
+    # The footer of each edition is inside its frame's visible height.
+    footer = page.frame_locator("iframe[title='en edition, phone']").get_by_text("Unsubscribe")
+    expect(footer).to_be_visible()
+    form = page.locator("form.approve")
+    expect(form).to_contain_text(review.digest)
+    form.get_by_role("button", name="Approve this preview").click()
+    expect(page.get_by_role("status")).to_have_text(
+        f"Approved {review.brief_id}: it is being sent now."
+    )
+    assert served.fake.calls[-1] == (review.brief_id, None, NAME)
     if axe_source is None:
         pytest.skip(
             f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"

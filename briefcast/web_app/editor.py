@@ -22,7 +22,8 @@ their previews, approve them (now or at a time), follow their sends.
   the site's time zone, and must be in the future and within 90 days.
 - ``POST /editor/logout`` ends the session.
 - ``GET /editor/preview/{brief_id}/{path}``: the files of that brief's newest review's
-  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out).
+  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out). While
+  that review waits, its index.html carries an Approve form bound to its digest.
 
 Every POST checks the session's CSRF token (an HMAC of the session's own secret and the
 form's address). After an action the list page says what happened (Post/Redirect/Get; the
@@ -54,6 +55,7 @@ from briefcast.approval import Review
 from briefcast.config import Settings
 from briefcast.delivery import ledger
 from briefcast.errors import BriefcastError, UserError
+from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT_CSP
 from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
 from briefcast.store import Store, sends
 from briefcast.web_app import headers as sec
@@ -86,11 +88,12 @@ WRONG = "Wrong name or password."
 _FLASH = b"briefcast-editor-flash-v1:"
 
 # A preview is our own HTML with inline CSS, the emails in iframes of the same folder, and
-# images as the subscribers' mail clients would load them; still no script, no form.
+# images as the subscribers' mail clients would load them. Its one script is ours, fixed,
+# allowed by its hash (it fits each frame's height to its email); its one form approves.
 PREVIEW_CSP = (
     "default-src 'none'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
-    "font-src 'self'; frame-src 'self'; script-src 'none'; object-src 'none'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+    f"font-src 'self'; frame-src 'self'; script-src {FIT_SCRIPT_CSP}; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 )
 PREVIEW_HEADERS: tuple[sec.Header, ...] = (
     (b"content-security-policy", PREVIEW_CSP.encode()),
@@ -518,15 +521,30 @@ class EditorArea:
 
     # --- previews -------------------------------------------------------------------------
 
-    def _preview_file(self, brief_id: str, names: Sequence[str]) -> tuple[bytes, str] | None:
+    def _preview_file(
+        self, brief_id: str, names: Sequence[str]
+    ) -> tuple[bytes, str, Review] | None:
         review = approval.latest(self.store, brief_id, EVERY_STATE)
         if review is None:
             return None
         try:
             real = inside(Path(review.preview), *names)
-            return read_regular(real, PREVIEW_MAX_BYTES), content_type(real.name)
+            return read_regular(real, PREVIEW_MAX_BYTES), content_type(real.name), review
         except (OutsideFolder, UnsafeFile, OSError, ValueError):
             return None
+
+    def _with_approve(self, data: bytes, session: editors.Session, review: Review) -> bytes:
+        """The preview page with its Approve form in its slot: bound to the digest of the
+        review it shows, so what is approved is what was looked at."""
+        now = datetime.now(self.settings.site.tz)
+        form = self.env.get_template("editor_preview_approve.html.j2").render(
+            review=review,
+            csrf=self.form_token(session, "/editor/approve"),
+            tz=self.settings.site.tz.key,
+            min_at=f"{now:%Y-%m-%dT%H:%M}",
+            max_at=f"{now + SCHEDULE_MAX:%Y-%m-%dT%H:%M}",
+        )
+        return data.replace(APPROVE_SLOT.encode(), form.encode(), 1)
 
     async def preview(self, request: Request, brief_id: str, path: str) -> Response:
         session = await self.session(request)
@@ -538,7 +556,9 @@ class EditorArea:
             found = await run_in_threadpool(self._preview_file, brief_id, names)
         if found is None:
             return self.refusal(request, 404, "Not found", "There is no such preview file.", {})
-        data, ctype = found
+        data, ctype, review = found
+        if names == ["index.html"] and review.state == approval.WAITING and review.digest:
+            data = self._with_approve(data, session, review)
         return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})
 
     def stylesheet(self, request: Request) -> Response:
