@@ -31,13 +31,16 @@ from serve_helpers import csrf_of, serve_settings, uvicorn_server
 from smtp_servers import HOST, free_port
 from sqlalchemy import select, update
 
-from briefcast import approval, editors
+from briefcast import approval, editors, subscribers
 from briefcast.approval import Review
 from briefcast.config import Settings
 from briefcast.pipeline import build, provisional, read
+from briefcast.posting import PostRef
+from briefcast.posting.thread import encode_ref
 from briefcast.previews import write_previews
 from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT, FIT_SCRIPT_CSP
-from briefcast.store import Store
+from briefcast.sends import SendKey, SendLedger
+from briefcast.store import Store, bounce_reports, deliveries, reviews
 from briefcast.store import editors as editors_table
 from briefcast.web_app import ServeApp, create_app
 from briefcast.web_app import editor as area
@@ -335,7 +338,7 @@ def test_the_list_shows_a_waiting_review_and_approving_it_calls_approve(
     page = client.get("/editor/")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     html = page.text
-    assert f">{review.brief_id}</h2>" in html and ">waiting</span>" in html
+    assert f">{review.brief_id}</h3>" in html and ">waiting</span>" in html
     assert f'href="/editor/preview/{review.brief_id}/index.html"' in html
     assert f'name="digest" value="{review.digest}"' in html
     assert 'type="datetime-local"' in html and "Europe/Rome" in html
@@ -435,6 +438,112 @@ def test_parse_send_at() -> None:
     for bad in ("2026-01-05T12:59", "2026-04-06T13:01", "2026-13-01T00:00"):
         with pytest.raises(area.ScheduleError):
             area.parse_send_at(bad, tz, now)
+
+
+def section_of(page: str, brief_id: str) -> str:
+    """The list's section of one review (its heading is its title, or its id)."""
+    sections = re.findall(r"<section class=\"review.*?</section>", page, re.S)
+    found = [s for s in sections if f'value="{brief_id}"' in s or f">{brief_id}<" in s]
+    assert len(found) == 1, page
+    return found[0]
+
+
+def test_the_list_shows_titles_and_whom_each_edition_reaches(
+    served: Editor, client: httpx.Client
+) -> None:
+    review = waiting_review(served)
+    approval.set_state(served.store, review.flow_run_id, approval.WAITING)
+    for edition in ("it", "both"):
+        (Path(review.preview) / "email" / f"{edition}.html").write_text("<p>edition</p>")
+    with served.store.engine.begin() as conn:
+        conn.execute(
+            update(reviews)
+            .where(reviews.c.flow_run_id == review.flow_run_id)
+            .values(title="Ukraine & its allies <meet>")
+        )
+    for address, language, status in (
+        ("en1@example.org", "en", "active"),
+        ("en2@example.org", "en", "active"),
+        ("en3@example.org", "en", "pending"),
+        ("it1@example.org", "it", "active"),
+        ("it2@example.org", "it", "unsubscribed"),
+        ("both1@example.org", "both", "active"),
+    ):
+        subscribers.add(served.store, address, language, status=status, settings=served.settings)
+    logged_in(client)
+    section = section_of(client.get("/editor/").text, review.brief_id)
+    assert '<h3 id="review-w-1">Ukraine &amp; its allies &lt;meet&gt;</h3>' in section
+    assert "<dt>Id</dt><dd>" + review.brief_id in section
+    reach = re.findall(r"<li>edition (\w+): (\d+) subscribers?</li>", section)
+    assert reach == [("en", "2"), ("it", "1"), ("both", "1")]
+
+
+def test_the_history_counts_each_channels_sends(served: Editor, client: httpx.Client) -> None:
+    review = waiting_review(served)
+    approval.set_state(served.store, review.flow_run_id, "sent", approved_by=NAME)
+    people = {}
+    for address in ("h1@example.org", "h2@example.org", "h3@example.org", "h4@example.org"):
+        subscribers.add(served.store, address, "en", settings=served.settings)
+        found = subscribers.find(served.store, address)
+        assert found is not None
+        people[address] = found.id
+    then = datetime.now(UTC) - timedelta(hours=1)
+    with served.store.engine.begin() as conn:
+        ids = {}
+        for address, status in zip(people, ("sent", "sent", "deferred", "bounced"), strict=True):
+            ids[address] = conn.execute(
+                deliveries.insert().values(
+                    brief_id=review.brief_id,
+                    subscriber_id=people[address],
+                    edition="en",
+                    status=status,
+                    attempts=1,
+                    updated_at=then,
+                )
+            ).inserted_primary_key[0]
+        conn.execute(
+            bounce_reports.insert().values(
+                report_key="arf-1",
+                kind="complaint",
+                delivery_id=ids["h2@example.org"],
+                subscriber_id=people["h2@example.org"],
+                processed_at=then,
+            )
+        )
+    subscribers.unsubscribe(served.store, people["h1@example.org"])
+    ledger = SendLedger(served.store)
+    posts = {
+        "x-en-1of1": encode_ref(PostRef(id="1", url="https://x.example/status/1")),
+        "mastodon-en-1of1": encode_ref(PostRef(id="2", url="javascript:alert(1)")),
+    }
+    for part, remote_id in posts.items():
+        key = SendKey(review.brief_id, part.split("-")[0], "acct", part)
+        assert ledger.record_attempt(key) is not None
+        ledger.record_sent(key, remote_id)
+    failed = SendKey(review.brief_id, "bluesky", "acct", "bluesky-en-1of1")
+    assert ledger.record_attempt(failed) is not None
+    ledger.record_failed(failed, "refused", retry=False)
+
+    logged_in(client)
+    page = client.get("/editor/").text
+    assert page.index(">History</h2>") < page.index(review.brief_id)
+    section = section_of(page, review.brief_id)
+    rows = dict(re.findall(r'<tr><th scope="row">(\w+)</th><td>(.*?)</td></tr>', section, re.S))
+    assert sorted(rows) == ["bluesky", "email", "mastodon", "x"]
+    counts = {
+        channel: re.findall(r'<span class="count">(\d+) ([a-z ]+)</span>', cell)
+        for channel, cell in rows.items()
+    }
+    assert counts["email"] == [
+        ("2", "sent"),
+        ("1", "deferred"),
+        ("1", "bounced"),
+        ("1", "complained"),
+        ("1", "unsubscribed since"),
+    ]
+    assert counts["x"] == [("1", "sent")] and counts["bluesky"] == [("1", "failed")]
+    assert '<a href="https://x.example/status/1" rel="noreferrer">x-en-1of1</a>' in rows["x"]
+    assert "javascript:" not in section and "<a " not in rows["mastodon"]
 
 
 # --- previews ------------------------------------------------------------------------------

@@ -34,7 +34,10 @@ from test_editor import (
     waiting_review,
 )
 
-from briefcast import approval, editors
+from briefcast import approval, editors, subscribers
+from briefcast.posting import PostRef
+from briefcast.posting.thread import encode_ref
+from briefcast.sends import SendKey, SendLedger
 from briefcast.store import Store
 from briefcast.web_app import create_app
 
@@ -188,6 +191,35 @@ def test_the_preview_fits_any_screen_and_approves(
         f"Approved {review.brief_id}: it is being sent now."
     )
     assert served.fake.calls[-1] == (review.brief_id, None, NAME)
+    if axe_source is None:
+        pytest.skip(
+            f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"
+        )
+
+
+def test_the_list_with_reach_and_history_fits_and_passes_axe(
+    served: Editor, page: Page, axe_source: str | None, shots: Path
+) -> None:
+    waiting = previewed_review(served, SEEDS[2])
+    sent = waiting_review(served, SEEDS[3])
+    approval.set_state(served.store, sent.flow_run_id, "sent", approved_by=NAME)
+    subscribers.add(served.store, "reader@example.org", "it", settings=served.settings)
+    ledger = SendLedger(served.store)
+    key = SendKey(sent.brief_id, "mastodon", "acct", "mastodon-en-1of1")
+    assert ledger.record_attempt(key) is not None
+    ledger.record_sent(key, encode_ref(PostRef(id="9", url="https://social.example/@a/9")))
+    log_in(served, page)
+    for width in (1280, 375):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(served.url + "/editor/?refresh=off")
+        section = page.locator("section", has=page.get_by_role("heading", name=waiting.title or ""))
+        expect(section).to_contain_text("edition it: 1 subscriber")
+        history = page.get_by_role("table", name=f"Sends of {sent.brief_id}")
+        expect(history.get_by_role("link", name="mastodon-en-1of1")).to_have_attribute(
+            "href", "https://social.example/@a/9"
+        )
+        page.screenshot(path=shots / f"editor-list-{width}.png", full_page=True)
+        no_violations(page, axe_source)
     if axe_source is None:
         pytest.skip(
             f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"

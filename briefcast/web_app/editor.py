@@ -7,9 +7,11 @@ their previews, approve them (now or at a time), follow their sends.
   answer 429 without looking at the password. A wrong name and a wrong password get the
   same answer. A good one opens a session: a random token in a cookie (``HttpOnly``,
   ``SameSite=Strict``, ``Path=/editor``, ``Secure`` over https), its sha256 in the table.
-- ``GET /editor/``: the reviews, waiting first, each with its title and preview, its Approve form
-  (the digest of the preview shown, an optional time to send at) and, once approved, how
-  its sends stand (the email ledger's counts, the other channels' from the send ledger). A
+- ``GET /editor/``: the reviews, waiting first, each under its title, with its preview, its
+  Approve form (the digest of the preview shown, an optional time to send at), whom each
+  email edition will reach (active subscribers), once approved how its sends stand, and
+  under History each past send's counts per channel and its social posts' links
+  (:mod:`briefcast.web_app.editor_stats`). A
   brief that could not be read is there too, failed, by its file name, with the reason.
   While sends are under way the page reloads itself every 10 seconds
   (``<meta http-equiv="refresh">``: the CSP allows no script); a link turns that off, as
@@ -39,7 +41,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,8 +60,8 @@ from briefcast.errors import BriefcastError, UserError
 from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT_CSP
 from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
 from briefcast.store import Store, sends
+from briefcast.web_app import editor_stats, signing
 from briefcast.web_app import headers as sec
-from briefcast.web_app import signing
 from briefcast.web_app.pages import NO_STORE, Pages, read_form
 from briefcast.web_app.ratelimit import Buckets
 from briefcast.web_app.static import content_type
@@ -81,7 +83,6 @@ PREVIEW_MAX_BYTES = 50_000_000
 LIST_LIMIT = 100
 SHOWN = (*approval.OPEN_STATES, "sent", "failed", "refused")
 UNDER_WAY = ("approved", "scheduled", "sending")
-WITH_SENDS = (*UNDER_WAY, "sent", "failed")
 EVERY_STATE = (*SHOWN, "superseded", "cancelled", "expired")
 EMAIL_STATUSES = ("sent", "deferred", "unknown", "queued", "sending", "bounced")
 WRONG = "Wrong name or password."
@@ -178,6 +179,12 @@ class Row:
     created: str
     send_at: str
     progress: list[tuple[str, str]]
+    reach: list[tuple[str, int]] = field(default_factory=list)
+    history: list[editor_stats.ChannelHistory] = field(default_factory=list)
+
+    @property
+    def past(self) -> bool:
+        return self.review.state not in approval.OPEN_STATES
 
 
 def _preview_names(path: str) -> list[str] | None:
@@ -426,6 +433,17 @@ class EditorArea:
             lines.append((channel, " · ".join(f"{n} {s}" for s, n in sorted(counted.items()))))
         return lines
 
+    def _editions(self, review: Review) -> list[str]:
+        """The email editions its preview holds, the site's languages first, then "both"."""
+        if not review.preview:
+            return []
+        try:
+            names = {p.stem for p in (Path(review.preview) / "email").glob("*.html")}
+        except OSError:
+            return []
+        order = [*self.settings.site.languages, "both"]
+        return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
     def _rows(self) -> list[Row]:
         tz = self.settings.site.tz
         reviews = approval.listed(self.store, SHOWN, LIST_LIMIT)
@@ -436,7 +454,13 @@ class EditorArea:
                 created=_when(r.created_at, tz),
                 send_at=_when(r.send_at, tz) if r.send_at else "",
                 # A brief that could not be read (no digest) was never sent anywhere.
-                progress=self._progress(r.brief_id) if r.state in WITH_SENDS and r.digest else [],
+                progress=self._progress(r.brief_id) if r.state in UNDER_WAY and r.digest else [],
+                reach=editor_stats.reach(self.store, self._editions(r))
+                if r.state in approval.OPEN_STATES and r.digest
+                else [],
+                history=editor_stats.history(self.store, r.brief_id)
+                if r.state not in approval.OPEN_STATES and r.digest
+                else [],
             )
             for r in reviews
         ]
