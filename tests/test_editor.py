@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +26,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
 from delivery_helpers import ROOT
 from serve_helpers import csrf_of, serve_settings, uvicorn_server
-from smtp_servers import HOST, free_port
+from smtp_servers import HOST, Recorder, free_port
 from sqlalchemy import select, update
 
 from briefcast import approval, editors, subscribers
@@ -544,6 +546,170 @@ def test_the_history_counts_each_channels_sends(served: Editor, client: httpx.Cl
     assert counts["x"] == [("1", "sent")] and counts["bluesky"] == [("1", "failed")]
     assert '<a href="https://x.example/status/1" rel="noreferrer">x-en-1of1</a>' in rows["x"]
     assert "javascript:" not in section and "<a " not in rows["mastodon"]
+
+
+@dataclass
+class FakeActions:
+    """What flows.editor_actions does on the Prefect server, recorded; a new review as the
+    review flow would record it."""
+
+    served: Editor
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def cancel_run(self, flow_run_id: str) -> None:
+        self.calls.append(("cancel_run", flow_run_id))
+
+    def reschedule(self, flow_run_id: str, when: datetime) -> None:
+        self.calls.append(("reschedule", flow_run_id, when.isoformat()))
+
+    def review_again(self, path: Path) -> None:
+        self.calls.append(("review_again", str(path)))
+        old = approval.listed(self.served.store, ("cancelled",), 1)[0]
+        approval.record(
+            self.served.store,
+            flow_run_id=f"again-{old.flow_run_id}",
+            brief_id=old.brief_id,
+            path=path,
+            preview=Path(old.preview),
+            digest=approval.digest(path, self.served.settings),
+        )
+
+
+def act(client: httpx.Client, action: str, review: Review, **data: str) -> httpx.Response:
+    csrf = form_csrf(client.get("/editor/").text, f"/editor/{action}")
+    return client.post(
+        f"/editor/{action}", data={"csrf": csrf, "brief_id": review.brief_id, **data}
+    )
+
+
+def scheduled_review(served: Editor) -> Review:
+    review = waiting_review(served)
+    approval.set_state(
+        served.store,
+        review.flow_run_id,
+        "scheduled",
+        approved_by=NAME,
+        send_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    approval.note_send_run(served.store, review.flow_run_id, f"send-{review.flow_run_id}")
+    return review
+
+
+def test_discard_reschedule_and_cancel_back_to_waiting(
+    served: Editor, client: httpx.Client
+) -> None:
+    fake = FakeActions(served)
+    served.app.editor.actions = fake
+    logged_in(client)
+
+    # Discard: the waiting review is cancelled, its run with it, and leaves the list.
+    waiting = waiting_review(served)
+    r = act(client, "discard", waiting)
+    assert (
+        flash_after(client, r) == f"ok: Discarded {waiting.brief_id}: nothing of it will be sent."
+    )
+    assert fake.calls == [("cancel_run", waiting.flow_run_id)]
+    state = approval.get(served.store, waiting.flow_run_id)
+    assert (
+        state is not None and state.state == "cancelled" and state.detail == f"discarded by {NAME}"
+    )
+    assert f'value="{waiting.brief_id}"' not in client.get("/editor/").text
+    waiting_review(served)  # another, so that the page has a discard form
+    r = act_raw(client, "discard", waiting.brief_id)  # twice: nothing waits now
+    assert flash_after(client, r) == (
+        f"error: {waiting.brief_id}: no preview of it waits for approval"
+    )
+
+    # Reschedule: the same send run, a new time, in the site's time zone.
+    sched = scheduled_review(served)
+    rome = ZoneInfo("Europe/Rome")
+    when = (datetime.now(rome) + timedelta(days=2)).replace(second=0, microsecond=0)
+    r = act(client, "reschedule", sched, send_at=f"{when:%Y-%m-%dT%H:%M}")
+    assert flash_after(client, r) == (
+        f"ok: Rescheduled {sched.brief_id}: it will be sent at {when:%Y-%m-%d %H:%M %Z}."
+    )
+    assert fake.calls[-1] == (
+        "reschedule",
+        f"send-{sched.flow_run_id}",
+        when.astimezone(UTC).isoformat(),
+    )
+    state = approval.get(served.store, sched.flow_run_id)
+    assert state is not None and state.state == "scheduled" and state.send_at is not None
+    assert state.send_at.astimezone(UTC) == when.astimezone(UTC)
+    past = datetime.now(rome) - timedelta(hours=1)
+    r = act(client, "reschedule", sched, send_at=f"{past:%Y-%m-%dT%H:%M}")
+    assert flash_after(client, r).startswith("error: send at: ")
+    assert len(fake.calls) == 2  # refused before Prefect was asked
+
+    # Cancel: the send run is cancelled and the brief waits for approval again.
+    r = act(client, "cancel", sched)
+    assert flash_after(client, r) == (
+        f"ok: Cancelled the send of {sched.brief_id}: it is previewed again and will wait "
+        "for approval."
+    )
+    assert fake.calls[-2:] == [
+        ("cancel_run", f"send-{sched.flow_run_id}"),
+        ("review_again", sched.path),
+    ]
+    again = approval.waiting_for(served.store, sched.brief_id)
+    assert again.flow_run_id == f"again-{sched.flow_run_id}"
+    section = section_of(client.get("/editor/").text, sched.brief_id)
+    assert ">waiting</span>" in section and 'action="/editor/approve"' in section
+    scheduled_review(served)  # another, so that the page has a cancel form
+    r = act_raw(client, "cancel", waiting.brief_id)
+    assert flash_after(client, r) == f"error: {waiting.brief_id}: no send of it is scheduled"
+
+    # Every action needs its own form's token.
+    for action in area.ACTIONS:
+        other = form_csrf(client.get("/editor/").text, "/editor/approve")
+        r = client.post(f"/editor/{action}", data={"csrf": other, "brief_id": sched.brief_id})
+        assert r.status_code == 403, action
+    assert len(fake.calls) == 4
+
+
+@contextmanager
+def smtp_server_on(recorder: Recorder, port: int) -> Iterator[None]:
+    """A real SMTP server (aiosmtpd) on the port the served settings name."""
+    controller = Controller(recorder, hostname=HOST, port=port)
+    controller.start()
+    try:
+        yield
+    finally:
+        controller.stop()
+
+
+def act_raw(client: httpx.Client, action: str, brief_id: str) -> httpx.Response:
+    """An action's form posted for any brief (its token from the page's own form)."""
+    page = client.get("/editor/").text
+    m = re.search(r'name="csrf" value="([^"]+)"', page.split(f'action="/editor/{action}"')[1])
+    if m is None:  # no such form on the page now: the token is the session's, made here
+        raise AssertionError(page)
+    return client.post(f"/editor/{action}", data={"csrf": m[1], "brief_id": brief_id})
+
+
+def test_a_test_send_mails_every_edition_to_the_editor(
+    served: Editor, client: httpx.Client
+) -> None:
+    review = waiting_review(served, SEEDS[1])
+    recorder = Recorder()
+    logged_in(client)
+    with smtp_server_on(recorder, served.settings.smtp.port):
+        r = act(client, "test-send", review)
+        assert flash_after(client, r) == (
+            f"ok: Sent a test of {review.brief_id} to {NAME}: 3 editions, marked [TEST]."
+        )
+    assert sorted(m.rcpt_to for m in recorder.received) == [NAME] * 3
+    assert all(m.message["subject"].startswith("[TEST]") for m in recorder.received)
+    with served.store.engine.connect() as conn:  # outside the ledger
+        assert (
+            conn.execute(select(deliveries).where(deliveries.c.brief_id == review.brief_id)).first()
+            is None
+        )
+    state = approval.get(served.store, review.flow_run_id)
+    assert state is not None and state.state == "waiting"
+    # No mail server: one line, nothing changed.
+    r = act(client, "test-send", review)
+    assert flash_after(client, r).startswith("error: ")
 
 
 # --- previews ------------------------------------------------------------------------------

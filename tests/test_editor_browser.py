@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,15 @@ def test_the_list_with_reach_and_history_fits_and_passes_axe(
 ) -> None:
     waiting = previewed_review(served, SEEDS[2])
     sent = waiting_review(served, SEEDS[3])
+    later = waiting_review(served, SEEDS[4])  # approved for tomorrow: its send can be moved
+    approval.set_state(
+        served.store,
+        later.flow_run_id,
+        "scheduled",
+        approved_by=NAME,
+        send_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    approval.note_send_run(served.store, later.flow_run_id, "send-run")
     approval.set_state(served.store, sent.flow_run_id, "sent", approved_by=NAME)
     subscribers.add(served.store, "reader@example.org", "it", settings=served.settings)
     ledger = SendLedger(served.store)
@@ -214,6 +224,11 @@ def test_the_list_with_reach_and_history_fits_and_passes_axe(
         page.goto(served.url + "/editor/?refresh=off")
         section = page.locator("section", has=page.get_by_role("heading", name=waiting.title or ""))
         expect(section).to_contain_text("edition it: 1 subscriber")
+        expect(section.get_by_role("button", name=re.compile("^Send me a test"))).to_be_visible()
+        expect(section.get_by_role("button", name=re.compile("^Discard"))).to_be_visible()
+        scheduled = page.locator("section", has=page.get_by_role("heading", name=later.brief_id))
+        expect(scheduled.get_by_label(re.compile("^New send time"))).to_be_visible()
+        expect(scheduled.get_by_role("button", name=re.compile("^Cancel the send"))).to_be_visible()
         history = page.get_by_role("table", name=f"Sends of {sent.brief_id}")
         expect(history.get_by_role("link", name="mastodon-en-1of1")).to_have_attribute(
             "href", "https://social.example/@a/9"

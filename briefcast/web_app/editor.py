@@ -22,6 +22,16 @@ their previews, approve them (now or at a time), follow their sends.
   then calls the approve callable (``flows.approve.approve`` unless the app was given
   another), which resumes the waiting flow run. ``send_at`` (``datetime-local``) is read in
   the site's time zone, and must be in the future and within 90 days.
+- ``POST /editor/test-send``: every edition of a waiting preview to the editor's own
+  address (the editor's name, when it is one), marked [TEST], outside the ledger: the email
+  channel's ``send_test``, as ``briefcast publish --test-to``; refused if the brief,
+  templates or settings changed since the preview.
+- ``POST /editor/discard``: a waiting review is cancelled (its suspended run too).
+- ``POST /editor/reschedule``: a scheduled send's run gets a new time (``send_at``).
+- ``POST /editor/cancel``: a scheduled send is cancelled and its brief previewed again, so
+  it waits for approval once more (``briefcast scheduled --cancel``, then a new review).
+  These three ask Prefect through :mod:`flows.editor_actions` (the server found as for an
+  approval; none: refused in one line, nothing changed).
 - ``POST /editor/logout`` ends the session.
 - ``GET /editor/preview/{brief_id}/{path}``: the files of that brief's newest review's
   preview folder, confined to it (no ``..``, no hidden names, no symlink leading out). While
@@ -86,6 +96,7 @@ UNDER_WAY = ("approved", "scheduled", "sending")
 EVERY_STATE = (*SHOWN, "superseded", "cancelled", "expired")
 EMAIL_STATUSES = ("sent", "deferred", "unknown", "queued", "sending", "bounced")
 WRONG = "Wrong name or password."
+ACTIONS = ("discard", "cancel", "reschedule", "test-send")
 _FLASH = b"briefcast-editor-flash-v1:"
 
 # A preview is our own HTML with inline CSS, the emails in iframes of the same folder, and
@@ -118,6 +129,17 @@ class Approver(Protocol):
     ) -> Review: ...
 
 
+class Actions(Protocol):
+    """What the editor's other actions ask of Prefect: :class:`flows.editor_actions.
+    PrefectActions`, or a test's fake."""
+
+    def cancel_run(self, flow_run_id: str) -> None: ...
+
+    def reschedule(self, flow_run_id: str, when: datetime) -> None: ...
+
+    def review_again(self, path: Path) -> None: ...
+
+
 def default_approve(
     brief_id: str,
     settings: Settings,
@@ -135,6 +157,14 @@ def default_approve(
 
 class ScheduleError(UserError):
     """A send time that cannot be used."""
+
+
+class NotScheduled(UserError):
+    """No scheduled send to cancel or move."""
+
+
+class TestSendRefused(UserError):
+    """A test send that could not be made, or not to every address."""
 
 
 def parse_send_at(raw: str, tz: ZoneInfo, now: datetime) -> datetime | None:
@@ -217,6 +247,7 @@ class EditorArea:
         self.secret = pages.secret
         self.env = pages.env
         self.approve: Approver = approve or default_approve
+        self.actions: Actions | None = None  # flows.editor_actions', made when first used
         self.session_ttl = session_ttl
         keys = settings.serve.rate_limit_keys
         self.by_ip = Buckets(LOGIN_IP_BURST, LOGIN_IP_PER_HOUR, keys)
@@ -487,6 +518,7 @@ class EditorArea:
             rows=rows,
             waiting=approval.WAITING,
             approve_csrf=self.form_token(session, "/editor/approve"),
+            action_csrf={a: self.form_token(session, f"/editor/{a}") for a in ACTIONS},
             tz=tz.key,
             min_at=f"{now:%Y-%m-%dT%H:%M}",
             max_at=f"{now + SCHEDULE_MAX:%Y-%m-%dT%H:%M}",
@@ -542,6 +574,118 @@ class EditorArea:
         return self.approve(
             brief_id, self.settings, send_at=send_at, by=session.name, digest=review.digest
         )
+
+    # --- discard, cancel, reschedule, test send ---------------------------------------------
+
+    def _prefect(self) -> Actions:
+        if self.actions is None:
+            from flows.editor_actions import PrefectActions  # Prefect only when used
+
+            self.actions = PrefectActions(self.settings)
+        return self.actions
+
+    async def action_post(self, request: Request, action: str) -> Response:
+        """One of the actions below, by the form's ``brief_id``: Post/Redirect/Get, its
+        outcome (or why it was refused) in one line on the list."""
+        form = await read_form(request)
+        session = await self.session(request)
+        if session is None:
+            return self.redirect(
+                request, "/editor/login", Flash("error", "Log in again: your session ended.")
+            )
+        if not self.form_ok(session, f"/editor/{action}", form):
+            return self.forbidden(request)
+        brief_id = form.get("brief_id", "")[:200]
+        do = {
+            "discard": self._discard,
+            "cancel": self._cancel,
+            "reschedule": self._reschedule,
+            "test-send": self._test_send,
+        }[action]
+        try:
+            text = await run_in_threadpool(do, session, brief_id, form)
+        except BriefcastError as exc:
+            log.info("editor %s: %s of %r refused: %s", session.name, action, brief_id, exc)
+            return self.redirect(request, "/editor/", Flash("error", str(exc)))
+        except Exception:
+            log.exception("editor %s: %s of %r failed", session.name, action, brief_id)
+            text = f"{brief_id}: the {action} failed (see the server's log); nothing changed"
+            return self.redirect(request, "/editor/", Flash("error", text))
+        log.info("editor %s: %s %s", session.name, action, brief_id)
+        return self.redirect(request, "/editor/", Flash("ok", text))
+
+    def _discard(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        """A waiting review is cancelled, its suspended run with it: nothing of it is sent."""
+        review = approval.waiting_for(self.store, brief_id)
+        self._prefect().cancel_run(review.flow_run_id)
+        approval.set_state(
+            self.store, review.flow_run_id, "cancelled", detail=f"discarded by {session.name}"
+        )
+        return f"Discarded {brief_id}: nothing of it will be sent."
+
+    def _scheduled(self, brief_id: str) -> Review:
+        review = approval.latest(self.store, brief_id, ("scheduled",))
+        if review is None or review.send_flow_run_id is None:
+            raise NotScheduled(f"{brief_id}: no send of it is scheduled")
+        return review
+
+    def _cancel(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        """The scheduled send is cancelled and the brief previewed again, to wait for
+        approval once more (as ``briefcast scheduled --cancel``, then a new review)."""
+        review = self._scheduled(brief_id)
+        assert review.send_flow_run_id is not None
+        self._prefect().cancel_run(review.send_flow_run_id)
+        approval.set_state(
+            self.store,
+            review.flow_run_id,
+            "cancelled",
+            detail=f"send cancelled by {session.name}; previewed again for approval",
+        )
+        self._prefect().review_again(Path(review.path))
+        return (
+            f"Cancelled the send of {brief_id}: it is previewed again and will wait for approval."
+        )
+
+    def _reschedule(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        when = parse_send_at(form.get("send_at", ""), self.settings.site.tz, datetime.now(UTC))
+        if when is None:
+            raise ScheduleError("send at: give the new date and time")
+        review = self._scheduled(brief_id)
+        assert review.send_flow_run_id is not None
+        self._prefect().reschedule(review.send_flow_run_id, when)
+        approval.set_state(self.store, review.flow_run_id, "scheduled", send_at=when)
+        return f"Rescheduled {brief_id}: it will be sent at {_when(when, self.settings.site.tz)}."
+
+    def _test_send(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        """Every edition of the waiting preview to the editor's own address, marked [TEST],
+        outside the ledger: the email channel's ``send_test``, as ``publish --test-to``."""
+        from briefcast import channel as registry
+        from briefcast.pipeline import build, provisional, read
+        from briefcast.subscribers import normalize_address
+
+        review = approval.waiting_for(self.store, brief_id)
+        try:
+            to = normalize_address(session.name)
+        except ValueError:
+            raise TestSendRefused(
+                f"test send: your editor name {session.name!r} is not an email address"
+            ) from None
+        # What was previewed, or refused: the brief, templates and settings unchanged.
+        approval.check(review, self.settings)
+        briefs = read([review.path], self.settings)
+        dated = provisional(briefs, self.settings, self.store.first_seen(b.id for b in briefs))
+        outputs = build(dated, self.settings, ["email"])
+        send_test = getattr(registry.get("email"), "send_test", None)
+        if send_test is None:
+            raise TestSendRefused("test send: the email channel cannot send tests")
+        results = send_test(outputs[0], self.settings, [to])
+        failed = [r for r in results if r.status != "sent"]
+        if failed:
+            raise TestSendRefused(
+                "test send: "
+                + "; ".join(f"{r.edition} to {r.address}: {r.status} {r.reply}" for r in failed)
+            )
+        return f"Sent a test of {brief_id} to {to}: {len(results)} editions, marked [TEST]."
 
     # --- previews -------------------------------------------------------------------------
 
@@ -622,6 +766,15 @@ def install(app: FastAPI, area: EditorArea) -> None:
     @app.post("/editor/approve")
     async def editor_approve(request: Request) -> Response:
         return await area.approve_post(request)
+
+    def action_route(action: str) -> Any:
+        async def editor_action(request: Request) -> Response:
+            return await area.action_post(request, action)
+
+        return editor_action
+
+    for action in ACTIONS:
+        app.add_api_route(f"/editor/{action}", action_route(action), methods=["POST"])
 
     @app.api_route("/editor/editor.css", methods=["GET", "HEAD"])
     async def editor_stylesheet(request: Request) -> Response:
