@@ -713,6 +713,18 @@ def test_a_test_send_mails_every_edition_to_the_editor(
     assert said.startswith("error: ") and "server's log" not in said, said  # the relay's line
 
 
+def test_a_test_send_needs_an_editor_named_by_an_address(served: Editor) -> None:
+    editors.add(served.store, "bob", PASSWORD)
+    review = waiting_review(served)
+    with httpx.Client(base_url=served.url, timeout=20) as client:
+        r = login(client, "bob")
+        assert r.status_code == 303, r.text
+        r = act(client, "test-send", review)
+        assert flash_after(client, r) == (
+            "error: test send: your editor name &#39;bob&#39; is not an email address"
+        )  # as the page escapes it
+
+
 # --- previews ------------------------------------------------------------------------------
 
 

@@ -182,6 +182,15 @@ def test_the_preview_fits_any_screen_and_approves(
             assert frame["shown"], frame  # scaled down, not cut off at the right
         page.screenshot(path=shots / f"editor-preview-{width}.png", full_page=True)
         no_violations(page, axe_source)
+    # Opened from disk (no server, no CSP) the frames are fitted the same way: srcdoc
+    # frames share the page's origin even there.
+    page.goto(Path(review.preview, "index.html").as_uri())
+    page.wait_for_load_state("load")
+    for frame in page.evaluate(FRAMES):
+        assert frame["height"] >= frame["content"] and frame["shown"], frame
+    assert page.locator("form").count() == 0  # the Approve form is the server's only
+    page.goto(url)
+    page.wait_for_load_state("load")
     # The footer of each edition is inside its frame's visible height.
     footer = page.frame_locator("iframe[title='en edition, phone']").get_by_text("Unsubscribe")
     expect(footer).to_be_visible()
