@@ -12,7 +12,13 @@ from briefcast.config import Settings
 from briefcast.delivery import DeliverySummary, TestSend, audience
 from briefcast.delivery.worker import deliver_in_worker
 from briefcast.render.email import GMAIL_CLIP_BYTES, EmailEdition, build_emails
-from briefcast.render.preview import fragment
+from briefcast.render.preview import (
+    DESKTOP_WIDTH,
+    FALLBACK_HEIGHT,
+    PHONE_WIDTH,
+    dark,
+    fragment,
+)
 from briefcast.safe_io import write_inside
 
 Editions = list[EmailEdition]
@@ -34,7 +40,14 @@ class EmailChannel:
         ]
 
     def preview_html(self, built: Editions, brief: Brief, settings: Settings) -> str:
-        return fragment("email.html.j2", emails=built)
+        return fragment(
+            "email.html.j2",
+            emails=built,
+            dark=dark,
+            desktop=DESKTOP_WIDTH,
+            phone=PHONE_WIDTH,
+            height=FALLBACK_HEIGHT,
+        )
 
     def preview_rows(self, built: Editions) -> list[Row]:
         return [

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,16 +26,23 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
 from delivery_helpers import ROOT
 from serve_helpers import csrf_of, serve_settings, uvicorn_server
-from smtp_servers import HOST, free_port
+from smtp_servers import HOST, Recorder, free_port
 from sqlalchemy import select, update
 
-from briefcast import approval, editors
+from briefcast import approval, editors, subscribers
 from briefcast.approval import Review
 from briefcast.config import Settings
-from briefcast.store import Store
+from briefcast.pipeline import build, provisional, read
+from briefcast.posting import PostRef
+from briefcast.posting.thread import encode_ref
+from briefcast.previews import write_previews
+from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT, FIT_SCRIPT_CSP
+from briefcast.sends import SendKey, SendLedger
+from briefcast.store import Store, bounce_reports, deliveries, reviews
 from briefcast.store import editors as editors_table
 from briefcast.web_app import ServeApp, create_app
 from briefcast.web_app import editor as area
@@ -143,6 +151,28 @@ def waiting_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
         path=brief,
         preview=preview,
         digest=approval.digest(brief, served.settings),
+    )
+
+
+def previewed_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
+    """A review over the dry run's real preview of a copy of ``seed`` (every channel)."""
+    n = next(_reviews)
+    folder = served.tmp / f"review-{n}"
+    brief_file = folder / "briefs" / seed.name
+    brief_file.parent.mkdir(parents=True)
+    shutil.copyfile(seed, brief_file)
+    settings = served.settings
+    names = ["email", "web", "feed", "social"]
+    briefs = provisional(read([brief_file], settings), settings)
+    (preview,) = write_previews(build(briefs, settings, names), names, folder / "out", settings)
+    return approval.record(
+        served.store,
+        flow_run_id=f"run-{n}",
+        brief_id=briefs[0].id,
+        path=brief_file,
+        preview=preview,
+        digest=approval.digest(brief_file, settings),
+        title=briefs[0].title,
     )
 
 
@@ -310,7 +340,7 @@ def test_the_list_shows_a_waiting_review_and_approving_it_calls_approve(
     page = client.get("/editor/")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     html = page.text
-    assert f">{review.brief_id}</h2>" in html and ">waiting</span>" in html
+    assert f">{review.brief_id}</h3>" in html and ">waiting</span>" in html
     assert f'href="/editor/preview/{review.brief_id}/index.html"' in html
     assert f'name="digest" value="{review.digest}"' in html
     assert 'type="datetime-local"' in html and "Europe/Rome" in html
@@ -412,6 +442,289 @@ def test_parse_send_at() -> None:
             area.parse_send_at(bad, tz, now)
 
 
+def section_of(page: str, brief_id: str) -> str:
+    """The list's section of one review (its heading is its title, or its id)."""
+    sections = re.findall(r"<section class=\"review.*?</section>", page, re.S)
+    found = [s for s in sections if f'value="{brief_id}"' in s or f">{brief_id}<" in s]
+    assert len(found) == 1, page
+    return found[0]
+
+
+def test_the_list_shows_titles_and_whom_each_edition_reaches(
+    served: Editor, client: httpx.Client
+) -> None:
+    review = waiting_review(served)
+    approval.set_state(served.store, review.flow_run_id, approval.WAITING)
+    for edition in ("it", "both"):
+        (Path(review.preview) / "email" / f"{edition}.html").write_text("<p>edition</p>")
+    with served.store.engine.begin() as conn:
+        conn.execute(
+            update(reviews)
+            .where(reviews.c.flow_run_id == review.flow_run_id)
+            .values(title="Ukraine & its allies <meet>")
+        )
+    for address, language, status in (
+        ("en1@example.org", "en", "active"),
+        ("en2@example.org", "en", "active"),
+        ("en3@example.org", "en", "pending"),
+        ("it1@example.org", "it", "active"),
+        ("it2@example.org", "it", "unsubscribed"),
+        ("both1@example.org", "both", "active"),
+    ):
+        subscribers.add(served.store, address, language, status=status, settings=served.settings)
+    logged_in(client)
+    section = section_of(client.get("/editor/").text, review.brief_id)
+    assert '<h3 id="review-w-1">Ukraine &amp; its allies &lt;meet&gt;</h3>' in section
+    assert "<dt>Id</dt><dd>" + review.brief_id in section
+    reach = re.findall(r"<li>edition (\w+): (\d+) subscribers?</li>", section)
+    assert reach == [("en", "2"), ("it", "1"), ("both", "1")]
+
+
+def test_the_history_counts_each_channels_sends(served: Editor, client: httpx.Client) -> None:
+    review = waiting_review(served)
+    approval.set_state(served.store, review.flow_run_id, "sent", approved_by=NAME)
+    people = {}
+    for address in ("h1@example.org", "h2@example.org", "h3@example.org", "h4@example.org"):
+        subscribers.add(served.store, address, "en", settings=served.settings)
+        found = subscribers.find(served.store, address)
+        assert found is not None
+        people[address] = found.id
+    then = datetime.now(UTC) - timedelta(hours=1)
+    with served.store.engine.begin() as conn:
+        ids = {}
+        for address, status in zip(people, ("sent", "sent", "deferred", "bounced"), strict=True):
+            ids[address] = conn.execute(
+                deliveries.insert().values(
+                    brief_id=review.brief_id,
+                    subscriber_id=people[address],
+                    edition="en",
+                    status=status,
+                    attempts=1,
+                    updated_at=then,
+                )
+            ).inserted_primary_key[0]
+        conn.execute(
+            bounce_reports.insert().values(
+                report_key="arf-1",
+                kind="complaint",
+                delivery_id=ids["h2@example.org"],
+                subscriber_id=people["h2@example.org"],
+                processed_at=then,
+            )
+        )
+    subscribers.unsubscribe(served.store, people["h1@example.org"])
+    ledger = SendLedger(served.store)
+    posts = {
+        "x-en-1of1": encode_ref(PostRef(id="1", url="https://x.example/status/1")),
+        "mastodon-en-1of1": encode_ref(PostRef(id="2", url="javascript:alert(1)")),
+    }
+    for part, remote_id in posts.items():
+        key = SendKey(review.brief_id, part.split("-")[0], "acct", part)
+        assert ledger.record_attempt(key) is not None
+        ledger.record_sent(key, remote_id)
+    failed = SendKey(review.brief_id, "bluesky", "acct", "bluesky-en-1of1")
+    assert ledger.record_attempt(failed) is not None
+    ledger.record_failed(failed, "refused", retry=False)
+
+    logged_in(client)
+    page = client.get("/editor/").text
+    assert page.index(">History</h2>") < page.index(review.brief_id)
+    section = section_of(page, review.brief_id)
+    rows = dict(re.findall(r'<tr><th scope="row">(\w+)</th><td>(.*?)</td></tr>', section, re.S))
+    assert sorted(rows) == ["bluesky", "email", "mastodon", "x"]
+    counts = {
+        channel: re.findall(r'<span class="count">(\d+) ([a-z ]+)</span>', cell)
+        for channel, cell in rows.items()
+    }
+    assert counts["email"] == [
+        ("2", "sent"),
+        ("1", "deferred"),
+        ("1", "bounced"),
+        ("1", "complained"),
+        ("1", "unsubscribed since"),
+    ]
+    assert counts["x"] == [("1", "sent")] and counts["bluesky"] == [("1", "failed")]
+    assert '<a href="https://x.example/status/1" rel="noreferrer">x-en-1of1</a>' in rows["x"]
+    assert "javascript:" not in section and "<a " not in rows["mastodon"]
+
+
+@dataclass
+class FakeActions:
+    """What flows.editor_actions does on the Prefect server, recorded; a new review as the
+    review flow would record it."""
+
+    served: Editor
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def cancel_run(self, flow_run_id: str) -> None:
+        self.calls.append(("cancel_run", flow_run_id))
+
+    def reschedule(self, flow_run_id: str, when: datetime) -> None:
+        self.calls.append(("reschedule", flow_run_id, when.isoformat()))
+
+    def review_again(self, path: Path) -> None:
+        self.calls.append(("review_again", str(path)))
+        old = approval.listed(self.served.store, ("cancelled",), 1)[0]
+        approval.record(
+            self.served.store,
+            flow_run_id=f"again-{old.flow_run_id}",
+            brief_id=old.brief_id,
+            path=path,
+            preview=Path(old.preview),
+            digest=approval.digest(path, self.served.settings),
+        )
+
+
+def act(client: httpx.Client, action: str, review: Review, **data: str) -> httpx.Response:
+    csrf = form_csrf(client.get("/editor/").text, f"/editor/{action}")
+    return client.post(
+        f"/editor/{action}", data={"csrf": csrf, "brief_id": review.brief_id, **data}
+    )
+
+
+def scheduled_review(served: Editor) -> Review:
+    review = waiting_review(served)
+    approval.set_state(
+        served.store,
+        review.flow_run_id,
+        "scheduled",
+        approved_by=NAME,
+        send_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    approval.note_send_run(served.store, review.flow_run_id, f"send-{review.flow_run_id}")
+    return review
+
+
+def test_discard_reschedule_and_cancel_back_to_waiting(
+    served: Editor, client: httpx.Client
+) -> None:
+    fake = FakeActions(served)
+    served.app.editor.actions = fake
+    logged_in(client)
+
+    # Discard: the waiting review is cancelled, its run with it, and leaves the list.
+    waiting = waiting_review(served)
+    r = act(client, "discard", waiting)
+    assert (
+        flash_after(client, r) == f"ok: Discarded {waiting.brief_id}: nothing of it will be sent."
+    )
+    assert fake.calls == [("cancel_run", waiting.flow_run_id)]
+    state = approval.get(served.store, waiting.flow_run_id)
+    assert (
+        state is not None and state.state == "cancelled" and state.detail == f"discarded by {NAME}"
+    )
+    assert f'value="{waiting.brief_id}"' not in client.get("/editor/").text
+    waiting_review(served)  # another, so that the page has a discard form
+    r = act_raw(client, "discard", waiting.brief_id)  # twice: nothing waits now
+    assert flash_after(client, r) == (
+        f"error: {waiting.brief_id}: no preview of it waits for approval"
+    )
+
+    # Reschedule: the same send run, a new time, in the site's time zone.
+    sched = scheduled_review(served)
+    rome = ZoneInfo("Europe/Rome")
+    when = (datetime.now(rome) + timedelta(days=2)).replace(second=0, microsecond=0)
+    r = act(client, "reschedule", sched, send_at=f"{when:%Y-%m-%dT%H:%M}")
+    assert flash_after(client, r) == (
+        f"ok: Rescheduled {sched.brief_id}: it will be sent at {when:%Y-%m-%d %H:%M %Z}."
+    )
+    assert fake.calls[-1] == (
+        "reschedule",
+        f"send-{sched.flow_run_id}",
+        when.astimezone(UTC).isoformat(),
+    )
+    state = approval.get(served.store, sched.flow_run_id)
+    assert state is not None and state.state == "scheduled" and state.send_at is not None
+    assert state.send_at.astimezone(UTC) == when.astimezone(UTC)
+    past = datetime.now(rome) - timedelta(hours=1)
+    r = act(client, "reschedule", sched, send_at=f"{past:%Y-%m-%dT%H:%M}")
+    assert flash_after(client, r).startswith("error: send at: ")
+    assert len(fake.calls) == 2  # refused before Prefect was asked
+
+    # Cancel: the send run is cancelled and the brief waits for approval again.
+    r = act(client, "cancel", sched)
+    assert flash_after(client, r) == (
+        f"ok: Cancelled the send of {sched.brief_id}: it is previewed again and will wait "
+        "for approval."
+    )
+    assert fake.calls[-2:] == [
+        ("cancel_run", f"send-{sched.flow_run_id}"),
+        ("review_again", sched.path),
+    ]
+    again = approval.waiting_for(served.store, sched.brief_id)
+    assert again.flow_run_id == f"again-{sched.flow_run_id}"
+    section = section_of(client.get("/editor/").text, sched.brief_id)
+    assert ">waiting</span>" in section and 'action="/editor/approve"' in section
+    scheduled_review(served)  # another, so that the page has a cancel form
+    r = act_raw(client, "cancel", waiting.brief_id)
+    assert flash_after(client, r) == f"error: {waiting.brief_id}: no send of it is scheduled"
+
+    # Every action needs its own form's token.
+    for action in area.ACTIONS:
+        other = form_csrf(client.get("/editor/").text, "/editor/approve")
+        r = client.post(f"/editor/{action}", data={"csrf": other, "brief_id": sched.brief_id})
+        assert r.status_code == 403, action
+    assert len(fake.calls) == 4
+
+
+@contextmanager
+def smtp_server_on(recorder: Recorder, port: int) -> Iterator[None]:
+    """A real SMTP server (aiosmtpd) on the port the served settings name."""
+    controller = Controller(recorder, hostname=HOST, port=port)
+    controller.start()
+    try:
+        yield
+    finally:
+        controller.stop()
+
+
+def act_raw(client: httpx.Client, action: str, brief_id: str) -> httpx.Response:
+    """An action's form posted for any brief (its token from the page's own form)."""
+    page = client.get("/editor/").text
+    m = re.search(r'name="csrf" value="([^"]+)"', page.split(f'action="/editor/{action}"')[1])
+    if m is None:  # no such form on the page now: the token is the session's, made here
+        raise AssertionError(page)
+    return client.post(f"/editor/{action}", data={"csrf": m[1], "brief_id": brief_id})
+
+
+def test_a_test_send_mails_every_edition_to_the_editor(
+    served: Editor, client: httpx.Client
+) -> None:
+    review = waiting_review(served, SEEDS[1])
+    recorder = Recorder()
+    logged_in(client)
+    with smtp_server_on(recorder, served.settings.smtp.port):
+        r = act(client, "test-send", review)
+        assert flash_after(client, r) == (
+            f"ok: Sent a test of {review.brief_id} to {NAME}: 3 editions, marked [TEST]."
+        )
+    assert sorted(m.rcpt_to for m in recorder.received) == [NAME] * 3
+    assert all(m.message["subject"].startswith("[TEST]") for m in recorder.received)
+    with served.store.engine.connect() as conn:  # outside the ledger
+        assert (
+            conn.execute(select(deliveries).where(deliveries.c.brief_id == review.brief_id)).first()
+            is None
+        )
+    state = approval.get(served.store, review.flow_run_id)
+    assert state is not None and state.state == "waiting"
+    # No mail server: one line, nothing changed.
+    r = act(client, "test-send", review)
+    said = flash_after(client, r)
+    assert said.startswith("error: ") and "server's log" not in said, said  # the relay's line
+
+
+def test_a_test_send_needs_an_editor_named_by_an_address(served: Editor) -> None:
+    editors.add(served.store, "bob", PASSWORD)
+    review = waiting_review(served)
+    with httpx.Client(base_url=served.url, timeout=20) as client:
+        r = login(client, "bob")
+        assert r.status_code == 303, r.text
+        r = act(client, "test-send", review)
+        assert flash_after(client, r) == (
+            "error: test send: your editor name &#39;bob&#39; is not an email address"
+        )  # as the page escapes it
+
+
 # --- previews ------------------------------------------------------------------------------
 
 
@@ -424,7 +737,9 @@ def test_previews_are_served_to_editors_and_confined(served: Editor, client: htt
     assert index.content == (Path(review.preview) / "index.html").read_bytes()
     assert index.headers["cache-control"] == "no-store"
     csp = index.headers["content-security-policy"]
-    assert "script-src 'none'" in csp and "'unsafe-inline'" in csp and "frame-src 'self'" in csp
+    # No script but the preview's own, by its hash (it fits the email frames to their height).
+    assert f"script-src {FIT_SCRIPT_CSP};" in csp and "'unsafe-inline'" in csp
+    assert "frame-src 'self'" in csp and "form-action 'self'" in csp
     assert index.headers["x-frame-options"] == "SAMEORIGIN"
     assert client.get(f"{base}/").content == index.content
     assert client.get(f"{base}/email/en.html").text.startswith("<!doctype html><p>The English")
@@ -448,6 +763,28 @@ def test_previews_are_served_to_editors_and_confined(served: Editor, client: htt
         assert raw(served, path, token) == 404, path
     assert raw(served, f"{base}/index.html", token) == 200
     assert raw(served, f"{base}/index.html", "not-a-session-token-at-all") == 303
+
+
+def test_a_waiting_preview_carries_its_approve_form(served: Editor, client: httpx.Client) -> None:
+    review = previewed_review(served, SEEDS[4])
+    logged_in(client)
+    on_disk = (Path(review.preview) / "index.html").read_text("utf-8")
+    assert on_disk.count(APPROVE_SLOT) == 1 and "<form" not in on_disk
+    assert f"<script>{FIT_SCRIPT}</script>" in on_disk  # the script the CSP's hash allows
+    page = client.get(f"/editor/preview/{review.brief_id}/index.html").text
+    assert APPROVE_SLOT not in page
+    assert f'<input type="hidden" name="digest" value="{review.digest}">' in page
+    assert f'<code class="digest">{review.digest}</code>' in page  # the digest, shown
+    csrf = form_csrf(page, "/editor/approve")
+    r = client.post(
+        "/editor/approve",
+        data={"csrf": csrf, "brief_id": review.brief_id, "digest": review.digest, "send_at": ""},
+    )
+    assert flash_after(client, r) == f"ok: Approved {review.brief_id}: it is being sent now."
+    assert served.fake.calls[-1] == (review.brief_id, None, NAME)
+    # Approved: the preview no longer offers to approve it.
+    page = client.get(f"/editor/preview/{review.brief_id}/index.html").text
+    assert "<form" not in page and APPROVE_SLOT in page
 
 
 # --- sessions ------------------------------------------------------------------------------

@@ -17,20 +17,32 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 from serve_helpers import serve_settings, uvicorn_server
 from smtp_servers import HOST, free_port
-from test_browser import AXE, AXE_REQUIRED, axe_source, axe_violations, browser, page
-from test_editor import NAME, PASSWORD, SEEDS, Editor, FakeApprove, waiting_review
+from test_browser import AXE, AXE_REQUIRED, axe_source, axe_violations, browser, page, shots
+from test_editor import (
+    NAME,
+    PASSWORD,
+    SEEDS,
+    Editor,
+    FakeApprove,
+    previewed_review,
+    waiting_review,
+)
 
-from briefcast import approval, editors
+from briefcast import approval, editors, subscribers
+from briefcast.posting import PostRef
+from briefcast.posting.thread import encode_ref
+from briefcast.sends import SendKey, SendLedger
 from briefcast.store import Store
 from briefcast.web_app import create_app
 
-__all__ = ["axe_source", "browser", "page"]  # the fixtures, from test_browser
+__all__ = ["axe_source", "browser", "page", "shots"]  # the fixtures, from test_browser
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +149,101 @@ def test_login_and_list_pass_axe(served: Editor, page: Page, axe_source: str | N
     failed = page.locator("section", has=page.get_by_role("heading", name="unreadable.md"))
     expect(failed).to_contain_text("unreadable.md: front matter: unknown key 'autor'")
     no_violations(page, axe_source)
+    if axe_source is None:
+        pytest.skip(
+            f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"
+        )
+
+
+# Each email frame's own height and its content's, as the page's script left them.
+FRAMES = """() => [...document.querySelectorAll("iframe[srcdoc]")].map(f => ({
+  title: f.title, height: f.clientHeight,
+  content: f.contentDocument.documentElement.scrollHeight,
+  scrolls: f.contentDocument.documentElement.scrollHeight > f.contentWindow.innerHeight,
+  shown: f.getBoundingClientRect().right <= document.documentElement.clientWidth + 0.5,
+}))"""
+
+
+def test_the_preview_fits_any_screen_and_approves(
+    served: Editor, page: Page, axe_source: str | None, shots: Path
+) -> None:
+    review = previewed_review(served, SEEDS[0])
+    log_in(served, page)
+    url = f"{served.url}/editor/preview/{review.brief_id}/index.html"
+    for width in (1280, 375):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(url)
+        page.wait_for_load_state("load")
+        frames = page.evaluate(FRAMES)
+        # Three views (desktop, phone, dark) of each of the three editions.
+        assert len(frames) == 9, frames
+        for frame in frames:
+            assert frame["height"] >= frame["content"] and not frame["scrolls"], frame
+            assert frame["shown"], frame  # scaled down, not cut off at the right
+        page.screenshot(path=shots / f"editor-preview-{width}.png", full_page=True)
+        no_violations(page, axe_source)
+    # Opened from disk (no server, no CSP) the frames are fitted the same way: srcdoc
+    # frames share the page's origin even there.
+    page.goto(Path(review.preview, "index.html").as_uri())
+    page.wait_for_load_state("load")
+    for frame in page.evaluate(FRAMES):
+        assert frame["height"] >= frame["content"] and frame["shown"], frame
+    assert page.locator("form").count() == 0  # the Approve form is the server's only
+    page.goto(url)
+    page.wait_for_load_state("load")
+    # The footer of each edition is inside its frame's visible height.
+    footer = page.frame_locator("iframe[title='en edition, phone']").get_by_text("Unsubscribe")
+    expect(footer).to_be_visible()
+    form = page.locator("form.approve")
+    expect(form).to_contain_text(review.digest)
+    form.get_by_role("button", name="Approve this preview").click()
+    expect(page.get_by_role("status")).to_have_text(
+        f"Approved {review.brief_id}: it is being sent now."
+    )
+    assert served.fake.calls[-1] == (review.brief_id, None, NAME)
+    if axe_source is None:
+        pytest.skip(
+            f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"
+        )
+
+
+def test_the_list_with_reach_and_history_fits_and_passes_axe(
+    served: Editor, page: Page, axe_source: str | None, shots: Path
+) -> None:
+    waiting = previewed_review(served, SEEDS[2])
+    sent = waiting_review(served, SEEDS[3])
+    later = waiting_review(served, SEEDS[4])  # approved for tomorrow: its send can be moved
+    approval.set_state(
+        served.store,
+        later.flow_run_id,
+        "scheduled",
+        approved_by=NAME,
+        send_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    approval.note_send_run(served.store, later.flow_run_id, "send-run")
+    approval.set_state(served.store, sent.flow_run_id, "sent", approved_by=NAME)
+    subscribers.add(served.store, "reader@example.org", "it", settings=served.settings)
+    ledger = SendLedger(served.store)
+    key = SendKey(sent.brief_id, "mastodon", "acct", "mastodon-en-1of1")
+    assert ledger.record_attempt(key) is not None
+    ledger.record_sent(key, encode_ref(PostRef(id="9", url="https://social.example/@a/9")))
+    log_in(served, page)
+    for width in (1280, 375):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(served.url + "/editor/?refresh=off")
+        section = page.locator("section", has=page.get_by_role("heading", name=waiting.title or ""))
+        expect(section).to_contain_text("edition it: 1 subscriber")
+        expect(section.get_by_role("button", name=re.compile("^Send me a test"))).to_be_visible()
+        expect(section.get_by_role("button", name=re.compile("^Discard"))).to_be_visible()
+        scheduled = page.locator("section", has=page.get_by_role("heading", name=later.brief_id))
+        expect(scheduled.get_by_label(re.compile("^New send time"))).to_be_visible()
+        expect(scheduled.get_by_role("button", name=re.compile("^Cancel the send"))).to_be_visible()
+        history = page.get_by_role("table", name=f"Sends of {sent.brief_id}")
+        expect(history.get_by_role("link", name="mastodon-en-1of1")).to_have_attribute(
+            "href", "https://social.example/@a/9"
+        )
+        page.screenshot(path=shots / f"editor-list-{width}.png", full_page=True)
+        no_violations(page, axe_source)
     if axe_source is None:
         pytest.skip(
             f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"

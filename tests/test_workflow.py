@@ -743,3 +743,101 @@ def test_a_brief_that_cannot_be_read_shows_as_failed_with_its_reason(up: dict) -
     assert "<h2" in section[0] and ">broken.md</h2>" in section[0], section[0]
     assert f"<dt>Reason</dt><dd>{failed.detail}</dd>" in html.unescape(section[0])
     assert "/editor/preview/" not in section[0]  # nothing was previewed
+
+
+class _EditorPage:
+    """A logged-in editor on `briefcast serve`, posting the list page's forms."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        login = client.get("/editor/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login)
+        assert csrf, login
+        logged = client.post(
+            "/editor/login", data={"csrf": csrf[1], "name": EDITOR, "password": EDITOR_PASSWORD}
+        )
+        assert logged.status_code == 303, logged.text
+
+    def post(self, action: str, brief_id: str, **data: str) -> str:
+        """The action's form for ``brief_id``, posted; the line the page then says."""
+        page = self.client.get("/editor/?refresh=off").text
+        form = re.search(
+            rf'<form method="post" action="/editor/{action}">\s*'
+            r'<input type="hidden" name="csrf" value="([^"]+)">\s*'
+            rf'<input type="hidden" name="brief_id" value="{re.escape(brief_id)}">\s*'
+            r'(?:<input type="hidden" name="digest" value="([0-9a-f]{64})">)?',
+            page,
+        )
+        assert form, page
+        fields = {"csrf": form[1], "brief_id": brief_id, **data}
+        if form[2]:
+            fields["digest"] = form[2]
+        done = self.client.post(f"/editor/{action}", data=fields)
+        assert done.status_code == 303 and done.headers["location"] == "/editor/", done.text
+        said = re.search(
+            r'<p class="flash (ok|error)" role="\w+">([^<]*)</p>', self.client.get("/editor/").text
+        )
+        assert said, f"no line after {action}"
+        return f"{said[1]}: {said[2]}"
+
+
+def _flow_run(up: dict, flow_run_id: str) -> dict[str, Any]:
+    found = httpx.get(f"{up['state']['api_url']}/flow_runs/{flow_run_id}", timeout=10)
+    assert found.status_code == 200, found.text
+    return found.json()
+
+
+@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
+def test_the_editors_page_reschedules_cancels_and_discards_on_the_server_of_briefcast_up(
+    up: dict, smtp: tuple[Recorder, int]
+) -> None:
+    """A send scheduled from the page is moved (the same Prefect run, a new time), then
+    cancelled: its run is cancelled and the brief waits for approval again, under a new
+    review run; that one, discarded, is cancelled in Prefect and leaves the list. Nothing
+    is mailed."""
+    recorder, _port = smtp
+    env, cwd = up["env"], up["cwd"]
+    url = env["BRIEFCAST_DATABASE__URL"]
+    brief = cwd / "drafts" / SEEDS[1].name
+    brief.parent.mkdir()
+    shutil.copy(SEEDS[1], brief)
+    submitted = run("review", brief, env=env, cwd=cwd)
+    assert submitted.returncode == 0, submitted.stderr
+    brief_id = submitted.stdout.split(":")[0].strip()
+    wait_for(f"the review of {brief_id}", lambda: _review(url, brief_id))
+    with _serving(env, cwd) as (site, _proc), httpx.Client(base_url=site, timeout=60) as client:
+        editor = _EditorPage(client)
+        page = client.get("/editor/?refresh=off").text
+        zone = re.search(r"\(optional; ([\w/+-]+) time", page)
+        assert zone, page
+        tz = ZoneInfo(zone[1])
+        tomorrow = (datetime.now(tz) + timedelta(days=1)).replace(second=0, microsecond=0)
+        said = editor.post("approve", brief_id, send_at=f"{tomorrow:%Y-%m-%dT%H:%M}")
+        assert said.startswith(f"ok: Approved {brief_id}: it will be sent at "), said
+        scheduled = wait_for(
+            "the scheduled send",
+            lambda: (r := _review(url, brief_id, "scheduled")) and r.send_flow_run_id and r,
+        )
+        send_run = scheduled.send_flow_run_id
+
+        later = tomorrow + timedelta(days=1)
+        said = editor.post("reschedule", brief_id, send_at=f"{later:%Y-%m-%dT%H:%M}")
+        assert said == f"ok: Rescheduled {brief_id}: it will be sent at {later:%Y-%m-%d %H:%M %Z}."
+        state = _flow_run(up, send_run)["state"]
+        assert state["type"] == "SCHEDULED", state
+        moved = datetime.fromisoformat(state["state_details"]["scheduled_time"])
+        assert moved == later.astimezone(UTC), state
+
+        said = editor.post("cancel", brief_id)
+        assert said.startswith(f"ok: Cancelled the send of {brief_id}: "), said
+        assert _flow_run(up, send_run)["state"]["type"] == "CANCELLED"
+        again = wait_for(
+            "the new review",
+            lambda: (r := _review(url, brief_id)) and r.flow_run_id != scheduled.flow_run_id and r,
+        )
+        said = editor.post("discard", brief_id)
+        assert said == f"ok: Discarded {brief_id}: nothing of it will be sent."
+        assert _flow_run(up, again.flow_run_id)["state"]["type"] == "CANCELLED"
+        assert _review(url, brief_id) is None
+        assert f'value="{brief_id}"' not in client.get("/editor/?refresh=off").text
+    assert not recorder.received

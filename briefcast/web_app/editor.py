@@ -7,9 +7,11 @@ their previews, approve them (now or at a time), follow their sends.
   answer 429 without looking at the password. A wrong name and a wrong password get the
   same answer. A good one opens a session: a random token in a cookie (``HttpOnly``,
   ``SameSite=Strict``, ``Path=/editor``, ``Secure`` over https), its sha256 in the table.
-- ``GET /editor/``: the reviews, waiting first, each with its title and preview, its Approve form
-  (the digest of the preview shown, an optional time to send at) and, once approved, how
-  its sends stand (the email ledger's counts, the other channels' from the send ledger). A
+- ``GET /editor/``: the reviews, waiting first, each under its title, with its preview, its
+  Approve form (the digest of the preview shown, an optional time to send at), whom each
+  email edition will reach (active subscribers), once approved how its sends stand, and
+  under History each past send's counts per channel and its social posts' links
+  (:mod:`briefcast.web_app.editor_stats`). A
   brief that could not be read is there too, failed, by its file name, with the reason.
   While sends are under way the page reloads itself every 10 seconds
   (``<meta http-equiv="refresh">``: the CSP allows no script); a link turns that off, as
@@ -20,9 +22,20 @@ their previews, approve them (now or at a time), follow their sends.
   then calls the approve callable (``flows.approve.approve`` unless the app was given
   another), which resumes the waiting flow run. ``send_at`` (``datetime-local``) is read in
   the site's time zone, and must be in the future and within 90 days.
+- ``POST /editor/test-send``: every edition of a waiting preview to the editor's own
+  address (the editor's name, when it is one), marked [TEST], outside the ledger: the email
+  channel's ``send_test``, as ``briefcast publish --test-to``; refused if the brief,
+  templates or settings changed since the preview.
+- ``POST /editor/discard``: a waiting review is cancelled (its suspended run too).
+- ``POST /editor/reschedule``: a scheduled send's run gets a new time (``send_at``).
+- ``POST /editor/cancel``: a scheduled send is cancelled and its brief previewed again, so
+  it waits for approval once more (``briefcast scheduled --cancel``, then a new review).
+  These three ask Prefect through :mod:`flows.editor_actions` (the server found as for an
+  approval; none: refused in one line, nothing changed).
 - ``POST /editor/logout`` ends the session.
 - ``GET /editor/preview/{brief_id}/{path}``: the files of that brief's newest review's
-  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out).
+  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out). While
+  that review waits, its index.html carries an Approve form bound to its digest.
 
 Every POST checks the session's CSRF token (an HMAC of the session's own secret and the
 form's address). After an action the list page says what happened (Post/Redirect/Get; the
@@ -38,7 +51,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,10 +67,11 @@ from briefcast.approval import Review
 from briefcast.config import Settings
 from briefcast.delivery import ledger
 from briefcast.errors import BriefcastError, UserError
+from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT_CSP
 from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
 from briefcast.store import Store, sends
+from briefcast.web_app import editor_stats, signing
 from briefcast.web_app import headers as sec
-from briefcast.web_app import signing
 from briefcast.web_app.pages import NO_STORE, Pages, read_form
 from briefcast.web_app.ratelimit import Buckets
 from briefcast.web_app.static import content_type
@@ -79,18 +93,19 @@ PREVIEW_MAX_BYTES = 50_000_000
 LIST_LIMIT = 100
 SHOWN = (*approval.OPEN_STATES, "sent", "failed", "refused")
 UNDER_WAY = ("approved", "scheduled", "sending")
-WITH_SENDS = (*UNDER_WAY, "sent", "failed")
 EVERY_STATE = (*SHOWN, "superseded", "cancelled", "expired")
 EMAIL_STATUSES = ("sent", "deferred", "unknown", "queued", "sending", "bounced")
 WRONG = "Wrong name or password."
+ACTIONS = ("discard", "cancel", "reschedule", "test-send")
 _FLASH = b"briefcast-editor-flash-v1:"
 
 # A preview is our own HTML with inline CSS, the emails in iframes of the same folder, and
-# images as the subscribers' mail clients would load them; still no script, no form.
+# images as the subscribers' mail clients would load them. Its one script is ours, fixed,
+# allowed by its hash (it fits each frame's height to its email); its one form approves.
 PREVIEW_CSP = (
     "default-src 'none'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
-    "font-src 'self'; frame-src 'self'; script-src 'none'; object-src 'none'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+    f"font-src 'self'; frame-src 'self'; script-src {FIT_SCRIPT_CSP}; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 )
 PREVIEW_HEADERS: tuple[sec.Header, ...] = (
     (b"content-security-policy", PREVIEW_CSP.encode()),
@@ -114,6 +129,17 @@ class Approver(Protocol):
     ) -> Review: ...
 
 
+class Actions(Protocol):
+    """What the editor's other actions ask of Prefect: :class:`flows.editor_actions.
+    PrefectActions`, or a test's fake."""
+
+    def cancel_run(self, flow_run_id: str) -> None: ...
+
+    def reschedule(self, flow_run_id: str, when: datetime) -> None: ...
+
+    def review_again(self, path: Path) -> None: ...
+
+
 def default_approve(
     brief_id: str,
     settings: Settings,
@@ -131,6 +157,14 @@ def default_approve(
 
 class ScheduleError(UserError):
     """A send time that cannot be used."""
+
+
+class NotScheduled(UserError):
+    """No scheduled send to cancel or move."""
+
+
+class TestSendRefused(UserError):
+    """A test send that could not be made, or not to every address."""
 
 
 def parse_send_at(raw: str, tz: ZoneInfo, now: datetime) -> datetime | None:
@@ -175,6 +209,12 @@ class Row:
     created: str
     send_at: str
     progress: list[tuple[str, str]]
+    reach: list[tuple[str, int]] = field(default_factory=list)
+    history: list[editor_stats.ChannelHistory] = field(default_factory=list)
+
+    @property
+    def past(self) -> bool:
+        return self.review.state not in approval.OPEN_STATES
 
 
 def _preview_names(path: str) -> list[str] | None:
@@ -207,6 +247,7 @@ class EditorArea:
         self.secret = pages.secret
         self.env = pages.env
         self.approve: Approver = approve or default_approve
+        self.actions: Actions | None = None  # flows.editor_actions', made when first used
         self.session_ttl = session_ttl
         keys = settings.serve.rate_limit_keys
         self.by_ip = Buckets(LOGIN_IP_BURST, LOGIN_IP_PER_HOUR, keys)
@@ -423,6 +464,17 @@ class EditorArea:
             lines.append((channel, " · ".join(f"{n} {s}" for s, n in sorted(counted.items()))))
         return lines
 
+    def _editions(self, review: Review) -> list[str]:
+        """The email editions its preview holds, the site's languages first, then "both"."""
+        if not review.preview:
+            return []
+        try:
+            names = {p.stem for p in (Path(review.preview) / "email").glob("*.html")}
+        except OSError:
+            return []
+        order = [*self.settings.site.languages, "both"]
+        return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
     def _rows(self) -> list[Row]:
         tz = self.settings.site.tz
         reviews = approval.listed(self.store, SHOWN, LIST_LIMIT)
@@ -433,7 +485,13 @@ class EditorArea:
                 created=_when(r.created_at, tz),
                 send_at=_when(r.send_at, tz) if r.send_at else "",
                 # A brief that could not be read (no digest) was never sent anywhere.
-                progress=self._progress(r.brief_id) if r.state in WITH_SENDS and r.digest else [],
+                progress=self._progress(r.brief_id) if r.state in UNDER_WAY and r.digest else [],
+                reach=editor_stats.reach(self.store, self._editions(r))
+                if r.state in approval.OPEN_STATES and r.digest
+                else [],
+                history=editor_stats.history(self.store, r.brief_id)
+                if r.state not in approval.OPEN_STATES and r.digest
+                else [],
             )
             for r in reviews
         ]
@@ -460,6 +518,7 @@ class EditorArea:
             rows=rows,
             waiting=approval.WAITING,
             approve_csrf=self.form_token(session, "/editor/approve"),
+            action_csrf={a: self.form_token(session, f"/editor/{a}") for a in ACTIONS},
             tz=tz.key,
             min_at=f"{now:%Y-%m-%dT%H:%M}",
             max_at=f"{now + SCHEDULE_MAX:%Y-%m-%dT%H:%M}",
@@ -516,17 +575,144 @@ class EditorArea:
             brief_id, self.settings, send_at=send_at, by=session.name, digest=review.digest
         )
 
+    # --- discard, cancel, reschedule, test send ---------------------------------------------
+
+    def _prefect(self) -> Actions:
+        if self.actions is None:
+            from flows.editor_actions import PrefectActions  # Prefect only when used
+
+            self.actions = PrefectActions(self.settings)
+        return self.actions
+
+    async def action_post(self, request: Request, action: str) -> Response:
+        """One of the actions below, by the form's ``brief_id``: Post/Redirect/Get, its
+        outcome (or why it was refused) in one line on the list."""
+        form = await read_form(request)
+        session = await self.session(request)
+        if session is None:
+            return self.redirect(
+                request, "/editor/login", Flash("error", "Log in again: your session ended.")
+            )
+        if not self.form_ok(session, f"/editor/{action}", form):
+            return self.forbidden(request)
+        brief_id = form.get("brief_id", "")[:200]
+        do = {
+            "discard": self._discard,
+            "cancel": self._cancel,
+            "reschedule": self._reschedule,
+            "test-send": self._test_send,
+        }[action]
+        try:
+            text = await run_in_threadpool(do, session, brief_id, form)
+        except BriefcastError as exc:
+            log.info("editor %s: %s of %r refused: %s", session.name, action, brief_id, exc)
+            return self.redirect(request, "/editor/", Flash("error", str(exc)))
+        except Exception:
+            log.exception("editor %s: %s of %r failed", session.name, action, brief_id)
+            text = f"{brief_id}: the {action} failed (see the server's log); nothing changed"
+            return self.redirect(request, "/editor/", Flash("error", text))
+        log.info("editor %s: %s %s", session.name, action, brief_id)
+        return self.redirect(request, "/editor/", Flash("ok", text))
+
+    def _discard(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        """A waiting review is cancelled, its suspended run with it: nothing of it is sent."""
+        review = approval.waiting_for(self.store, brief_id)
+        self._prefect().cancel_run(review.flow_run_id)
+        approval.set_state(
+            self.store, review.flow_run_id, "cancelled", detail=f"discarded by {session.name}"
+        )
+        return f"Discarded {brief_id}: nothing of it will be sent."
+
+    def _scheduled(self, brief_id: str) -> Review:
+        review = approval.latest(self.store, brief_id, ("scheduled",))
+        if review is None or review.send_flow_run_id is None:
+            raise NotScheduled(f"{brief_id}: no send of it is scheduled")
+        return review
+
+    def _cancel(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        """The scheduled send is cancelled and the brief previewed again, to wait for
+        approval once more (as ``briefcast scheduled --cancel``, then a new review)."""
+        review = self._scheduled(brief_id)
+        assert review.send_flow_run_id is not None
+        self._prefect().cancel_run(review.send_flow_run_id)
+        approval.set_state(
+            self.store,
+            review.flow_run_id,
+            "cancelled",
+            detail=f"send cancelled by {session.name}; previewed again for approval",
+        )
+        self._prefect().review_again(Path(review.path))
+        return (
+            f"Cancelled the send of {brief_id}: it is previewed again and will wait for approval."
+        )
+
+    def _reschedule(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        when = parse_send_at(form.get("send_at", ""), self.settings.site.tz, datetime.now(UTC))
+        if when is None:
+            raise ScheduleError("send at: give the new date and time")
+        review = self._scheduled(brief_id)
+        assert review.send_flow_run_id is not None
+        self._prefect().reschedule(review.send_flow_run_id, when)
+        approval.set_state(self.store, review.flow_run_id, "scheduled", send_at=when)
+        return f"Rescheduled {brief_id}: it will be sent at {_when(when, self.settings.site.tz)}."
+
+    def _test_send(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
+        """Every edition of the waiting preview to the editor's own address, marked [TEST],
+        outside the ledger: the email channel's ``send_test``, as ``publish --test-to``."""
+        from briefcast import channel as registry
+        from briefcast.pipeline import build, provisional, read
+        from briefcast.subscribers import normalize_address
+
+        review = approval.waiting_for(self.store, brief_id)
+        try:
+            to = normalize_address(session.name)
+        except ValueError:
+            raise TestSendRefused(
+                f"test send: your editor name {session.name!r} is not an email address"
+            ) from None
+        # What was previewed, or refused: the brief, templates and settings unchanged.
+        approval.check(review, self.settings)
+        briefs = read([review.path], self.settings)
+        dated = provisional(briefs, self.settings, self.store.first_seen(b.id for b in briefs))
+        outputs = build(dated, self.settings, ["email"])
+        send_test = getattr(registry.get("email"), "send_test", None)
+        if send_test is None:
+            raise TestSendRefused("test send: the email channel cannot send tests")
+        results = send_test(outputs[0], self.settings, [to])
+        failed = [r for r in results if r.status != "sent"]
+        if failed:
+            raise TestSendRefused(
+                "test send: "
+                + "; ".join(f"{r.edition} to {r.address}: {r.status} {r.reply}" for r in failed)
+            )
+        return f"Sent a test of {brief_id} to {to}: {len(results)} editions, marked [TEST]."
+
     # --- previews -------------------------------------------------------------------------
 
-    def _preview_file(self, brief_id: str, names: Sequence[str]) -> tuple[bytes, str] | None:
+    def _preview_file(
+        self, brief_id: str, names: Sequence[str]
+    ) -> tuple[bytes, str, Review] | None:
         review = approval.latest(self.store, brief_id, EVERY_STATE)
         if review is None:
             return None
         try:
             real = inside(Path(review.preview), *names)
-            return read_regular(real, PREVIEW_MAX_BYTES), content_type(real.name)
+            return read_regular(real, PREVIEW_MAX_BYTES), content_type(real.name), review
         except (OutsideFolder, UnsafeFile, OSError, ValueError):
             return None
+
+    def _with_approve(self, data: bytes, session: editors.Session, review: Review) -> bytes:
+        """The preview page with its Approve form in its slot: bound to the digest of the
+        review it shows, so what is approved is what was looked at."""
+        now = datetime.now(self.settings.site.tz)
+        form = self.env.get_template("editor_preview_approve.html.j2").render(
+            review=review,
+            csrf=self.form_token(session, "/editor/approve"),
+            tz=self.settings.site.tz.key,
+            min_at=f"{now:%Y-%m-%dT%H:%M}",
+            max_at=f"{now + SCHEDULE_MAX:%Y-%m-%dT%H:%M}",
+        )
+        return data.replace(APPROVE_SLOT.encode(), form.encode(), 1)
 
     async def preview(self, request: Request, brief_id: str, path: str) -> Response:
         session = await self.session(request)
@@ -538,7 +724,9 @@ class EditorArea:
             found = await run_in_threadpool(self._preview_file, brief_id, names)
         if found is None:
             return self.refusal(request, 404, "Not found", "There is no such preview file.", {})
-        data, ctype = found
+        data, ctype, review = found
+        if names == ["index.html"] and review.state == approval.WAITING and review.digest:
+            data = self._with_approve(data, session, review)
         return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})
 
     def stylesheet(self, request: Request) -> Response:
@@ -578,6 +766,15 @@ def install(app: FastAPI, area: EditorArea) -> None:
     @app.post("/editor/approve")
     async def editor_approve(request: Request) -> Response:
         return await area.approve_post(request)
+
+    def action_route(action: str) -> Any:
+        async def editor_action(request: Request) -> Response:
+            return await area.action_post(request, action)
+
+        return editor_action
+
+    for action in ACTIONS:
+        app.add_api_route(f"/editor/{action}", action_route(action), methods=["POST"])
 
     @app.api_route("/editor/editor.css", methods=["GET", "HEAD"])
     async def editor_stylesheet(request: Request) -> Response:
