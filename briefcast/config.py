@@ -118,17 +118,24 @@ def _base_url(url: str) -> str:
     return url
 
 
+def _filled(url: str, name: str, value: str) -> str:
+    """``url`` with its one placeholder ``{name}`` filled in; a stray "{x}" is one line."""
+    try:
+        return url.format(**{name: value})
+    except KeyError as exc:
+        raise ValueError(
+            f"{{{_esc(str(exc.args[0]))}}}: only {{{name}}} may be in braces"
+        ) from None
+    except (IndexError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"only {{{name}}} may be in braces; write {{{{ or }}}} for a literal brace ({exc})"
+        ) from None
+
+
 def _unsubscribe_url(url: str) -> str:
     if "{token}" not in url:
         raise ValueError("must contain {token}, where each subscriber's token goes")
-    try:  # what the email builder does with it, so a stray "{x}" fails now, not mid-send
-        filled = url.format(token="TOKEN")
-    except KeyError as exc:
-        raise ValueError(f"{{{_esc(str(exc.args[0]))}}}: only {{token}} may be in braces") from None
-    except (IndexError, AttributeError, ValueError) as exc:
-        raise ValueError(
-            f"only {{token}} may be in braces; write {{{{ or }}}} for a literal brace ({exc})"
-        ) from None
+    filled = _filled(url, "token", "TOKEN")  # as the email builder will: fails now, not mid-send
     if not _is_http(filled):
         raise ValueError(f'"{_esc(url)}" is not an absolute http(s) URL')
     return url
@@ -138,14 +145,7 @@ def _subscribe_url(url: str) -> str:
     # "" is allowed: the site's subscriptions are handled nowhere we can link to.
     if not url:
         return url
-    try:  # what the pages do with it, so a stray "{x}" fails now, not mid-publish
-        filled = url.format(lang="en")
-    except KeyError as exc:
-        raise ValueError(f"{{{_esc(str(exc.args[0]))}}}: only {{lang}} may be in braces") from None
-    except (IndexError, AttributeError, ValueError) as exc:
-        raise ValueError(
-            f"only {{lang}} may be in braces; write {{{{ or }}}} for a literal brace ({exc})"
-        ) from None
+    filled = _filled(url, "lang", "en")  # as the pages will: fails now, not mid-publish
     if not _is_http(filled):
         raise ValueError(f'"{_esc(url)}" is not an absolute http(s) URL (or "" for no link)')
     return url

@@ -20,7 +20,7 @@ from lxml import html as lxml_html
 from playwright.sync_api import Page, expect
 from smtp_servers import Recorder
 from test_browser import browser, page
-from test_markdown import EN_LINKS, IT_LINKS, RICH, check_body_html
+from test_markdown import EN_LINKS, EN_SENTENCES, IT_LINKS, IT_SENTENCES, RICH, check_body_html
 from test_workflow import (
     EDITOR,
     EDITOR_PASSWORD,
@@ -47,13 +47,19 @@ def drop(inbox: Path, name: str, text: str) -> None:
     os.replace(draft, inbox / name)
 
 
-def check_text_part(text: str, links: dict[str, str]) -> None:
+def check_text_part(text: str, lang: str) -> None:
+    """Every link as a numbered reference, every list item, table cell and footnote."""
     text = text.replace("\r\n", "\n")
     refs = dict(re.findall(r"^\[(\d+)\] (\S+)$", text, re.M))
-    flat = " ".join(text.split())
-    for href, label in links.items():
+    flat = re.sub(r" \[\d+\]", "", " ".join(text.split()))  # the references left out
+    for href, label in (EN_LINKS if lang == "en" else IT_LINKS).items():
         n = next(k for k, v in refs.items() if v == href)
-        assert f"{label} [{n}]" in flat, (label, n)
+        assert f"{label} [{n}]" in " ".join(text.split()), (label, n)
+    for sentence in EN_SENTENCES if lang == "en" else IT_SENTENCES:
+        assert flat.count(sentence) == 1, (lang, sentence)
+    assert re.search(r"^2\. ", text, re.M) and re.search(r"^¹ ", text, re.M)
+    if lang == "en":
+        assert re.search(r"^Britain \[\d+\] +1,500$", text, re.M), text
     for syntax in ("**", "](", "[^", "|---", "!["):
         assert syntax not in text, syntax
 
@@ -108,7 +114,7 @@ def test_an_editors_week(up: dict, smtp: tuple[Recorder, int], page: Page) -> No
         for lang in langs:
             part = doc.get_element_by_id(f"brief-{lang}") if edition == "both" else doc
             check_body_html(part, lang)
-            check_text_part(text, EN_LINKS if lang == "en" else IT_LINKS)
+            check_text_part(text, lang)
         seen.add(edition)
     assert seen == {"en", "it", "both"}
 
