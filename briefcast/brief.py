@@ -56,6 +56,15 @@ def _one_line_or_none(text: str | None) -> str | None:
     return (one_line(text) or None) if text is not None else None
 
 
+def after_headline(text: str, headline: str) -> str:
+    """``text`` less the headline it opens with (whole words only: "Paris" is not the start
+    of "Parisians"), or all of it when it does not open with the headline."""
+    if not headline or not text.startswith(headline):
+        return text
+    rest = text[len(headline) :]
+    return rest.strip() if not rest or rest[0].isspace() else text
+
+
 class BlockKind(StrEnum):
     PARAGRAPH = "paragraph"
     SUBHEADING = "subheading"
@@ -143,19 +152,26 @@ class Brief:
             return self.summary
         if not s:
             return ""
-        title = self.title_in(lang)
-        return s.lede.removeprefix(title).strip() if s.lede.startswith(title) else s.lede
+        return after_headline(s.lede, self.title_in(lang))
 
     def body_in(self, lang: str) -> tuple[Block, ...]:
         """The section's blocks as printed under the standfirst: without the lede when the
-        standfirst is made from it, so no sentence is printed twice."""
+        standfirst is made from it, and without the headline when the lede opens with it
+        (an untitled brief's headline is its first sentence), so no sentence is printed
+        twice."""
         s = self.section(lang)
         if s is None:
             return ()
         lede = next((b for b in s.blocks if b.kind is BlockKind.PARAGRAPH), None)
         own = s.summary or self.summary
-        if lede is None or (own and lede.text != own):
+        if lede is None:
             return s.blocks
+        if own and lede.text != own:
+            rest = after_headline(lede.text, self.title_in(lang))
+            if rest == lede.text:
+                return s.blocks
+            if rest:
+                return tuple(replace(b, text=rest) if b is lede else b for b in s.blocks)
         return tuple(b for b in s.blocks if b is not lede)
 
     def dated(self, when: datetime) -> Brief:

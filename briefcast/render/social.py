@@ -12,9 +12,10 @@ from importlib.resources import files
 import emoji
 import regex
 
-from briefcast.brief import Brief
+from briefcast.brief import Brief, after_headline
 from briefcast.config import SiteSettings
 from briefcast.errors import BriefError
+from briefcast.readers.blocks import headline_from
 
 X_LIMIT = 280
 MASTODON_LIMIT = 500
@@ -236,9 +237,38 @@ _SCAN_CUTS = 128
 _SCAN_CHARS = 10_000
 
 
+def headline(brief: Brief, lang: str) -> str:
+    """The headline a post in ``lang`` opens with: never another language's. A section with
+    no title of its own, in a brief whose title is another section's, is headed by its own
+    first sentence (as an untitled brief's sections are), so an Italian account does not
+    post the English title."""
+    title, section = brief.title_in(lang), brief.section(lang)
+    if section is None or section.title:
+        return title
+    if any(other.title == title for other in brief.sections if other.lang != lang):
+        return headline_from(section.lede)
+    return title
+
+
+def headed(brief: Brief, lang: str) -> tuple[str, str]:
+    """The headline and standfirst a post (or its link card) in ``lang`` shows: no sentence
+    in both, and none in another language."""
+    title = headline(brief, lang)
+    section = brief.section(lang)
+    if section is not None and not section.summary and not brief.summary:
+        summary = after_headline(section.lede, title)  # the standfirst under this headline
+    else:
+        summary = brief.summary_in(lang)
+    title, summary = " ".join(title.split()), " ".join(summary.split())
+    # A headline cut with "…" from the standfirst's first sentence (an untitled brief's,
+    # when that sentence is long) would only say it twice: the post opens with the sentence.
+    if title.endswith("…") and summary.startswith(title[:-1].rstrip()):
+        title = ""
+    return title, summary
+
+
 def _teaser(brief: Brief, lang: str) -> str:
-    paragraphs = (" ".join(p.split()) for p in (brief.title_in(lang), brief.summary_in(lang)))
-    teaser = "\n\n".join(p for p in paragraphs if p)
+    teaser = "\n\n".join(p for p in headed(brief, lang) if p)
     return _X_INVALID.sub("", unicodedata.normalize("NFC", teaser))
 
 
