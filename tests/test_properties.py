@@ -210,11 +210,13 @@ def test_an_untitled_brief_says_each_sentence_once_in_every_output(
             web = (folder / "web" / f"{lang}.html").read_text("utf-8")
             main = _visible(web[web.index("<main") : web.index("</main>")])
             email = " ".join((folder / "email" / f"{lang}.txt").read_text("utf-8").split())
+            both = " ".join((folder / "email" / "both.txt").read_text("utf-8").split())
             feed = json.loads((folder / "feed" / lang / "feed.json").read_text("utf-8"))
             item = feed["items"][0]
             entry = _visible(item["title"] + " " + item["content_html"])
             for sentence in sentences:
-                for name, text in (("web", main), ("email", email), ("feed", entry)):
+                outputs = (("web", main), ("email", email), ("both", both), ("feed", entry))
+                for name, text in outputs:
                     assert text.count(sentence) == 1, (name, sentence, text)
             # A post is cut to fit, but never says a sentence (or its start) twice.
             for post in (p for p in posts if p["lang"] == lang):
