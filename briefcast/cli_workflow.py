@@ -20,7 +20,7 @@ from briefcast.cli_output import err as console
 from briefcast.cli_output import fail
 from briefcast.cli_output import out as out_console
 from briefcast.config import Settings
-from briefcast.pipeline import check, read
+from briefcast.pipeline import check, read, settled
 from briefcast.store import Store
 from flows import prefect_defaults, server
 
@@ -148,7 +148,8 @@ def review(
     from flows.inbox import submit
 
     out = settings.workflow.out.expanduser().absolute()
-    for path, brief in zip(paths, briefs, strict=True):
+    # The ids the review flow gives them (a taken id made from a title takes -2, ...).
+    for path, brief in zip(paths, settled(briefs, settings), strict=True):
         run = submit(path.absolute(), out)
         out_console.print(f"{brief.id}: previewing (flow run {run.id}); then `briefcast approve`")
 

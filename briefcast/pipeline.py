@@ -37,6 +37,12 @@ def date(briefs: list[Brief], settings: Settings) -> list[Brief]:
     return provisional(briefs, settings, seen)
 
 
+def settled(briefs: list[Brief], settings: Settings) -> list[Brief]:
+    """The briefs with the ids the flow will give them (settle_ids), nothing written."""
+    with Store(settings.database.url) as store:
+        return settle_ids(briefs, store)
+
+
 def settle_ids(briefs: list[Brief], store: Store) -> list[Brief]:
     """Ids made from titles, settled against the archive and this run. A brief published
     under the id the rule before made keeps it (its URL never changes); a short id that
