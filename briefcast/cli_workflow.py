@@ -193,7 +193,10 @@ def approve(
 
     done = approve_review(brief_id, settings, send_at=send_at, by=f"{getpass.getuser()} (cli)")
     when = f"scheduled for {send_at:%Y-%m-%d %H:%M %Z}" if send_at else "sending now"
-    out_console.print(f"approved {done.brief_id} (digest {done.digest[:12]}): {when}")
+    # One line however long the id: a wrapped line split "scheduled for" for some lengths.
+    out_console.print(
+        f"approved {done.brief_id} (digest {done.digest[:12]}): {when}", soft_wrap=True
+    )
 
 
 def scheduled(
