@@ -61,6 +61,15 @@ def _lines(lines: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(line for line in map(one_line, lines) if line)
 
 
+def after_headline(text: str, headline: str) -> str:
+    """``text`` less the headline it opens with (whole words only: "Paris" is not the start
+    of "Parisians"), or all of it when it does not open with the headline."""
+    if not headline or not text.startswith(headline):
+        return text
+    rest = text[len(headline) :]
+    return rest.strip() if not rest or rest[0].isspace() else text
+
+
 class BlockKind(StrEnum):
     PARAGRAPH = "paragraph"
     SUBHEADING = "subheading"
@@ -157,6 +166,23 @@ class Block:
     def inline(self) -> tuple[Span, ...]:
         """The spans to render: the block's own, or its text as one plain span."""
         return self.spans or (Span(self.text),)
+
+    def after(self, rest: str) -> Block:
+        """This block less its opening, ``rest`` being what is left of its text: the spans
+        are cut the same way, so that a link or emphasis in the rest stays one."""
+        if not self.spans:
+            return replace(self, text=rest)
+        drop = len(self.text) - len(rest)
+        spans: list[Span] = []
+        for span in self.spans:
+            if drop > 0:
+                if len(span.text) <= drop:  # wholly in the opening (a note ref there too)
+                    drop -= len(span.text)
+                    continue
+                span = replace(span, text=span.text[drop:].lstrip())
+                drop = 0
+            spans.append(span)
+        return replace(self, text=rest, spans=tuple(spans))
 
     def extra(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -288,19 +314,26 @@ class Brief:
             return self.summary
         if not s:
             return ""
-        title = self.title_in(lang)
-        return s.lede.removeprefix(title).strip() if s.lede.startswith(title) else s.lede
+        return after_headline(s.lede, self.title_in(lang))
 
     def body_in(self, lang: str) -> tuple[Block, ...]:
         """The section's blocks as printed under the standfirst: without the lede when the
-        standfirst is made from it, so no sentence is printed twice."""
+        standfirst is made from it, and without the headline when the lede opens with it
+        (an untitled brief's headline is its first sentence), so no sentence is printed
+        twice."""
         s = self.section(lang)
         if s is None:
             return ()
         lede = next((b for b in s.blocks if b.kind is BlockKind.PARAGRAPH), None)
         own = s.summary or self.summary
-        if lede is None or (own and lede.text != own):
+        if lede is None:
             return s.blocks
+        if own and lede.text != own:
+            rest = after_headline(lede.text, self.title_in(lang))
+            if rest == lede.text:
+                return s.blocks
+            if rest:
+                return tuple(b.after(rest) if b is lede else b for b in s.blocks)
         return tuple(b for b in s.blocks if b is not lede)
 
     def standfirst_block(self, lang: str) -> Block | None:

@@ -21,7 +21,7 @@ from briefcast.cli_output import err as console
 from briefcast.cli_output import fail
 from briefcast.cli_output import out as out_console
 from briefcast.config import Settings
-from briefcast.pipeline import check, read
+from briefcast.pipeline import check, read, settled
 from briefcast.store import Store
 from flows import prefect_defaults, server
 
@@ -183,7 +183,8 @@ def review(
     from flows.inbox import submit
 
     out = settings.workflow.out.expanduser().absolute()
-    for path, brief in zip(paths, briefs, strict=True):
+    # The ids the review flow gives them (a taken id made from a title takes -2, ...).
+    for path, brief in zip(paths, settled(briefs, settings), strict=True):
         run = submit(path.absolute(), out)
         out_console.print(f"{brief.id}: previewing (flow run {run.id}); then `briefcast approve`")
 
@@ -227,7 +228,10 @@ def approve(
 
     done = approve_review(brief_id, settings, send_at=send_at, by=f"{getpass.getuser()} (cli)")
     when = f"scheduled for {send_at:%Y-%m-%d %H:%M %Z}" if send_at else "sending now"
-    out_console.print(f"approved {done.brief_id} (digest {done.digest[:12]}): {when}")
+    # One line however long the id: a wrapped line split "scheduled for" for some lengths.
+    out_console.print(
+        f"approved {done.brief_id} (digest {done.digest[:12]}): {when}", soft_wrap=True
+    )
 
 
 def scheduled(

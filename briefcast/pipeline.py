@@ -10,6 +10,7 @@ directly, with no Prefect server to wait for. Channels come from the registry
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from briefcast.channel import BuildContext, Outputs
 from briefcast.config import Settings
 from briefcast.previews import write_previews
 from briefcast.readers import read_briefs
+from briefcast.readers.assemble import ID_FROM_TITLE
 from briefcast.store import Store
 
 
@@ -30,8 +32,53 @@ def date(briefs: list[Brief], settings: Settings) -> list[Brief]:
     """An undated brief takes the time it was first archived (so a re-run builds the same
     bytes), or now when it is new; nothing is written."""
     with Store(settings.database.url) as store:
+        briefs = settle_ids(briefs, store)
         seen = store.first_seen(b.id for b in briefs)
     return provisional(briefs, settings, seen)
+
+
+def settled(briefs: list[Brief], settings: Settings) -> list[Brief]:
+    """The briefs with the ids the flow will give them (settle_ids), nothing written."""
+    with Store(settings.database.url) as store:
+        return settle_ids(briefs, store)
+
+
+def settle_ids(briefs: list[Brief], store: Store) -> list[Brief]:
+    """Ids made from titles, settled against the archive and this run. A brief published
+    under the id the rule before made keeps it (its URL never changes); a short id that
+    another brief holds (archived from another file, or earlier in this run) takes -2, -3...
+    Ids given with ``id:`` are the editor's and stay as they are."""
+    taken = {b.id for b in briefs if ID_FROM_TITLE not in b.extra}
+    settled = []
+    for brief in briefs:
+        legacy = brief.extra.get(ID_FROM_TITLE)
+        if legacy is None:
+            settled.append(brief)
+            continue
+        archived = store.archived([legacy])
+        old = archived.get(legacy)
+        if legacy not in taken and old is not None and old[2] and not _another(brief, old):
+            chosen = legacy
+        else:
+            chosen, n = brief.id, 1
+            while chosen in taken or _another(brief, store.archived([chosen]).get(chosen)):
+                n += 1
+                chosen = f"{brief.id}-{n}"
+        taken.add(chosen)
+        settled.append(brief if chosen == brief.id else replace(brief, id=chosen))
+    return settled
+
+
+def _another(brief: Brief, archived: tuple[str, str, bool] | None) -> bool:
+    """Whether the archived brief (title, source, published) is not this one: another file
+    (an editor edits a brief in its file, title included), or, with no file name, another
+    title."""
+    if archived is None:
+        return False
+    title, source, _published = archived
+    if source and brief.source:
+        return source != brief.source
+    return title != brief.title
 
 
 def provisional(

@@ -243,6 +243,20 @@ class Store:
                 out.append(dated)
         return out
 
+    def archived(self, ids: Iterable[str]) -> dict[str, tuple[str, str, bool]]:
+        """For each of these ids that is archived: its title, source file name and whether
+        it is published."""
+        query = select(briefs.c.id, briefs.c.data, briefs.c.published).where(
+            briefs.c.id.in_(list(ids))
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        found = {}
+        for row in rows:
+            data = json.loads(row.data)
+            found[row.id] = (str(data.get("title", "")), str(data.get("source", "")), row.published)
+        return found
+
     def first_seen(self, ids: Iterable[str]) -> dict[str, datetime]:
         """When each of these briefs was first archived (those archived before)."""
         query = select(briefs.c.id, briefs.c.first_seen_at).where(briefs.c.id.in_(list(ids)))

@@ -26,6 +26,9 @@ class SocialPosts:
     posts: list[SocialPost]
     routes: list[Route]  # empty when no account is configured
     configured: bool  # whether any account is
+    idle: tuple[
+        str, ...
+    ] = ()  # one line per account with nothing to post: no text in its languages
 
     def accounts_of(self, post: SocialPost) -> list[str]:
         return [r.account.name for r in self.routes if r.post is post]
@@ -45,7 +48,15 @@ class SocialChannel:
     def build(self, brief: Brief, ctx: BuildContext) -> SocialPosts:
         posts = build_social(brief, ctx.settings.site)
         accounts = ctx.settings.social.accounts
-        return SocialPosts(posts, routes(accounts, posts), bool(accounts))
+        chosen = routes(accounts, posts)
+        # An account posts only text in its own languages (never a translation it lacks).
+        idle = tuple(
+            f"{a.name} ({a.network}, {', '.join(a.languages)}): posts nothing, the brief has "
+            f"no text in {' or '.join(a.languages)}"
+            for a in accounts
+            if not any(r.account is a for r in chosen)
+        )
+        return SocialPosts(posts, chosen, bool(accounts), idle)
 
     def preview(self, built: SocialPosts, folder: Path) -> list[Path]:
         paths = []
@@ -90,6 +101,7 @@ class SocialChannel:
         unposted = [f"{p.network} · {p.lang}" for p in built.posts if not built.accounts_of(p)]
         if unposted:
             lines.append(f"no account posts: {', '.join(unposted)}")
+        lines += built.idle
         return "\n".join(lines) + "\n"
 
     def preview_html(self, built: SocialPosts, brief: Brief, settings: Settings) -> str:
@@ -104,7 +116,11 @@ class SocialChannel:
             for post in built.posts
         ]
         return fragment(
-            "social.html.j2", cards=cards, configured=built.configured, no_accounts=NO_ACCOUNTS
+            "social.html.j2",
+            cards=cards,
+            configured=built.configured,
+            no_accounts=NO_ACCOUNTS,
+            idle=built.idle,
         )
 
     def preview_rows(self, built: SocialPosts) -> list[Row]:

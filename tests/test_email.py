@@ -567,3 +567,14 @@ def test_screenshot_is_not_blank(
     # A blank page is ~7 KB with 4 distinct filtered byte values; a rendered brief, far more.
     assert len(png) > 30_000
     assert distinct > 64
+
+
+@pytest.mark.parametrize("spare", [-20, -5, 0, 5, 40])
+def test_message_id_is_one_header_line_whatever_the_id_s_length(spare: int) -> None:
+    # An id that leaves the header just over 78 characters made the policy fold the
+    # Message-ID onto a line of its own ("spare": characters from that length).
+    domain = settings().email.from_address.rpartition("@")[2]
+    fixed = len("Message-ID: <.both.__BC_TOKEN__@>") + len(domain)
+    brief_id = "a" * max(1, 79 - fixed + spare)
+    ed = build_email(replace(bilingual_brief(), id=brief_id), settings(), "both")
+    assert re.search(rb"\r\nMessage-ID: <" + brief_id.encode() + rb"\.both\.", ed.eml)

@@ -137,3 +137,94 @@ def test_any_id_is_a_slug_or_refused(brief_id: str) -> None:
     brief = outcome(data, ".md")
     if brief is not None and brief_id.strip():  # an empty id: made from the title
         assert brief.id == brief_id.strip()
+
+
+# Untitled briefs: each language's headline is its first sentence, cut with "…" when long.
+SENTENCES = {
+    "en": [
+        "Leaders from 35 countries met in Paris on Tuesday.",
+        "They agreed on a multinational force for Ukraine.",
+        "The United States will lead the monitoring of a ceasefire along the front line, with "
+        "drones and satellites shared by every ally that signed the declaration.",
+        '"The hardest steps are ahead," Starmer said.',
+        "Macron called it a turning point.",
+        "Critics in Moscow dismissed the plan within hours, saying that no foreign soldier "
+        "would be accepted on the territory it claims.",
+    ],
+    "it": [
+        "I leader di 35 paesi si sono incontrati a Parigi martedì.",
+        "Hanno concordato una forza multinazionale.",
+        "Gli Stati Uniti guideranno il monitoraggio del cessate il fuoco lungo la linea del "
+        "fronte, con droni e satelliti condivisi da ogni alleato firmatario.",
+        "Macron ha parlato di una svolta.",
+    ],
+}
+
+
+def _paragraphs(lang: str) -> st.SearchStrategy[list[list[str]]]:
+    """Two or more distinct sentences of ``lang``, a paragraph break after any of them."""
+
+    def split(sentences: list[str], breaks: list[bool]) -> list[list[str]]:
+        paragraphs = [[sentences[0]]]
+        for sentence, new in zip(sentences[1:], breaks, strict=False):
+            paragraphs.append([sentence]) if new else paragraphs[-1].append(sentence)
+        return paragraphs
+
+    return st.builds(
+        split,
+        st.permutations(SENTENCES[lang]).flatmap(
+            lambda s: st.integers(2, len(s)).map(lambda n: list(s[:n]))
+        ),
+        st.lists(st.booleans(), min_size=6, max_size=6),
+    )
+
+
+def _visible(markup: str) -> str:
+    import html
+    import re
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+@BOUNDED
+@given(_paragraphs("en"), st.one_of(st.none(), _paragraphs("it")))
+def test_an_untitled_brief_says_each_sentence_once_in_every_output(
+    en: list[list[str]], it: list[list[str]] | None
+) -> None:
+    import re
+
+    texts = {"en": en} | ({"it": it} if it else {})
+    body = "".join(
+        f"[{lang}]\n" + "\n\n".join(map(" ".join, ps)) + "\n" for lang, ps in texts.items()
+    )
+    data = f"---\ndate: 2026-01-07 18:23\n---\n{body}".encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "untitled.md"
+        path.write_bytes(data)
+        brief = read_brief(path, SETTINGS)
+        editions = build(provisional([brief], SETTINGS), SETTINGS, CHANNELS)
+        (folder,) = write_previews(editions, CHANNELS, Path(tmp) / "out", SETTINGS)
+        posts = json.loads((folder / "social" / "posts.json").read_text("utf-8"))
+        for lang, paragraphs in texts.items():
+            sentences = [s for p in paragraphs for s in p]
+            web = (folder / "web" / f"{lang}.html").read_text("utf-8")
+            main = _visible(web[web.index("<main") : web.index("</main>")])
+            email = " ".join((folder / "email" / f"{lang}.txt").read_text("utf-8").split())
+            both = " ".join((folder / "email" / "both.txt").read_text("utf-8").split())
+            feed = json.loads((folder / "feed" / lang / "feed.json").read_text("utf-8"))
+            item = feed["items"][0]
+            entry = _visible(item["title"] + " " + item["content_html"])
+            for sentence in sentences:
+                outputs = (("web", main), ("email", email), ("both", both), ("feed", entry))
+                for name, text in outputs:
+                    assert text.count(sentence) == 1, (name, sentence, text)
+            # A post is cut to fit, but never says a sentence (or its start) twice.
+            for post in (p for p in posts if p["lang"] == lang):
+                said = " ".join(
+                    re.sub(r" \(\d+/\d+\)$|\s*https://\S+", "", part["text"])
+                    for part in post["posts"]
+                )
+                said = " ".join(said.split())
+                for sentence in sentences:
+                    assert said.count(sentence[:40]) <= 1, (post["network"], sentence, said)
+                assert said.startswith(sentences[0][:40]), (post["network"], said)

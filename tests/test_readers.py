@@ -294,3 +294,43 @@ def test_script_in_a_brief_stays_text(tmp_path: Path, settings: Settings) -> Non
     path.write_text("EU/ENG - Hello <script>alert(1)</script> world.\n", "utf-8")
     brief = read_brief(path, settings)
     assert brief.sections[0].blocks[0].text == "Hello <script>alert(1)</script> world."
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        # At most six words, never ending on a stop word ("…met-in").
+        ("Leaders from 35 countries met in Paris on Tuesday", "leaders-from-35-countries-met"),
+        ("The leaders of the coalition and the allies met", "the-leaders-of-the-coalition"),
+        (
+            "Intesa a Parigi sulla forza multinazionale per l'Ucraina",
+            "intesa-a-parigi-sulla-forza-multinazionale",
+        ),
+        ("Il vertice di Parigi e la forza di pace", "il-vertice-di-parigi"),
+        ("Breve nota", "breve-nota"),
+        ("In", "in"),  # nothing but a stop word: kept, an id needs a word
+        ("Supercalifragilistic" * 4, ("supercalifragilistic" * 4)[:60]),
+    ],
+)
+def test_ids_made_from_titles_are_short_and_end_on_a_word_that_says_something(
+    tmp_path: Path, settings: Settings, title: str, expected: str
+) -> None:
+    path = tmp_path / "brief.md"
+    path.write_text(f"---\ntitle: {title!r}\nlang: en\n---\nSome text.\n", "utf-8")
+    assert read_brief(path, settings).id == expected
+
+
+def test_an_untitled_brief_s_id_is_made_from_its_headline(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = tmp_path / "brief.md"
+    path.write_text(
+        "---\nlang: en\n---\nLeaders from 35 countries met in Paris on Tuesday. More.\n", "utf-8"
+    )
+    brief = read_brief(path, settings)
+    assert brief.title == "Leaders from 35 countries met in Paris on Tuesday."
+    assert brief.id == "leaders-from-35-countries-met"
+    # A closing quote stays with the sentence it closes: the standfirst opens with none.
+    path.write_text('---\nlang: en\n---\n"We met in Paris." They agreed on it.\n', "utf-8")
+    brief = read_brief(path, settings)
+    assert (brief.title, brief.summary_in("en")) == ('"We met in Paris."', "They agreed on it.")

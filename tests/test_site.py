@@ -845,3 +845,61 @@ def test_published_briefs_in_keyset_pages(database_url: str) -> None:
             "b6",
             "b0",
         ]
+
+
+def test_ids_made_from_titles_keep_published_urls_and_stay_unique(tmp_path: Path) -> None:
+    from briefcast import pipeline
+
+    settings = make_settings(tmp_path)
+
+    def brief_file(name: str, title: str) -> Path:
+        path = tmp_path / name
+        path.write_text(f"---\ntitle: {title}\nlang: en\n---\nSome text about {title}.\n")
+        return path
+
+    def publish(path: Path) -> str:
+        (brief,) = pipeline.archive(
+            pipeline.date(pipeline.read([path], settings), settings), settings, dry_run=False
+        )
+        return brief.id
+
+    def published() -> list[str]:
+        with Store(settings.database.url) as store:
+            return sorted(b.id for b in store.published_briefs())
+
+    # Published when ids were the title's first 60 characters: published again, it keeps
+    # that id (its URL), and the archive still holds it once.
+    paris = brief_file("paris.md", "Leaders from 35 countries met in Paris on Tuesday")
+    (brief,) = pipeline.read([paris], settings)
+    assert brief.id == "leaders-from-35-countries-met"
+    before = replace(brief, id="leaders-from-35-countries-met-in-paris-on-tuesday")
+    pipeline.archive(pipeline.provisional([before], settings), settings, dry_run=False)
+    assert publish(paris) == before.id
+    assert published() == [before.id]
+    (folder,) = pipeline.run_publish([paris], settings, ["web"], tmp_path / "out")
+    assert folder.name == before.id
+    preview = (folder / "index.html").read_text("utf-8")
+    assert "to choose it, write <code>id: paris-summit-2026</code>" in preview
+
+    # New briefs get the short id; another brief whose short id is taken gets "-2", and
+    # each, published again, keeps its own.
+    rome = brief_file("rome.md", "Leaders from 35 countries met in Rome")
+    berlin = brief_file("berlin.md", "Leaders from 35 countries met in Berlin")
+    assert publish(rome) == "leaders-from-35-countries-met"
+    assert publish(berlin) == "leaders-from-35-countries-met-2"
+    assert (publish(rome), publish(berlin)) == (
+        "leaders-from-35-countries-met",
+        "leaders-from-35-countries-met-2",
+    )
+    # Two in one run: unique too.
+    both = pipeline.date(
+        pipeline.read(
+            [
+                brief_file("a.md", "Summit in Vienna ends"),
+                brief_file("b.md", "Summit in Vienna ends"),
+            ],
+            settings,
+        ),
+        settings,
+    )
+    assert [b.id for b in both] == ["summit-in-vienna-ends", "summit-in-vienna-ends-2"]

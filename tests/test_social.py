@@ -312,3 +312,49 @@ def test_thread_of_as_many_posts_as_the_cap_is_whole() -> None:
     assert n == X_MAX_POSTS
     assert x.posts[-1].endswith(f"{SENTENCES[-1]} ({n}/{n})")
     assert all(LINK_EN not in p for p in x.posts[1:])
+
+
+def _bodies(x: SocialPost) -> list[str]:
+    return [re.sub(r" \(\d+/\d+\)(\n\n.*)?$", "", p, flags=re.S) for p in x.posts]
+
+
+LONG_SENTENCE = (
+    "The ministers agreed that the grid must be rebuilt before the winter comes, "
+    "that every member state pays its share according to its consumption over the "
+    "last five years, that the Commission checks the accounts every quarter and "
+    "reports to Parliament in public, and that nobody is left without heating when "
+    "prices rise again in the cold months of the next year."
+)
+
+
+def test_x_thread_ends_a_post_at_a_sentence_near_the_limit() -> None:
+    first = "Prices fell in April across the Union. " + " ".join(
+        f"Market {i} closed lower than in March." for i in range(1, 5)
+    )
+    x = by_network(build_social(brief("Energy", f"{first} {LONG_SENTENCE}"), SITE))["x"]
+    assert_valid(x)
+    bodies = _bodies(x)
+    # The long sentence does not fit in the first post's last 40%: it starts the second
+    # post, not in the middle of the first one's last line.
+    assert bodies[0] == f"Energy\n\n{first}"
+    assert x.lengths[0] >= 0.6 * X_LIMIT
+    assert bodies[1].startswith("The ministers agreed")
+    assert " ".join(bodies) == f"Energy\n\n{first} {LONG_SENTENCE}"
+
+
+def test_x_thread_breaks_a_long_sentence_at_a_clause_then_at_a_word() -> None:
+    x = by_network(build_social(brief("Energy", LONG_SENTENCE), SITE))["x"]
+    assert_valid(x)
+    bodies = _bodies(x)
+    assert len(bodies) == 2
+    # A clause ends within the first post's last 40%: the post ends there.
+    assert bodies[0].endswith(",") and x.lengths[0] >= 0.6 * X_LIMIT
+    assert " ".join(bodies) == f"Energy\n\n{LONG_SENTENCE}"
+
+    words = " ".join(["grid"] * 30 + ["electricity"] * 30)  # no clause at all
+    x = by_network(build_social(brief("Energy", words), SITE))["x"]
+    assert_valid(x)
+    bodies = _bodies(x)
+    assert " ".join(bodies) == f"Energy\n\n{words}"  # broken at words: none is cut
+    assert all(b.split()[-1] in ("grid", "electricity") for b in bodies)
+    assert x.lengths[0] > X_LIMIT - len(" electricity")  # filled to the last word that fits

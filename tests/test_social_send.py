@@ -475,3 +475,60 @@ def test_x_mastodon_and_bluesky_post_a_brief_once(
         assert code == 0, err
         assert (x.posts_received, len(mastodon.statuses), len(pds.records)) == (3, 1, 1)
         assert "posted 0" in out and "skipped 5" in out
+
+
+# --- an account posts only text in its languages ---------------------------------------------
+
+ENGLISH_TITLE_ONLY = """---
+id: paris-force
+title: Paris agrees on a multinational force
+date: 2026-01-07 18:23
+---
+[en]
+Leaders from 35 countries met in Paris on Tuesday. They agreed on a force.
+
+[it]
+I leader di 35 paesi si sono incontrati a Parigi martedì. Hanno concordato una forza.
+"""
+IT_HEADLINE = "I leader di 35 paesi si sono incontrati a Parigi martedì."
+
+
+def test_an_italian_account_posts_the_italian_text_never_the_english_title(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "paris.md"
+    path.write_text(ENGLISH_TITLE_ONLY, "utf-8")
+    it = AccountSettings(name="desk-it", network="mastodon", languages=["it"])
+    fr = AccountSettings(name="desk-fr", network="x", languages=["fr"])
+    settings = settings_for(tmp_path, it, fr)
+    (folder,) = pipeline.run_publish([path], settings, ["social"], tmp_path / "out")
+    listing = json.loads((folder / "social" / "posts.json").read_text("utf-8"))
+    for italian in (p for p in listing if p["lang"] == "it"):
+        text = "\n".join(part["text"] for part in italian["posts"])
+        assert "Paris agrees" not in text, text
+        # Its own headline, from the Italian text, said once.
+        assert text.startswith(f"{IT_HEADLINE}\n\nHanno concordato una forza."), text
+        assert text.count(IT_HEADLINE) == 1
+    english = next(p for p in listing if p["lang"] == "en" and p["network"] == "mastodon")
+    assert english["posts"][0]["text"].startswith("Paris agrees on a multinational force\n\n")
+    plan = (folder / "social" / "accounts.txt").read_text("utf-8").splitlines()
+    assert "desk-it (mastodon, it): one post" in plan
+    # No text in French: the French account posts nothing, and the preview says so.
+    assert plan[-1] == "desk-fr (x, fr): posts nothing, the brief has no text in fr"
+    page = (folder / "index.html").read_text("utf-8")
+    assert "desk-fr (x, fr): posts nothing, the brief has no text in fr" in page
+
+    # Posted, the Bluesky card is in Italian too.
+    with fake_pds() as pds:
+        bluesky = AccountSettings(
+            name="desk-b", network="bluesky", languages=["it"], api_url=pds.url, handle=pds.handle
+        )
+        live = settings_for(tmp_path, bluesky)
+        env = {"BRIEFCAST_SOCIAL_DESK_B_APP_PASSWORD": pds.password}
+        summary = post(path, live, environ=env)
+        assert "posted 1" in summary.line(), summary.line()
+        (record,) = pds.records
+        assert record["record"]["text"].startswith(IT_HEADLINE)
+        external = record["record"]["embed"]["external"]
+        assert external["title"] == IT_HEADLINE
+        assert external["description"] == "Hanno concordato una forza."

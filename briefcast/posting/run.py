@@ -30,7 +30,7 @@ from briefcast.errors import BriefError
 from briefcast.posting import LinkCard, PostingError
 from briefcast.posting.accounts import make_poster, routes
 from briefcast.posting.thread import CHANNEL, ThreadResult, Waits, part_name, post_thread
-from briefcast.render.social import SocialPost, network_post
+from briefcast.render.social import SocialPost, headed, headline, network_post
 from briefcast.reporting import Reporter, Row, current
 from briefcast.sends import Attempt, Outcome, SendKey, SendLedger, SendRecord, Sent
 from briefcast.store import Store
@@ -349,8 +349,9 @@ def _parts(brief: Brief, post: SocialPost, limit: int, settings: Settings) -> tu
 def _card(brief: Brief, lang: str, settings: Settings) -> LinkCard:
     """What the post links to (the brief's page, or the link it chose), for networks that
     show a link card (Bluesky)."""
+    # In the post's language, as the post: never another language's title.
     return LinkCard(
         url=brief.post_link(lang, settings.site.brief_url(brief.id, lang)),
-        title=brief.title_in(lang),
-        description=brief.summary_in(lang),
+        title=headline(brief, lang),
+        description=headed(brief, lang)[1],
     )

@@ -114,8 +114,9 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
             source.path, "the title is empty once line breaks and invisible characters go"
         )
     try:
+        made = make_id(title) or f"brief-{source.digest[:12]}"
         return Brief(
-            id=parts.brief_id or make_id(title) or f"brief-{source.digest[:12]}",
+            id=parts.brief_id or made,
             title=title,
             date=parts.date,
             sections=tuple(sections),
@@ -128,6 +129,8 @@ def assemble(source: Source, parts: Parts, settings: Settings) -> Brief:
             digest=source.digest,
             to_everyone=parts.to_everyone,
             link=parts.link,
+            # The pipeline settles an id made here against the archive (settle_ids).
+            extra={} if parts.brief_id else {ID_FROM_TITLE: legacy_id(title) or made},
         )
     except InvalidBrief as exc:
         raise BriefError(source.path, str(exc)) from None
@@ -153,8 +156,37 @@ def calendar_date(
         raise BriefError(source.path, f"date {stamp} does not exist ({exc})") from None
 
 
+# Brief.extra's key for an id made from the title: the id the rule before made, which a
+# brief published under it keeps (briefcast.pipeline.settle_ids).
+ID_FROM_TITLE = "id_from_title"
+ID_WORDS = 6
+# Words an id does not end on: "met-in-paris-on" reads as cut mid-phrase (English, Italian).
+_STOP_EN = "a an and as at by for from in into of on or the to with"
+_STOP_IT = (
+    "ad al alla alle agli ai col con da dal dalla dei del della delle degli di e ed fra gli "
+    "i il in l la le lo d dall dell all nell sull nei nel nella nelle negli o per su sul sulla "
+    "sui tra un una uno"
+)
+STOP_WORDS = frozenset(_STOP_EN.split()) | frozenset(_STOP_IT.split())
+
+
 def make_id(title: str, max_chars: int = 60) -> str:
-    """A stable, readable id from the title, cut at a word: the brief's URL and out/ folder."""
+    """A short, readable id from the title: its first ID_WORDS words, less the stop words
+    they end on, at most max_chars (cut at a word): the brief's URL and out/ folder."""
+    # "Ukraine's allies": ukraines-allies, not ukraine-s-allies (a word of its own).
+    possessive = re.sub(r"(?<=\w)['’]s\b", "s", title)
+    words = [w for w in slugify(possessive).split("-") if w][:ID_WORDS]
+    while len(words) > 1 and words[-1] in STOP_WORDS:
+        words.pop()
+    slug = "-".join(words)
+    if len(slug) > max_chars:
+        slug = slug[: max_chars + 1].rsplit("-", 1)[0][:max_chars]
+    return slug
+
+
+def legacy_id(title: str, max_chars: int = 60) -> str:
+    """The id the rule before made (the title's first 60 characters, cut at a word): briefs
+    published under it keep it."""
     slug = slugify(title)
     if len(slug) > max_chars:
         slug = slug[: max_chars + 1].rsplit("-", 1)[0]

@@ -12,7 +12,9 @@ HEADING_MARK = re.compile(r"^#{1,6}\s+")
 CLOSING_QUOTES = "\"'”’»)"
 SENTENCE_END = tuple(".,;:!?…")
 IMAGE_FILE = re.compile(r"^\S+\.(?:webp|jpe?g|png|gif|svg|avif)$", re.IGNORECASE)
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])[\"”’»]?\s+(?=[\"“‘«(]?[A-ZÀ-ÖØ-Þ0-9])")
+# After the stop and any closing quote: the quote belongs to the sentence it closes (a
+# headline cut before it would leave the standfirst opening with a stray '"').
+SENTENCE_SPLIT = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’»]))\s+(?=[\"“‘«(]?[A-ZÀ-ÖØ-Þ0-9])")
 
 # An inline subheading is a short line that does not end like a sentence,
 # often a quoted statement ("“The most difficult steps are ahead of us”").

@@ -332,7 +332,12 @@ def _message(
     # A fixed boundary keeps the bytes reproducible; "=_" can never occur in quoted-printable.
     digest = hashlib.sha256(f"{html}\0{text}".encode()).hexdigest()[:24]
     msg.set_boundary(f"=_bc_{digest}")
-    return msg.as_bytes(policy=SMTP)
+    # The Message-ID on its own header line: the policy folds one just over 78 characters
+    # (a short id) onto the next line, which is valid but not what readers of it expect.
+    return _FOLDED_MESSAGE_ID.sub(b"Message-ID: <", msg.as_bytes(policy=SMTP), count=1)
+
+
+_FOLDED_MESSAGE_ID = re.compile(rb"^Message-ID:\r\n <", re.M)
 
 
 def _list_unsubscribe(url: str, mailto: str) -> str:

@@ -12,9 +12,10 @@ from importlib.resources import files
 import emoji
 import regex
 
-from briefcast.brief import Brief
+from briefcast.brief import Brief, after_headline
 from briefcast.config import SiteSettings
 from briefcast.errors import BriefError
+from briefcast.readers.blocks import headline_from
 
 X_LIMIT = 280
 MASTODON_LIMIT = 500
@@ -220,6 +221,13 @@ class SocialPost:
 
 
 _SENTENCE_BREAK = regex.compile(r"(?<=[.!?…][\"'”’»)\]]*)\s+")
+# Between clauses: after a comma, semicolon or colon, or before a dash standing alone.
+_CLAUSE_BREAK = regex.compile(r"(?<=[,;:])\s+|\s+(?=[–—]\s)")
+# A thread breaks a sentence only when it must: a post ends at the sentence before when
+# that is this near its limit (the last 40%: X counts the post, counter and link included),
+# else at the last clause that is, else at a word (never inside one, unless it is longer
+# than a post).
+BREAK_WITHIN = 0.4
 _TRAILING = " ,;:.-–—"
 _GRAPHEME = regex.compile(r"\X")
 _TOKEN = regex.compile(r"[^ \n]+")  # _teaser leaves no other whitespace
@@ -236,9 +244,38 @@ _SCAN_CUTS = 128
 _SCAN_CHARS = 10_000
 
 
+def headline(brief: Brief, lang: str) -> str:
+    """The headline a post in ``lang`` opens with: never another language's. A section with
+    no title of its own, in a brief whose title is another section's, is headed by its own
+    first sentence (as an untitled brief's sections are), so an Italian account does not
+    post the English title."""
+    title, section = brief.title_in(lang), brief.section(lang)
+    if section is None or section.title:
+        return title
+    if any(other.title == title for other in brief.sections if other.lang != lang):
+        return headline_from(section.lede)
+    return title
+
+
+def headed(brief: Brief, lang: str) -> tuple[str, str]:
+    """The headline and standfirst a post (or its link card) in ``lang`` shows: no sentence
+    in both, and none in another language."""
+    title = headline(brief, lang)
+    section = brief.section(lang)
+    if section is not None and not section.summary and not brief.summary:
+        summary = after_headline(section.lede, title)  # the standfirst under this headline
+    else:
+        summary = brief.summary_in(lang)
+    title, summary = " ".join(title.split()), " ".join(summary.split())
+    # A headline cut with "…" from the standfirst's first sentence (an untitled brief's,
+    # when that sentence is long) would only say it twice: the post opens with the sentence.
+    if title.endswith("…") and summary.startswith(title[:-1].rstrip()):
+        title = ""
+    return title, summary
+
+
 def _teaser(brief: Brief, lang: str) -> str:
-    paragraphs = (" ".join(p.split()) for p in (brief.title_in(lang), brief.summary_in(lang)))
-    teaser = "\n\n".join(p for p in paragraphs if p)
+    teaser = "\n\n".join(p for p in headed(brief, lang) if p)
     return _X_INVALID.sub("", unicodedata.normalize("NFC", teaser))
 
 
@@ -406,7 +443,12 @@ def _grapheme_bounds(text: str) -> Callable[[int], int | None]:
 
 
 def _pack_graphemes(
-    sep: str, word: str, fits: Callable[[str, int], bool], posts: list[str], max_posts: int
+    sep: str,
+    word: str,
+    fits: Callable[[str, int], bool],
+    posts: list[str],
+    max_posts: int,
+    fresh: bool = False,
 ) -> None:
     """_pack's fill of posts with a word longer than a post, a run of graphemes at a time.
 
@@ -428,7 +470,7 @@ def _pack_graphemes(
 
         return _longest(ok)
 
-    i = fill(posts[-1] + sep, len(posts), 0) if posts else 0
+    i = fill(posts[-1] + sep, len(posts), 0) if posts and not fresh else 0
     if i:
         posts[-1] += sep + word[: bound(i)]
     while (start := bound(i)) is not None and start < len(word) and len(posts) <= max_posts:
@@ -439,32 +481,52 @@ def _pack_graphemes(
         i += m
 
 
+# The pieces _pack splits a piece into when it does not fit whole: a sentence into clauses,
+# a clause into words (a word into graphemes, by _pack_graphemes).
+_FINER: tuple[Callable[[str], list[str]], ...] = (
+    lambda sentence: _CLAUSE_BREAK.split(sentence),
+    lambda clause: clause.split(" "),
+)
+
+
 def _pack(
     pieces: Iterable[tuple[str, str]],
     fits: Callable[[str, int], bool],
     posts: list[str],
     max_posts: int,
+    full: Callable[[str, int], bool] = lambda _body, _k: False,
+    depth: int = 0,
+    fresh: bool = False,
 ) -> list[str]:
-    """Greedily fill X posts with (separator, piece) pairs; ``fits(body, k)`` checks post k.
+    """Greedily fill X posts with (separator, piece) pairs; ``fits(body, k)`` checks post k,
+    ``full(body, k)`` says post k is near enough its limit to end where it does.
 
-    A piece too long for a post of its own is split into words, a word into graphemes.
-    Stops once a post past max_posts is started.
+    A sentence (depth 0) that fits a post of its own is never broken. One that does not is
+    split into clauses, a clause into words, a word into graphemes; a post ends before such a
+    piece when it is full enough, else takes what fits of the piece's finer parts. ``fresh``:
+    the first piece starts a new post. Stops once a post past max_posts is started.
     """
     for sep, piece in pieces:
         if len(posts) > max_posts:
             break
-        if posts and fits(posts[-1] + sep + piece, len(posts)):
+        last = len(posts)
+        if posts and not fresh and fits(posts[-1] + sep + piece, last):
             posts[-1] += sep + piece
-        elif fits(piece, len(posts) + 1):
+            fresh = False
+            continue
+        ends_here = fresh or not posts or full(posts[-1], last)
+        alone = depth in (0, len(_FINER)) or ends_here  # never cut a sentence or a word
+        if alone and fits(piece, last + 1):
             posts.append(piece)
-        elif " " in piece:
-            words = piece.split(" ")
-            finer = itertools.chain([(sep, words[0])], ((" ", w) for w in words[1:]))
-            _pack(finer, fits, posts, max_posts)
+        elif depth < len(_FINER):
+            parts = _FINER[depth](piece)
+            finer = itertools.chain([(sep, parts[0])], ((" ", part) for part in parts[1:]))
+            _pack(finer, fits, posts, max_posts, full, depth + 1, fresh=ends_here and bool(posts))
         elif _GRAPHEME.fullmatch(piece):
             raise ValueError(f"cannot fit {piece!r} into a post")
         else:
-            _pack_graphemes(sep, piece, fits, posts, max_posts)
+            _pack_graphemes(sep, piece, fits, posts, max_posts, fresh=ends_here and bool(posts))
+        fresh = False
     return posts
 
 
@@ -489,6 +551,10 @@ def _x_fits(body: str, k: int, n: int, link: str) -> bool:
     return _x_fits_text(_x_post(body, k, n, link))
 
 
+def _x_full(body: str, k: int, n: int, link: str) -> bool:
+    return x_weighted_length(_x_post(body, k, n, link)) >= (1 - BREAK_WITHIN) * X_LIMIT
+
+
 def _skip_separators(text: str, pos: int) -> int:
     return len(text) - len(text[pos:].lstrip(" \n"))
 
@@ -505,7 +571,13 @@ def _consumed(teaser: str, bodies: list[str]) -> int:
 
 def _x_capped(teaser: str, pieces: list[tuple[str, str]], link: str) -> list[str]:
     """X_MAX_POSTS posts, the last one what fits of the rest with "…" and the link."""
-    bodies = _pack(pieces, partial(_x_fits, n=X_MAX_POSTS, link=link), [], X_MAX_POSTS - 1)
+    bodies = _pack(
+        pieces,
+        partial(_x_fits, n=X_MAX_POSTS, link=link),
+        [],
+        X_MAX_POSTS - 1,
+        partial(_x_full, n=X_MAX_POSTS, link=link),
+    )
     bodies = bodies[: X_MAX_POSTS - 1]
     n = len(bodies) + 1  # X_MAX_POSTS: _x_posts found more with counters no wider
 
@@ -529,7 +601,8 @@ def _x_posts(teaser: str, link: str) -> list[str]:
     ]
     n = 1
     while True:  # the counter's width depends on the number of posts: repeat until stable
-        bodies = _pack(pieces, partial(_x_fits, n=n, link=link), [], X_MAX_POSTS)
+        fits, full = partial(_x_fits, n=n, link=link), partial(_x_full, n=n, link=link)
+        bodies = _pack(pieces, fits, [], X_MAX_POSTS, full)
         if len(bodies) > X_MAX_POSTS:
             return _x_capped(teaser, pieces, link)
         if len(bodies) == n:
