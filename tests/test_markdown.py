@@ -97,12 +97,25 @@ Le due capitali hanno trovato un accordo.
 """
 
 
+# Untitled: its headline is its first sentence, cut from the body; the rest keeps its link.
+UNTITLED = """---
+id: untitled
+lang: en
+summary: A summary of its own.
+---
+Leaders met in Paris on Tuesday. They agreed on a [force](https://example.org/f) for Ukraine.
+
+Another paragraph.
+"""
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("markdown")
     (folder / "rich.md").write_text(RICH, "utf-8")
     (folder / "bylined.md").write_text(BYLINE, "utf-8")
-    result = briefcast("publish", "rich.md", "bylined.md", cwd=folder)
+    (folder / "untitled.md").write_text(UNTITLED, "utf-8")
+    result = briefcast("publish", "rich.md", "bylined.md", "untitled.md", cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder / "out"
 
@@ -321,3 +334,17 @@ def test_byline_tags_and_footer_per_language(published: Path) -> None:
     both = text_part(out, "both")
     for byline, footer, _tags in words.values():
         assert both.count(byline) == 1 and both.count(footer) == 1
+
+
+def test_an_untitled_briefs_lede_keeps_its_link_after_the_headline(published: Path) -> None:
+    out = published / "untitled"
+    page = lxml_html.document_fromstring((out / "web" / "en.html").read_text("utf-8"))
+    feed = json.loads((out / "feed" / "en" / "feed.json").read_text("utf-8"))
+    item = next(i for i in feed["items"] if "/untitled/" in i["url"])
+    content = lxml_html.fragment_fromstring(item["content_html"], create_parent="div")
+    for doc in (page.find(".//article"), content, html_part(out, "en")):
+        assert page.findtext(".//h1") == "Leaders met in Paris on Tuesday."
+        text = doc.text_content()
+        assert text.count("They agreed on a force for Ukraine.") == 1, text
+        assert links(doc).get("https://example.org/f") == "force"
+    assert "Leaders met in Paris on Tuesday." not in content.text_content()
