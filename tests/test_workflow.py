@@ -740,7 +740,7 @@ def test_a_brief_that_cannot_be_read_shows_as_failed_with_its_reason(up: dict) -
         page = client.get("/editor/").text
     section = re.search(r'<section class="review state-failed".*?</section>', page, re.S)
     assert section, page
-    assert "<h2" in section[0] and ">broken.md</h2>" in section[0], section[0]
+    assert "<h3" in section[0] and ">broken.md</h3>" in section[0], section[0]
     assert f"<dt>Reason</dt><dd>{failed.detail}</dd>" in html.unescape(section[0])
     assert "/editor/preview/" not in section[0]  # nothing was previewed
 
