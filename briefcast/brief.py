@@ -324,7 +324,7 @@ class Brief:
         s = self.section(lang)
         if s is None:
             return ()
-        lede = next((b for b in s.blocks if b.kind is BlockKind.PARAGRAPH), None)
+        lede = s.lede_block
         own = s.summary or self.summary
         if lede is None:
             return s.blocks

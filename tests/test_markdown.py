@@ -282,6 +282,9 @@ def test_social_posts_show_no_markdown_and_link_as_chosen(published: Path) -> No
         ("Text.\n\n![x](javascript:alert(1))\n", "line 7: image"),
         ("A claim.[^2]\n", "line 5: footnote [^2] is never defined"),
         ("A claim.\n\n[^9]: A note nobody cites.\n", "line 7: footnote [^9] is never referenced"),
+        # The unused one is named, wherever it stands; a second definition is named too.
+        ("A.[^b]\n\n[^a]: Unused.\n[^b]: Used.\n", "line 7: footnote [^a] is never referenced"),
+        ("A.[^a]\n\n[^a]: One.\n[^a]: Two.\n", "line 8: footnote [^a] is defined twice"),
         ("link: javascript:alert(1)", "front matter key 'link'"),
     ],
 )

@@ -145,6 +145,7 @@ def markdown_blocks(text: str, path: Path, first_line: int = 1) -> tuple[Block, 
     rows: list[list[tuple[Span, ...]]] | None = None
     quote = heading = 0
     note: int | None = None
+    labels: set[str] = set()  # of the notes referenced (the plugin drops the others)
     line = first_line
 
     def emit(item: _Item) -> None:
@@ -192,6 +193,7 @@ def markdown_blocks(text: str, path: Path, first_line: int = 1) -> tuple[Block, 
         elif kind == "footnote_open":
             note = int(tok.meta["id"])
             notes[note] = []
+            labels.add(str(tok.meta["label"]))
         elif kind == "footnote_close":
             note = None
         elif kind == "inline":
@@ -222,7 +224,7 @@ def markdown_blocks(text: str, path: Path, first_line: int = 1) -> tuple[Block, 
     for number, spans in sorted(notes.items()):
         tidy = _tidy(spans)
         blocks.append(Block(BlockKind.NOTE, spans_text(tidy), tidy, number=number + 1))
-    _check_notes(text, notes, path, first_line)
+    _check_notes(text, labels, path, first_line)
     return tuple(blocks)
 
 
@@ -301,13 +303,19 @@ def _tidy(spans: list[Span]) -> tuple[Span, ...]:
     return tuple(out)
 
 
-def _check_notes(text: str, notes: dict[int, list[Span]], path: Path, first_line: int) -> None:
-    """A footnote defined but never referenced is dropped by Markdown: refused instead."""
+def _check_notes(text: str, labels: set[str], path: Path, first_line: int) -> None:
+    """A footnote defined but never referenced, or defined twice, is dropped by Markdown:
+    refused instead, naming it."""
     defined = re.findall(r"^ {0,3}\[\^([^\]\s]{1,40})\]:", text, re.MULTILINE)
-    if len(defined) > len(notes):
-        label = next(iter(defined[len(notes) :]), "?")
-        lines = text.splitlines()
-        at = next((i for i, t in enumerate(lines) if t.lstrip().startswith(f"[^{label}]:")), 0)
-        raise BriefError(
-            path, f"line {first_line + at}: footnote [^{label}] is never referenced in the text"
-        )
+    unused = next((label for label in defined if label not in labels), None)
+    twice = next((label for label in defined if defined.count(label) > 1), None)
+    label = unused or twice
+    if label is None:
+        return
+    lines = text.splitlines()
+    at = [i for i, t in enumerate(lines) if t.lstrip().startswith(f"[^{label}]:")]
+    why = "is never referenced in the text" if unused else "is defined twice"
+    raise BriefError(
+        path,
+        f"line {first_line + at[-1 if twice and not unused else 0]}: footnote [^{label}] {why}",
+    )

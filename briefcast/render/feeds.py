@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from briefcast.brief import Block, BlockKind, Brief, after_headline
+from briefcast.brief import Block, Brief, Section, after_headline
 from briefcast.config import Settings
 from briefcast.i18n import t
 from briefcast.render import layout
@@ -143,7 +143,7 @@ def _item(brief: Brief, settings: Settings, lang: str) -> FeedItem:
     section = brief.section(lang)
     assert section is not None and brief.date is not None  # select_briefs saw to both
     url = settings.site.brief_url(brief.id, lang)
-    content = render_blocks(_article(section.blocks, brief.title_in(lang)))
+    content = render_blocks(_article(section, brief.title_in(lang)))
     if footer := brief.footer_in(lang):
         content += "\n" + render_footer(footer)
     return FeedItem(
@@ -160,13 +160,13 @@ def _item(brief: Brief, settings: Settings, lang: str) -> FeedItem:
     )
 
 
-def _article(blocks: Sequence[Block], title: str) -> tuple[Block, ...]:
+def _article(section: Section, title: str) -> tuple[Block, ...]:
     """The whole text under the headline: the first paragraph less the headline when it
     opens with it (an untitled brief's headline is its first sentence, and readers show
     the entry's title above its content)."""
-    lede = next((b for b in blocks if b.kind is BlockKind.PARAGRAPH), None)
+    lede = section.lede_block
     rest = after_headline(lede.text, title) if lede else ""
-    return tuple(b.after(rest) if b is lede else b for b in blocks if b is not lede or rest)
+    return tuple(b.after(rest) if b is lede else b for b in section.blocks if b is not lede or rest)
 
 
 def _date(brief: Brief) -> datetime:
