@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -123,15 +123,8 @@ class Span:
         return {k: v for k in Span.__slots__ if (v := getattr(self, k)) != defaults.get(k)}
 
 
-_SPAN_DEFAULTS: dict[str, Any] = {
-    "href": "",
-    "strong": False,
-    "em": False,
-    "code": False,
-    "image": False,
-    "note": 0,
-    "first_ref": True,
-}
+# What to_dict leaves out: each field's default, read off the class (written once, there).
+_SPAN_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Span) if f.default != MISSING}
 
 Cells = tuple[tuple[Span, ...], ...]
 
