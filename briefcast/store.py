@@ -85,6 +85,9 @@ deliveries = Table(
     Column("message_id", String(400)),
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The run (LedgerWriter) whose claim moved the row to sending: its outcome lands only
+    # while the claim is its own (see briefcast.delivery.ledger).
+    Column("claim", String(32)),
     UniqueConstraint("brief_id", "subscriber_id", name="uq_delivery_once"),
     # No index on updated_at, though the hourly cap (when set) scans it once per run: every
     # ledger write changes it, and the index doubles what a commit costs while sending.

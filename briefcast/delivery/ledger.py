@@ -7,6 +7,20 @@ starts another message, so after a crash at most one row per connection is still
 ``sending``: the next run calls it ``unknown`` (it may or may not have arrived) and never
 resends it unless asked to.
 
+Exactly once by construction: a run takes a row (``queued``/``deferred`` → ``sending``) by
+an UPDATE that only matches while the row is free, and its body goes out only if that UPDATE
+took the row (checked row by row). Two runs that read the same row as due (their batch
+ranges overlap: the list changed between their starts, or a run wrongly thought crashed
+runs on beside its replacement, under other locks than its own) cannot both take it: the
+database serialises the two UPDATEs, and the second finds the row ``sending`` (or settled)
+and takes nothing. Each writer marks its claims with a random id, and its outcomes land only
+on rows it holds or that nobody holds (still ``queued``/``deferred``), so a loser's
+hand-back or bounce never overwrites the winner's row. A claim is never taken over: once a
+row is ``sending`` its body may have gone, so the only way out for a holder that never
+settles it is ``unknown`` (``recover``), resent only on request (``--resend-unknown``). That
+is why there is no time lease to expire: expiry could only ever mean ``unknown``, and the
+send lock already tells a dead holder (its lock let go) from a live one.
+
 Writes go through :class:`LedgerWriter`, which commits every connection's claims and
 outcomes together (group commit): one transaction per few messages, not two per message. On
 PostgreSQL, where each statement is a network round trip, a commit is one statement.
@@ -20,13 +34,14 @@ batches of one brief can be sent in parallel, each by its own process or machine
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from briefcast.store import Store, as_aware, deliveries
@@ -356,18 +371,31 @@ def attempt_times(store: Store, since: datetime) -> Iterator[datetime]:
 
 # --- the group-committing writer ----------------------------------------------------------
 
+# A row nobody holds: one a claim may take, and on which an outcome of a job never claimed
+# (a refusal at RCPT, a hand-back) may land. Literals, not bound values: the statements are
+# compiled once to the driver's SQL text (see _DriverStatement).
+_FREE = or_(
+    deliveries.c.status == literal_column("'queued'"),
+    deliveries.c.status == literal_column("'deferred'"),
+)
 _CLAIM = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"))
+    .where(deliveries.c.id == bindparam("b_id"), _FREE)
     .values(
         status=bindparam("b_status"),
         message_id=bindparam("b_message_id"),
+        claim=bindparam("b_claim"),
         updated_at=bindparam("b_now"),
     )
 )
 _OUTCOME = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"))
+    # Ours (even if another run's recover called it unknown meanwhile: this is the truth),
+    # or nobody's; never a row another run holds or has settled.
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        or_(deliveries.c.claim == bindparam("b_claim"), _FREE),
+    )
     .values(
         status=bindparam("b_status"),
         attempts=deliveries.c.attempts + bindparam("b_attempted"),
@@ -380,20 +408,31 @@ _OUTCOME = (
 # PostgreSQL: a whole group commit as one statement (one round trip, in autocommit: the
 # statement is its own transaction), the rows as arrays so the text never changes (psycopg
 # prepares it after a few runs). A row claimed and settled in the same group comes once,
-# merged: UPDATE ... FROM updates a row once only, whatever the join yields.
+# merged: UPDATE ... FROM updates a row once only, whatever the join yields. The same
+# conditions as _CLAIM and _OUTCOME: a row claimed in this group must be free (a row claimed
+# and handed back in one group is claimed first, so it too); any other row must be ours or
+# free. RETURNING names the rows written, so the claims taken. Under READ COMMITTED an UPDATE
+# that waited for another's row lock re-checks its WHERE on the row as committed, so of two
+# runs claiming one row the second matches nothing. Rows come sorted by id, so two runs lock
+# shared rows in the same order and never deadlock on each other.
 _PG_GROUP = f"""
 UPDATE {deliveries.name} AS d SET
     status = v.status,
     message_id = COALESCE(v.message_id, d.message_id),
+    claim = CASE WHEN v.claimed THEN %(claim)s ELSE d.claim END,
     attempts = d.attempts + v.attempted,
     last_reply = CASE WHEN v.settled THEN v.reply ELSE d.last_reply END,
     next_attempt_at = CASE WHEN v.settled THEN v.next_at ELSE d.next_attempt_at END,
-    updated_at = %s
+    updated_at = %(now)s
 FROM unnest(
-    %s::integer[], %s::varchar[], %s::varchar[], %s::integer[], %s::boolean[], %s::text[],
-    %s::timestamptz[]
-) AS v(id, status, message_id, attempted, settled, reply, next_at)
-WHERE d.id = v.id
+    %(ids)s::integer[], %(statuses)s::varchar[], %(message_ids)s::varchar[],
+    %(attempted)s::integer[], %(settled)s::boolean[], %(replies)s::text[],
+    %(next_at)s::timestamptz[], %(claimed)s::boolean[]
+) AS v(id, status, message_id, attempted, settled, reply, next_at, claimed)
+WHERE d.id = v.id AND (
+    d.status IN ('queued', 'deferred') OR (NOT v.claimed AND d.claim = %(claim)s)
+)
+RETURNING d.id
 """
 
 
@@ -413,10 +452,21 @@ class _DriverStatement:
         self.sql = str(compiled)
         self.order: list[str] | None = compiled.positiontup  # None: named parameters
 
-    def run(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
+    def _params(self, rows: list[dict[str, Any]]) -> list[Any]:
         order = self.order
-        params = [tuple(row[name] for name in order) for row in rows] if order else rows
-        cursor.executemany(self.sql, params)
+        return [tuple(row[name] for name in order) for row in rows] if order else rows
+
+    def run(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
+        cursor.executemany(self.sql, self._params(rows))
+
+    def each(self, cursor: Any, rows: list[dict[str, Any]]) -> list[bool]:
+        """Row by row: whether each one changed a row (a driver's rowcount after
+        executemany is the total at best)."""
+        taken = []
+        for params in self._params(rows):
+            cursor.execute(self.sql, params)
+            taken.append(cursor.rowcount == 1)
+        return taken
 
 
 class _Writes:
@@ -424,7 +474,8 @@ class _Writes:
     checking one out per commit, or SQLAlchemy's transaction bookkeeping, costs more than
     the commit. Claims and then outcomes, in one transaction, two ``executemany``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, claim: str) -> None:
+        self.claim = claim  # this writer's (this run's) claim id, written with its claims
         dialect = store.engine.dialect
         self._claim = _DriverStatement(_CLAIM, dialect)
         self._outcome = _DriverStatement(_OUTCOME, dialect)
@@ -436,20 +487,24 @@ class _Writes:
     def timestamp(self, when: datetime | None) -> Any:
         return None if when is None else self._to_db(when)
 
-    def write(self, claims: list[Claim], outcomes: list[Outcome], when: datetime) -> None:
+    def write(self, claims: list[Claim], outcomes: list[Outcome], when: datetime) -> list[bool]:
+        """Commit the claims and outcomes; returns, claim by claim, whether it was taken."""
         now = self.timestamp(when)
         cursor = self._conn.cursor()
+        taken: list[bool] = []
         try:
             # Claims first: a row claimed and settled within one batch (a message handed
-            # back before its body went) must end settled, not "sending".
+            # back before its body went) must end settled, not "sending". Ids in order, so
+            # two writers take shared rows' locks in one order (PostgreSQL).
             if claims:
-                self._claim.run(
+                taken = self._claim.each(
                     cursor,
                     [
                         {
                             "b_id": c.job.delivery_id,
                             "b_status": "sending",
                             "b_message_id": c.message_id,
+                            "b_claim": self.claim,
                             "b_now": now,
                         }
                         for c in claims
@@ -465,6 +520,7 @@ class _Writes:
                             "b_attempted": int(o.attempted),
                             "b_reply": _reply(o),
                             "b_next": self.timestamp(o.next_attempt_at),
+                            "b_claim": self.claim,
                             "b_now": now,
                         }
                         for o in outcomes
@@ -476,6 +532,7 @@ class _Writes:
             raise
         finally:
             cursor.close()
+        return taken
 
     def close(self) -> None:
         self._conn.close()
@@ -484,8 +541,8 @@ class _Writes:
 class _PostgresWrites(_Writes):
     """A group commit in one statement and one round trip (see ``_PG_GROUP``)."""
 
-    def __init__(self, store: Store) -> None:
-        super().__init__(store)
+    def __init__(self, store: Store, claim: str) -> None:
+        super().__init__(store, claim)
         driver = self._conn.driver_connection
         assert driver is not None
         driver.autocommit = True  # both undone before the connection goes back to the pool
@@ -495,13 +552,14 @@ class _PostgresWrites(_Writes):
 
         self._driver: Any = driver
 
-    def write(self, claims: list[Claim], outcomes: list[Outcome], when: datetime) -> None:
-        # id -> [id, status, message_id, attempted, settled, reply, next_attempt_at]; the
-        # claims first, then the outcomes, as the separate updates would apply them.
+    def write(self, claims: list[Claim], outcomes: list[Outcome], when: datetime) -> list[bool]:
+        # id -> [id, status, message_id, attempted, settled, reply, next_attempt_at,
+        # claimed]; the claims first, then the outcomes, as the separate updates would
+        # apply them.
         rows: dict[int, list[Any]] = {}
         for c in claims:
             rows[c.job.delivery_id] = [c.job.delivery_id, "sending", c.message_id, 0, False]
-            rows[c.job.delivery_id] += [None, None]
+            rows[c.job.delivery_id] += [None, None, True]
         for o in outcomes:
             key = o.job.delivery_id
             before = rows.get(key)
@@ -514,10 +572,16 @@ class _PostgresWrites(_Writes):
                 True,
                 _reply(o),
                 self.timestamp(o.next_attempt_at),
+                bool(before and before[7]),  # claimed in this group, then settled
             ]
-        columns = [list(column) for column in zip(*rows.values(), strict=True)]
+        names = ("ids", "statuses", "message_ids", "attempted", "settled", "replies", "next_at")
+        columns = zip(*(rows[key] for key in sorted(rows)), strict=True)
+        params: dict[str, Any] = dict(zip((*names, "claimed"), map(list, columns), strict=True))
+        params |= {"now": self.timestamp(when), "claim": self.claim}
         with self._driver.cursor() as cursor:
-            cursor.execute(_PG_GROUP, [self.timestamp(when), *columns])
+            cursor.execute(_PG_GROUP, params)
+            written = {row[0] for row in cursor.fetchall()}
+        return [c.job.delivery_id in written for c in claims]
 
     def close(self) -> None:
         try:
@@ -537,7 +601,9 @@ class LedgerError(RuntimeError):
 
 
 class Ticket:
-    """A claim waiting for its commit: the message's body waits for ``committed``."""
+    """A claim waiting for its commit: the message's body waits for ``committed``. After
+    the commit, ``committed`` false means the row was not free (another run holds or has
+    settled it): its body must never go."""
 
     __slots__ = ("committed",)
 
@@ -570,7 +636,8 @@ class LedgerWriter:
         self.outcomes: Counter[str] = Counter()  # committed outcomes, by status
         self.commits = 0
         postgres = store.engine.dialect.name == "postgresql"
-        self._writes = _PostgresWrites(store) if postgres else _Writes(store)
+        claim = secrets.token_hex(16)  # this run's: see the module's docstring
+        self._writes = _PostgresWrites(store, claim) if postgres else _Writes(store, claim)
 
     @property
     def pending(self) -> bool:
@@ -594,15 +661,15 @@ class LedgerWriter:
         claims, self._claims = self._claims, []
         outcomes, self._outcomes = self._outcomes, []
         try:
-            self._writes.write([c for c, _ in claims], outcomes, self._clock())
+            taken = self._writes.write([c for c, _ in claims], outcomes, self._clock())
         except Exception as exc:
             log.exception("ledger write failed")
             self._error = exc
             raise LedgerError(f"the ledger could not be written: {exc}") from exc
         self.commits += 1
         self.outcomes.update(o.status for o in outcomes)
-        for _, ticket in claims:
-            ticket.committed = True
+        for (_, ticket), took in zip(claims, taken, strict=True):
+            ticket.committed = took
         for outcome in outcomes:
             if outcome.hard_bounce:
                 self._hard_bounce(outcome.job.subscriber_id)

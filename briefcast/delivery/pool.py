@@ -322,6 +322,11 @@ class Pool(Generic[J]):
 
     def _send_body(self, slot: _Slot[J], handler: Handler[J]) -> None:
         """The body of the slot's message; the next message's envelope with it, if it can."""
+        work = slot.work
+        assert work is not None and work.ticket is not None
+        if not work.ticket.committed:
+            self._refused(slot, handler)
+            return
         then = None
         if slot.next is None:
             slot.next = self._take(handler)
@@ -369,6 +374,19 @@ class Pool(Generic[J]):
             handler.settle(work.job, Result("deferred", f"connection kept failing: {why}"))
             self._done(slot)
         return now
+
+    def _refused(self, slot: _Slot[J], handler: Handler[J]) -> None:
+        """The claim was refused: another run holds the message (or has sent it). The
+        relay said 354 and waits for the body; hanging up before the final "." aborts the
+        transaction, and no relay delivers a message whose end of data it never got (RFC
+        5321, 4.1.1.4 and 3.8), whereas there is no command to cancel DATA. The job is
+        dropped without an outcome: its row is the other run's to settle. The slot
+        reconnects for its next job (rare: only when two runs race for the same rows)."""
+        log.info("a message's row is another run's: not sent by this one")
+        slot.conn.drop()
+        if slot.next is not None:  # not started: nothing of it went out
+            handler.settle(slot.next.job, Result("unsent", "its connection was dropped"))
+        slot.work = slot.next = None
 
     def _hand_back(self, slot: _Slot[J], handler: Handler[J], why: str) -> None:
         """Return the slot's messages untouched: nothing of them went out."""
