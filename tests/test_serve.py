@@ -15,6 +15,8 @@ import random
 import re
 import shutil
 import string
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -754,3 +756,29 @@ def test_sub_addresses_and_an_ipv6_64_share_their_limits(served: Served) -> None
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize("public", [".", "here", "config"])
+def test_serve_refuses_a_public_dir_holding_the_database_or_settings(
+    tmp_path: Path, public: str
+) -> None:
+    """``.`` handed out b.db and config/x.toml; so would any folder holding them."""
+    from test_cli import one_line_error
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "x.toml").write_text(f'[site]\npublic_dir = "{public}"\n')
+    if public == "here":  # an absolute path to the folder serve runs in
+        (tmp_path / "config" / "x.toml").write_text(f'[site]\npublic_dir = "{tmp_path}"\n')
+    env = {"BRIEFCAST_CONFIG": "config/x.toml", "BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET": SECRET}
+    env = {**os.environ, "BRIEFCAST_DATABASE__URL": f"sqlite:///{tmp_path / 'b.db'}", **env}
+    # A short timeout: a serve that is not refused runs until stopped.
+    result = subprocess.run(
+        [sys.executable, "-m", "briefcast.cli", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    line = one_line_error(result)
+    assert "public_dir" in line, line
