@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from briefcast import cli_open, migrate
+from briefcast import cli_open, migrate, site
 from briefcast.cli_db import _fail_database
 from briefcast.cli_output import err, fail
+from briefcast.config import Settings, config_path
 from briefcast.delivery import DeliveryError, unsubscribe_secret
 from briefcast.store import Store
 
@@ -41,6 +45,7 @@ def serve(
         unsubscribe_secret(settings)  # signs the confirm, unsubscribe and CSRF tokens
     except DeliveryError as exc:
         fail(f"serve: {exc}")
+    _check_public_dir(settings)
     public = settings.site.public_dir
     if not public.is_dir():
         err.print(
@@ -73,3 +78,39 @@ def serve(
         server_header=False,
         log_level="info",
     )
+
+
+def _check_public_dir(settings: Settings) -> None:
+    """Refuse a ``public_dir`` that would hand out what is not the site: ``.`` (or the root),
+    as ``publish`` refuses it (:func:`briefcast.site.places`), and any folder holding the
+    database, the settings file or the folder serve runs in (where they usually are)."""
+    try:
+        public = site.places(settings).public
+    except site.PublicDirError as exc:
+        fail(str(exc))
+    served = Path(os.path.realpath(public))
+    private = {"the folder serve runs in": Path.cwd()}
+    if (named := config_path()) is not None:
+        private["the settings file"] = named
+    try:
+        url = make_url(settings.database.url)
+    except ArgumentError:
+        url = None  # the database check below says what is wrong with it
+    if (
+        url is not None
+        and url.get_backend_name() == "sqlite"
+        and url.database
+        not in (
+            None,
+            "",
+            ":memory:",
+        )
+    ):
+        private["the database"] = Path(url.database)
+    for what, path in private.items():
+        real = Path(os.path.realpath(path.expanduser()))
+        if real == served or served in real.parents:
+            fail(
+                f"[site] public_dir {settings.site.public_dir}: holds {what} ({path}); "
+                "serve would hand it out: choose a folder of its own (e.g. public)"
+            )

@@ -607,6 +607,10 @@ def _read_config(path: Path) -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise _SettingsError(f"{path}: is not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses arrays and inline tables recursively: a few hundred levels exhaust
+        # the stack. No settings file nests more than three.
+        raise _SettingsError(f"{path}: is not valid TOML: nested too deeply") from None
     return _check_names(data, path)
 
 

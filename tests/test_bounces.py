@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import imaplib
 import os
+import re
 import shutil
 import ssl
 import time
@@ -35,7 +36,7 @@ from briefcast import bounces
 from briefcast.bounces import reports
 from briefcast.bounces.mailboxes import ImapMailbox
 from briefcast.config import BouncesSettings, Settings
-from briefcast.delivery import deliver
+from briefcast.delivery import deliver, tokens
 from briefcast.delivery.verp import ReturnPath
 from briefcast.store import Store, bounce_reports, subscribers
 
@@ -429,3 +430,41 @@ def test_the_bounce_password_is_never_read_from_a_file(tmp_path: Path, monkeypat
     monkeypatch.setenv("BRIEFCAST_CONFIG", str(config))
     with pytest.raises(ConfigError, match="BRIEFCAST_BOUNCES__PASSWORD"):
         load_settings()
+
+
+def test_the_message_id_carries_no_unsubscribe_token(
+    store: Store, brief_and_mails, tmp_path: Path
+) -> None:
+    """A Message-ID is quoted in replies, forwards, archives and spam reports: it held the
+    subscriber's permanent unsubscribe token (which worked on /u/). Now an opaque id, that a
+    report naming only it still ties to its delivery, through the ledger."""
+    _, mails = brief_and_mails
+    sent = send(store, BRIEF, mails, count=2)
+    people = subscriber_rows(store)
+    for email, got in sent.items():
+        message_id = got.message["Message-ID"]
+        token = tokens.sign(SECRET, people[email][0])
+        assert token not in message_id and token.split(".")[1] not in message_id
+        assert not [
+            m
+            for m in re.findall(r"[0-9]+\.[A-Za-z0-9_-]{22}", message_id)
+            if tokens.verify(SECRET, m) is not None
+        ], message_id
+        assert ledger_rows(store, BRIEF)[email]["message_id"] == message_id
+    # Unique per recipient, as before.
+    assert len({got.message["Message-ID"] for got in sent.values()}) == len(sent)
+    # A complaint that quotes nothing but the original's Message-ID.
+    got = sent["reader2@example.org"]
+    headers_only = Received(
+        "", got.rcpt_to, f"Message-ID: {got.message['Message-ID']}\r\nSubject: x\r\n\r\n".encode()
+    )
+    complaint = arf_report(headers_only, name_the_sender=False)
+    assert b"bounces+" not in complaint and b"/u/" not in complaint
+    box = maildir(tmp_path / "Maildir")
+    deposit(box, complaint)
+    settings = make_settings()
+    settings.bounces = BouncesSettings(maildir=box)
+    summary = bounces.fetch(store, settings)
+    assert (summary.complaints, summary.unknown) == (1, 0)
+    assert subscriber_rows(store)["reader2@example.org"][2] == "complained"
+    assert subscriber_rows(store)["reader1@example.org"][2] == "active"

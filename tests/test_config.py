@@ -63,6 +63,9 @@ BAD_FILES: dict[str, tuple[str | bytes | None, str]] = {
     "too big": (b"#" * 1_000_001, "over the 1,000,000-byte limit"),
     "not toml": ("[smtp\nhost = 1\n", "is not valid TOML: Expected ']'"),
     "not utf-8": (b'[site]\nname = "Caf\xe9"\n', "is not UTF-8 text (byte 0xe9 on line 2)"),
+    # tomllib recurses per level: this was "RecursionError (this is a bug)", exit 1.
+    "nested 500 deep": ("x = " + "[" * 500 + "]" * 500 + "\n", "is not valid TOML: nested too"),
+    "inline tables 500 deep": ("x = " + "{a = " * 500 + "1" + "}" * 500 + "\n", "nested too"),
 }
 
 

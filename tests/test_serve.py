@@ -15,6 +15,9 @@ import random
 import re
 import shutil
 import string
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -27,6 +30,7 @@ import anyio
 import feedparser
 import httpx
 import pytest
+import uvicorn
 from delivery_helpers import ROOT, SECRET, SEED, add_subscribers, subscriber_rows
 from serve_helpers import (
     BASE,
@@ -37,7 +41,7 @@ from serve_helpers import (
     uvicorn_server,
     wait_for,
 )
-from smtp_servers import HOST, Recorder, smtp_server
+from smtp_servers import HOST, Recorder, free_port, smtp_server
 
 from briefcast import pipeline
 from briefcast.delivery import deliver, tokens
@@ -629,3 +633,152 @@ def test_over_https_hsts_and_secure_cookies(served: Served) -> None:
         assert r.headers["strict-transport-security"] == "max-age=31536000"
         assert has_security_headers({k: v for k, v in r.headers.items() if "transport" not in k})
     assert "; secure" in responses[1].headers["set-cookie"].lower()
+
+
+# --- issue 16: hostile tokens, cookies and limits -----------------------------------------
+
+
+def test_a_token_naming_a_huge_id_is_a_404_on_every_token_route(
+    served: Served, client: httpx.Client
+) -> None:
+    """An id past SQLite's integer overflowed the look-up: a 500 with a traceback."""
+    token = form(client, "/subscribe")
+    huge = "9" * 19  # the most digits a token's id may have; over 2**63 - 1
+    for path in (
+        f"/confirm/{huge}.en.9999999999.{'A' * 22}",
+        f"/confirm/{2**63}.both.1.{'A' * 22}",
+        f"/u/{huge}.{'A' * 22}",
+    ):
+        assert client.get(path).status_code == 404, path
+        assert client.post(path, data={"csrf": token}).status_code == 404, path
+        assert one_click(client, served.url + path).status_code == 404, path
+    assert client.get(f"/editor/preview/{huge}/index.html").status_code in (303, 401, 404)
+
+
+def test_the_csrf_cookie_is_ours_not_the_clients(served: Served) -> None:
+    """A value the client made up (planted by a sibling site, say) is never signed into a
+    form token: the server issues its own, and the made-up one is refused."""
+    planted = "p" * 32
+    with httpx.Client(base_url=served.url, timeout=10) as c:
+        c.cookies.set(signing.CSRF_COOKIE, planted)
+        r = c.get("/subscribe")
+        assert r.status_code == 200
+        issued = r.cookies.get(signing.CSRF_COOKIE)
+        assert issued and issued != planted  # a fresh one, set
+        token = csrf_of(r.text)
+        # The planted value with the token the page gave: refused.
+        c.cookies.clear()
+        c.cookies.set(signing.CSRF_COOKIE, planted)
+        data = {"csrf": token, "email": "planted@example.org", "language": "en"}
+        assert c.post("/subscribe", data=data).status_code == 403
+        assert (
+            c.post(
+                "/subscribe",
+                data={**data, "csrf": signing.csrf_token(SECRET.encode(), planted, "/subscribe")},
+            ).status_code
+            == 403
+        )
+        # The issued one with its token: accepted.
+        c.cookies.clear()
+        c.cookies.set(signing.CSRF_COOKIE, issued)
+        assert c.post("/subscribe", data=data).status_code == 200
+        # A page shown with our cookie keeps it (no new Set-Cookie).
+        assert "set-cookie" not in c.get("/subscribe").headers
+
+
+def test_over_https_the_csrf_cookie_is_a_host_cookie(served: Served) -> None:
+    async def fetch() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=served.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            page = await c.get("/subscribe")
+            data = {"csrf": csrf_of(page.text), "email": "host@example.org", "language": "en"}
+            return page, await c.post("/subscribe", data=data)
+
+    page, posted = anyio.run(fetch)
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("__Host-bc_csrf="), cookie
+    attributes = {a.strip().partition("=")[0].lower() for a in cookie.split(";")[1:]}
+    assert {"secure", "path", "httponly", "samesite"} <= attributes and "domain" not in attributes
+    assert "path=/;" in cookie.replace(" ", "").lower() + ";"
+    assert posted.status_code == 200
+
+
+def test_sub_addresses_and_an_ipv6_64_share_their_limits(served: Served) -> None:
+    """x+1@, x+2@ ... reach one mailbox; any address in a /64 is one client. The client's
+    address comes from X-Forwarded-For through uvicorn's proxy layer, as behind a proxy."""
+    app = create_app(served.settings, served.store)
+    app.pages.by_ip = Buckets(burst=3, per_hour=1, max_keys=100)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=HOST,
+            port=port,
+            log_level="warning",
+            proxy_headers=True,
+            forwarded_allow_ips=HOST,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=10) as c:
+
+            def post(email: str, client_ip: str) -> int:
+                hdrs = {"X-Forwarded-For": client_ip}
+                token = csrf_of(c.get("/subscribe", headers=hdrs).text)
+                data = {"csrf": token, "email": email, "language": "en"}
+                return c.post("/subscribe", data=data, headers=hdrs).status_code
+
+            # Per address (burst 3): tags and the domain's case do not make new mailboxes.
+            mails = [
+                "tag+1@example.org",
+                "tag+2@EXAMPLE.org",
+                "Tag+3@example.org",
+                "tag@example.org",
+            ]
+            codes = [post(m, f"192.0.2.{i}") for i, m in enumerate(mails, 1)]
+            assert codes == [200, 200, 200, 429]
+            # Per client (burst 3): four addresses of one /64, then another /64.
+            ips = [
+                "2001:db8:1:2::1",
+                "2001:db8:1:2::beef",
+                "2001:db8:1:2:ffff::1",
+                "2001:db8:1:2:9::1",
+            ]
+            codes = [post(f"six{i}@example.org", ip) for i, ip in enumerate(ips)]
+            assert codes == [200, 200, 200, 429]
+            assert post("six9@example.org", "2001:db8:1:3::1") == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.parametrize("public", [".", "here", "config"])
+def test_serve_refuses_a_public_dir_holding_the_database_or_settings(
+    tmp_path: Path, public: str
+) -> None:
+    """``.`` handed out b.db and config/x.toml; so would any folder holding them."""
+    from test_cli import one_line_error
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "x.toml").write_text(f'[site]\npublic_dir = "{public}"\n')
+    if public == "here":  # an absolute path to the folder serve runs in
+        (tmp_path / "config" / "x.toml").write_text(f'[site]\npublic_dir = "{tmp_path}"\n')
+    env = {"BRIEFCAST_CONFIG": "config/x.toml", "BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET": SECRET}
+    env = {**os.environ, "BRIEFCAST_DATABASE__URL": f"sqlite:///{tmp_path / 'b.db'}", **env}
+    # A short timeout: a serve that is not refused runs until stopped.
+    result = subprocess.run(
+        [sys.executable, "-m", "briefcast.cli", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    line = one_line_error(result)
+    assert "public_dir" in line, line

@@ -3,9 +3,12 @@ the record that the report was processed (``bounce_reports``), all in one transa
 
 A report names its delivery by a signed token only, never by an address it quotes (anyone
 can write an address): the return-path token of the envelope recipient (or of the original
-message's ``Return-Path``), else the unsubscribe token in the original's ``Message-ID``
-(``<brief.edition.TOKEN@domain>``), which must also be the Message-ID the ledger recorded for
-that subscriber. A token whose signature is wrong is ignored.
+message's ``Return-Path``), else the original's ``Message-ID``: ``<brief.edition.OPAQUE@domain>``
+(an opaque id, :func:`briefcast.delivery.prepared.opaque_id`), found only as the Message-ID
+the ledger recorded for a delivery of that brief; or, from messages sent before it was
+opaque, ``<brief.edition.TOKEN@domain>`` with the subscriber's unsubscribe token, which must
+also be the Message-ID the ledger recorded for that subscriber. A token whose signature is
+wrong is ignored.
 
 Counted once: the report's key is unique in ``bounce_reports``, so a report read again (its
 move failed, or the mailbox got it twice) changes nothing; and a delivery is counted as a
@@ -30,7 +33,11 @@ from briefcast.delivery import tokens
 from briefcast.delivery.verp import ReturnPath
 from briefcast.store import Store, bounce_reports, deliveries
 
-# Our Message-ID: <brief.edition.TOKEN@domain> (briefcast.render.email).
+# Our Message-ID: <brief.edition.OPAQUE@domain> (briefcast.delivery.prepared).
+_OPAQUE_MESSAGE_ID = re.compile(
+    r"<(?P<brief>[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}@[^<>\s@]+>"
+)
+# Before: <brief.edition.TOKEN@domain>, the unsubscribe token in it.
 _OUR_MESSAGE_ID = re.compile(
     r"<(?P<brief>[A-Za-z0-9_-]+)\.(?P<edition>[A-Za-z0-9_-]+)\."
     r"(?P<token>[1-9][0-9]{0,18}\.[A-Za-z0-9_-]{22})@[^<>\s@]+>"
@@ -74,6 +81,13 @@ class Locator:
                         return row, "return path"
                     missing.append(delivery_id)
             for text in report.message_ids:
+                for m in _OPAQUE_MESSAGE_ID.finditer(text):
+                    # Brief ids are slugs: the Message-ID starts with its brief's id, and the
+                    # (brief, subscriber) index narrows the search to that brief's rows.
+                    # No signature to check first: the ledger is what vouches for it.
+                    row = _by_opaque_message_id(conn, m["brief"], m[0])
+                    if row is not None:
+                        return row, "message id"
                 for m in _OUR_MESSAGE_ID.finditer(text):
                     subscriber_id = tokens.verify(self._secret, m["token"])
                     if subscriber_id is None:
@@ -96,6 +110,20 @@ def _delivery(conn: Connection, delivery_id: int) -> Delivery | None:
             deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.brief_id, deliveries.c.status
         ).where(deliveries.c.id == delivery_id)
     ).first()
+    return Delivery(*row) if row is not None else None
+
+
+def _by_opaque_message_id(conn: Connection, brief: str, message_id: str) -> Delivery | None:
+    columns = (
+        deliveries.c.id,
+        deliveries.c.subscriber_id,
+        deliveries.c.brief_id,
+        deliveries.c.status,
+    )
+    mine = deliveries.c.message_id == message_id
+    row = conn.execute(select(*columns).where(deliveries.c.brief_id == brief, mine)).first()
+    if row is None:  # a ledger kept under another name than the brief's id: every row
+        row = conn.execute(select(*columns).where(mine)).first()
     return Delivery(*row) if row is not None else None
 
 

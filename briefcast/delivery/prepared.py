@@ -2,12 +2,17 @@
 
 The builder leaves ASCII placeholders for the only things that differ between recipients (the
 To address; the unsubscribe token in the unsubscribe URL, the mailto and the Message-ID).
+The Message-ID does not carry the token itself but an opaque id derived from it (see
+:func:`opaque_id`): a Message-ID travels far (quoted in replies, forwarded, archived, in
+spam reports), and the unsubscribe token is permanent.
 Here the edition is split at them once, and dot-stuffed once for SMTP's DATA, so a recipient's
 message costs one ``bytes.join``: no template, no MJML, no ``EmailMessage`` per recipient.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +25,27 @@ from briefcast.render.email import TO_PLACEHOLDER, TOKEN_PLACEHOLDER, EmailEditi
 
 _TO = TO_PLACEHOLDER.encode()
 _TOKEN = TOKEN_PLACEHOLDER.encode()
-_SPLIT = re.compile(b"(" + re.escape(_TO) + b"|" + re.escape(_TOKEN) + b")")
+# The Message-ID's own placeholder, put in place of the token's there (the builder writes
+# one placeholder for both); no "." and no whitespace, like the others.
+_MSGID = b"__BC_MSGID__"
+_SPLIT = re.compile(
+    b"(" + re.escape(_TO) + b"|" + re.escape(_TOKEN) + b"|" + re.escape(_MSGID) + b")"
+)
+_MESSAGE_ID_TOKEN = re.compile(rb"(?mi)^(Message-ID:[^\r\n]*?)" + re.escape(_TOKEN))
+_OPAQUE = b"briefcast-message-id-v1:"
+
+
+def opaque_id(message_id: str, token: str) -> str:
+    """The Message-ID's per-recipient part: 128 bits of SHA-256 over the edition's Message-ID
+    (its brief and edition) and the recipient's unsubscribe token. The token holds a 128-bit
+    HMAC under the secret, so nobody without it can compute or invert this, and it tells
+    neither the token nor the subscriber's id; it differs per brief and edition, so two
+    messages are not linked by it. A bounce or a complaint naming it is matched to its
+    delivery through the Message-ID the ledger records (:mod:`briefcast.bounces.record`)."""
+    digest = hashlib.sha256(_OPAQUE + message_id.encode() + b"\x00" + token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
 # SMTP DATA: a line starting with "." gets a second one, the receiver removes it (RFC 5321).
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _END_OF_DATA = b".\r\n"
@@ -39,6 +64,7 @@ class _Template:
     pieces: tuple[bytes, ...]  # literal bytes, with the placeholders as separate pieces
     to_slots: tuple[int, ...]
     token_slots: tuple[int, ...]
+    msgid_slots: tuple[int, ...]
 
     @classmethod
     def split(cls, data: bytes) -> _Template:
@@ -47,14 +73,17 @@ class _Template:
             pieces,
             tuple(i for i, p in enumerate(pieces) if p == _TO),
             tuple(i for i, p in enumerate(pieces) if p == _TOKEN),
+            tuple(i for i, p in enumerate(pieces) if p == _MSGID),
         )
 
-    def fill(self, to: bytes, token: bytes) -> bytes:
+    def fill(self, to: bytes, token: bytes, msgid: bytes) -> bytes:
         pieces = list(self.pieces)
         for i in self.to_slots:
             pieces[i] = to
         for i in self.token_slots:
             pieces[i] = token
+        for i in self.msgid_slots:
+            pieces[i] = msgid
         return b"".join(pieces)
 
 
@@ -67,6 +96,8 @@ class PreparedEdition:
             raise ValueError(f"edition {edition}: the message has no per-recipient placeholders")
         if not eml.endswith(b"\r\n"):
             eml += b"\r\n"
+        head, sep, body = eml.partition(b"\r\n\r\n")
+        eml = _MESSAGE_ID_TOKEN.sub(lambda m: m[1] + _MSGID, head, count=1) + sep + body
         self.edition = edition
         self.eml = eml
         self._raw = _Template.split(eml)
@@ -80,22 +111,26 @@ class PreparedEdition:
         return cls(mail.edition, mail.eml)
 
     def render(self, to: str, token: str) -> bytes:
-        return self._raw.fill(*_values(to, token))
+        return self._raw.fill(*self._values(to, token))
 
     def wire(self, to: str, token: str) -> bytes:
-        return self._wire.fill(*_values(to, token))
+        return self._wire.fill(*self._values(to, token))
+
+    def _values(self, to: str, token: str) -> tuple[bytes, bytes, bytes]:
+        to_bytes, token_bytes = _values(to, token)
+        return to_bytes, token_bytes, opaque_id(self._message_id, token).encode("ascii")
 
     def signed_parts(self, to: str, token: str) -> tuple[bytes, bytes]:
         """What ``DkimSigner.sign_canonical`` signs of ``render(to, token)``: its header fields
         and its body canonicalized (RFC 6376 relaxed), canonicalized once per edition. The
         placeholders and what replaces them hold no whitespace and no line break, so filling
         them in after canonicalizing gives the same bytes as canonicalizing after."""
-        to_bytes, token_bytes = _values(to, token)
-        if not (to_bytes and token_bytes):  # an empty one could leave a space trailing
+        values = self._values(to, token)
+        if not all(values):  # an empty one could leave a space trailing
             head, body = dkim.split(self.render(to, token))
             return dkim.canonical_headers(head), dkim.canonical_body(body)
         head_template, body_template = self._signing
-        return head_template.fill(to_bytes, token_bytes), body_template.fill(to_bytes, token_bytes)
+        return head_template.fill(*values), body_template.fill(*values)
 
     @cached_property
     def _signing(self) -> tuple[_Template, _Template]:
@@ -104,7 +139,7 @@ class PreparedEdition:
         return _Template.split(headers), _Template.split(body)
 
     def message_id(self, token: str) -> str:
-        return self._message_id.replace(TOKEN_PLACEHOLDER, token)
+        return self._message_id.replace(_MSGID.decode(), opaque_id(self._message_id, token))
 
     def marked_test(self, subject: str) -> PreparedEdition:
         """The same edition with ``[TEST]`` before its subject, for --test-to."""

@@ -32,6 +32,9 @@ _SIG_BYTES = 16  # 128 bits: far beyond guessing, and keeps header lines short
 # stays short (a local part is at most 64 characters).
 _RETURN_SIG_BYTES = 10
 _ID = r"([1-9][0-9]{0,18})"
+# The largest id a row can have (SQLite's integer, PostgreSQL's bigint): a token naming more
+# is not one of ours, and is refused before a look-up that would overflow (SQLite raises).
+MAX_ID = 2**63 - 1
 _TOKEN = re.compile(_ID + r"\.([A-Za-z0-9_-]{22})")
 RETURN_TOKEN = _ID + r"\.([0-9a-f]{20})"  # a pattern to find one in text (case-insensitive)
 _RETURN_TOKEN = re.compile(RETURN_TOKEN, re.IGNORECASE)
@@ -79,6 +82,8 @@ def verify(secret: str | bytes, token: str) -> int | None:
     if not key or not m:
         return None
     subscriber_id = int(m[1])
+    if subscriber_id > MAX_ID:
+        return None
     expected = _signature(key, subscriber_id)
     return subscriber_id if hmac.compare_digest(expected, m[2]) else None
 
@@ -118,5 +123,7 @@ def verify_return(secret: str | bytes, token: str) -> int | None:
     if not key or not m:
         return None
     delivery_id = int(m[1])
+    if delivery_id > MAX_ID:
+        return None
     expected = _return_signature(key, delivery_id)
     return delivery_id if hmac.compare_digest(expected, m[2].lower()) else None

@@ -358,7 +358,7 @@ class EditorArea:
         self, request: Request, *, status: int = 200, name: str = "", error: str = ""
     ) -> HTMLResponse:
         action = "/editor/login"
-        cookie, new = signing.csrf_cookie_value(request.cookies.get(signing.CSRF_COOKIE))
+        cookie, new = self.pages.csrf_cookie(request)
         response = self.render(
             request,
             "editor_login.html.j2",
@@ -371,15 +371,7 @@ class EditorArea:
             error=error,
         )
         if new:
-            response.set_cookie(
-                signing.CSRF_COOKIE,
-                cookie,
-                max_age=signing.CSRF_MAX_AGE,
-                path="/",
-                httponly=True,
-                samesite="strict",
-                secure=request.url.scheme == "https",
-            )
+            self.pages.set_csrf_cookie(response, request, cookie)
         return response
 
     async def login_form(self, request: Request) -> Response:

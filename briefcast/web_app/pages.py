@@ -44,7 +44,7 @@ from briefcast.subscribers import SUPPRESSED, Subscriber, SubscriberError
 from briefcast.web_app import signing
 from briefcast.web_app.lang import pick
 from briefcast.web_app.mailer import Mailer
-from briefcast.web_app.ratelimit import Buckets
+from briefcast.web_app.ratelimit import Buckets, address_key, client_key
 
 FORM_MAX_BYTES = 8 * 1024  # a form here is an address and a few words
 FORM_MAX_FIELDS = 16
@@ -126,9 +126,7 @@ class Pages:
     ) -> HTMLResponse:
         """A page; with ``action`` (the form's address), a CSRF token for it, and the
         cookie it pairs with when the browser has none yet."""
-        cookie, new = signing.csrf_cookie_value(
-            request.cookies.get(signing.CSRF_COOKIE) if request is not None else None
-        )
+        cookie, new = self.csrf_cookie(request)
         links = []
         if switch and request is not None:
             links = [
@@ -157,16 +155,27 @@ class Pages:
         if switch:
             response.headers["vary"] = "Accept-Language"
         if action and new and request is not None:
-            response.set_cookie(
-                signing.CSRF_COOKIE,
-                cookie,
-                max_age=signing.CSRF_MAX_AGE,
-                path="/",
-                httponly=True,
-                samesite="strict",
-                secure=request.url.scheme == "https",
-            )
+            self.set_csrf_cookie(response, request, cookie)
         return response
+
+    def csrf_cookie(self, request: Request | None) -> tuple[str, bool]:
+        """The browser's CSRF cookie if we issued it, else a new one (and True: to set)."""
+        if request is None:
+            return signing.csrf_cookie_value(self.secret, None)
+        name = signing.csrf_cookie_name(request.url.scheme == "https")
+        return signing.csrf_cookie_value(self.secret, request.cookies.get(name))
+
+    def set_csrf_cookie(self, response: Response, request: Request, cookie: str) -> None:
+        https = request.url.scheme == "https"
+        response.set_cookie(
+            signing.csrf_cookie_name(https),
+            cookie,
+            max_age=signing.CSRF_MAX_AGE,
+            path="/",  # and no Domain: what __Host- requires
+            httponly=True,
+            samesite="strict",
+            secure=https,
+        )
 
     def message(
         self,
@@ -213,7 +222,7 @@ class Pages:
     def csrf_ok(self, request: Request, action: str, form: dict[str, str]) -> bool:
         return signing.csrf_valid(
             self.secret,
-            request.cookies.get(signing.CSRF_COOKIE),
+            request.cookies.get(signing.csrf_cookie_name(request.url.scheme == "https")),
             action,
             form.get(signing.CSRF_FIELD),
         )
@@ -255,7 +264,7 @@ class Pages:
         if not self.csrf_ok(request, "/subscribe", form):
             return self.forbidden(request, lang)
         client = request.client.host if request.client else "?"
-        wait = self.by_ip.take(client)
+        wait = self.by_ip.take(client_key(client))
         if wait:
             return self.too_many(request, lang, wait)
         raw = form.get("email", "").strip()[:320]
@@ -278,7 +287,7 @@ class Pages:
                 email_error=email_error,
                 language_error=language_error,
             )
-        wait = self.by_address.take(address)
+        wait = self.by_address.take(address_key(address))
         if wait:
             return self.too_many(request, lang, wait)
         # Looked up (and mailed) after the answer, by the mailer's thread: see mailer.py.

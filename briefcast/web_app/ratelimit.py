@@ -10,6 +10,7 @@ if none has, the least recently used goes.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
@@ -50,3 +51,30 @@ class Buckets:
         while len(self._buckets) >= self.max_keys:
             self._buckets.popitem(last=False)
         self._buckets[key] = (tokens, now)
+
+
+def address_key(address: str) -> str:
+    """What the per-address limit counts: one mailbox. Sub-addresses (``x+1@``, ``x+2@``)
+    reach the same one at Gmail, Fastmail, Proton, Outlook and with Postfix's and Exim's
+    usual settings, so the tag is dropped; a domain has no case (RFC 5321), and the local
+    part is compared as subscribers are stored, lower-cased."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address.casefold()
+    return f"{local.partition('+')[0] or local}@{domain}".casefold()
+
+
+def client_key(host: str) -> str:
+    """What the per-client limit counts: an IPv4 address, or an IPv6 address's /64. An ISP
+    gives a customer at least a /64 (RFC 6177), and one host picks any address in it at will
+    (privacy addresses, RFC 8981): counting each address would let one client have 2**64
+    buckets. Anything else (a Unix socket's name) counts as it is."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
