@@ -5,7 +5,10 @@ address up or add it, make the email if one is due) waits in a queue for this th
 the answer takes as long whether the address is new, known, or refused (who is on the list
 does not show in the timing), and a slow relay or database does not hold a request. The
 queue is bounded; when it is full (a relay down, a flood the rate limits let through) new
-jobs are dropped with a log line, and the page says the same as ever.
+jobs are dropped with a log line, and the page says the same as ever. A job whose database
+write fails (a full disk) is kept and tried again every ``RETRY_SECONDS``; until one goes
+through, the subscribe page says it cannot save (:attr:`Mailer.database_failing`), to every
+address alike.
 The relay is reached as ``publish --send`` reaches it ([smtp]: STARTTLS or TLS, login with
 BRIEFCAST_SMTP__PASSWORD), one connection per email; DKIM-signed when a key is configured.
 """
@@ -16,10 +19,13 @@ import contextlib
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formataddr, formatdate, make_msgid
+
+from sqlalchemy.exc import OperationalError
 
 from briefcast.config import Settings
 from briefcast.delivery.dkim import DkimSigner
@@ -28,6 +34,7 @@ from briefcast.delivery.smtp import connect
 log = logging.getLogger("briefcast.serve")
 Job = Callable[[], "EmailMessage | None"]
 QUEUE_MAX = 1000
+RETRY_SECONDS = 30.0
 
 
 class Mailer:
@@ -36,6 +43,9 @@ class Mailer:
         self._dkim = DkimSigner.from_settings(settings)
         self._queue: queue.Queue[Job | None] = queue.Queue(QUEUE_MAX)
         self._thread: threading.Thread | None = None
+        self._held: deque[Job] = deque()  # jobs whose database write failed, oldest first
+        self.retry_seconds = RETRY_SECONDS
+        self.database_failing = False
         self.sent = 0
         self.failed = 0
 
@@ -50,6 +60,10 @@ class Mailer:
             self._queue.put(None, timeout=timeout)
         self._thread.join(timeout)
         self._thread = None
+        if self._held:
+            log.error(
+                "%d subscription(s) not saved: the database could not be written", len(self._held)
+            )
 
     def message(self, to: str, subject: str, text: str, lang: str) -> EmailMessage:
         mail = self._settings.email
@@ -78,17 +92,44 @@ class Mailer:
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=self.retry_seconds if self._held else None)
+            except queue.Empty:  # time to try the held jobs again, oldest first
+                while self._held and self._do(self._held[0]):
+                    self._held.popleft()
+                continue
             if job is None:
                 return
-            try:
-                msg = job()
-                if msg is not None:
-                    self.send(msg)
-                    self.sent += 1
-            except Exception as exc:  # a relay's or a database's trouble must not stop it
-                self.failed += 1
-                log.error("subscription: confirmation email not sent: %s", exc)
+            if self._held or not self._do(job):  # behind the held ones, in order
+                if len(self._held) < QUEUE_MAX:
+                    self._held.append(job)
+                else:
+                    log.warning("a subscription dropped: too many wait for the database")
+
+    def _do(self, job: Job) -> bool:
+        """Runs a job; False when its database write failed and it should be tried again."""
+        try:
+            msg = job()
+        except OperationalError as exc:  # e.g. "database or disk is full": kept, not lost
+            if not self.database_failing:
+                log.error(
+                    "subscription: not saved yet, the database cannot be written: %s", exc.orig
+                )
+            self.database_failing = True
+            return False
+        except Exception as exc:  # any other trouble with one job must not stop the thread
+            self.failed += 1
+            log.error("subscription: confirmation email not sent: %s", exc)
+            return True
+        self.database_failing = False
+        try:
+            if msg is not None:
+                self.send(msg)
+                self.sent += 1
+        except Exception as exc:  # a relay's trouble must not stop it
+            self.failed += 1
+            log.error("subscription: confirmation email not sent: %s", exc)
+        return True
 
     def send(self, msg: EmailMessage) -> None:
         s = self._settings.smtp

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -30,6 +31,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -45,6 +47,9 @@ from briefcast.web_app import signing
 from briefcast.web_app.lang import pick
 from briefcast.web_app.mailer import Mailer
 from briefcast.web_app.ratelimit import Buckets, address_key, client_key
+
+log = logging.getLogger("briefcast.serve")
+UNAVAILABLE_RETRY_SECONDS = 120
 
 FORM_MAX_BYTES = 8 * 1024  # a form here is an address and a few words
 FORM_MAX_FIELDS = 16
@@ -219,6 +224,19 @@ class Pages:
             headers={"retry-after": str(max(1, int(wait + 0.999)))},
         )
 
+    def unavailable(self, request: Request | None, lang: str) -> HTMLResponse:
+        """The database cannot be written (a full disk, a lost server): 503 and a page that
+        says nothing was saved, as a proxy answers when its upstream is down; the write's
+        transaction rolled back, so the same click works once the disk has room."""
+        return self.message(
+            request,
+            lang,
+            "serve_unavailable_title",
+            self.word(lang, "serve_unavailable"),
+            status=503,
+            headers={"retry-after": str(UNAVAILABLE_RETRY_SECONDS)},
+        )
+
     def csrf_ok(self, request: Request, action: str, form: dict[str, str]) -> bool:
         return signing.csrf_valid(
             self.secret,
@@ -290,6 +308,10 @@ class Pages:
         wait = self.by_address.take(address_key(address))
         if wait:
             return self.too_many(request, lang, wait)
+        if self.mailer.database_failing:
+            # Said to every address alike (who is on the list still does not show), and
+            # only while the mailer's last write failed: "check your inbox" would be a lie.
+            return self.unavailable(request, lang)
         # Looked up (and mailed) after the answer, by the mailer's thread: see mailer.py.
         self.mailer.submit(functools.partial(self._subscribe, address, edition, lang))
         return self.message(
@@ -589,5 +611,17 @@ def build(pages: Pages) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def error(request: Request, exc: HTTPException) -> Response:
         return pages.error(request, exc)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> Response:
+        # SQLite's "database or disk is full", "disk I/O error", a PostgreSQL server gone:
+        # the operator gets a log line, the reader a page that says nothing changed.
+        log.error(
+            "%s %s: the database cannot be written: %s",
+            request.method,
+            request.url.path.split("/")[1],
+            exc.orig,
+        )
+        return pages.unavailable(request, pages.language(request))
 
     return app
