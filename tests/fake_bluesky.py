@@ -41,6 +41,7 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     error: str = ""
     message: str = ""
+    written: bool = False  # createRecord: the record is written, then this is answered
 
 
 @dataclass
@@ -66,9 +67,11 @@ class FakePds:
         headers: dict[str, str] | None = None,
         error: str = "",
         message: str = "",
+        written: bool = False,
     ) -> None:
-        """The next call of ``method`` answers ``status`` (and an XRPC error body)."""
-        answer = Scripted(status, headers or {}, error or f"Error{status}", message)
+        """The next call of ``method`` answers ``status`` (and an XRPC error body); with
+        ``written``, after the record was written (a proxy's 502 over a PDS that wrote it)."""
+        answer = Scripted(status, headers or {}, error or f"Error{status}", message, written)
         self.script.setdefault(method, []).append(answer)
 
     def stall(self, method: str) -> None:
@@ -151,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if scripted is not None:
+            if scripted.written and method == "com.atproto.repo.createRecord":
+                fake.created(body)
             error = {"error": scripted.error, "message": scripted.message or scripted.error}
             self._answer(scripted.status, error, scripted.headers)
             return

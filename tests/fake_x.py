@@ -3,7 +3,8 @@ and ``POST /2/tweets``, each request's OAuth 1.0a signature checked for the URL 
 
 A tweet is created as X does (an id, the reply's parent kept), and refused as X does when its
 text is one this user already has (403 "duplicate content"). A test scripts the next answers
-of ``POST /2/tweets`` with ``script`` (a status, headers, a body) or holds the n-th one with
+of ``POST /2/tweets`` with ``script`` (a status, headers, a body; ``posted``: given after the
+tweet was made) or holds the n-th one with
 ``hold`` (read, counted and never answered: a request in flight when its sender is killed).
 """
 
@@ -51,6 +52,7 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    posted: bool = False  # a scripted answer given after the tweet was made (a proxy's 502)
 
 
 @dataclass
@@ -133,8 +135,9 @@ class FakeX:
             if self.posts_received in self._refuse:
                 self.refused.set()
                 return self._refuse[self.posts_received]
-            if self._script:
-                return self._script.popleft()
+            scripted = self._script.popleft() if self._script else None
+            if scripted is not None and not scripted.posted:
+                return scripted
             text = body["text"]
             if any(t.text == text for t in self.tweets):
                 return Answer(403, DUPLICATE)
@@ -143,6 +146,8 @@ class FakeX:
                 return Answer(400, {"title": "Invalid Request", "detail": "no such tweet"})
             tweet = Tweet(str(next(self._ids)), text, parent)
             self.tweets.append(tweet)
+            if scripted is not None:
+                return scripted
         data = {"id": tweet.id, "text": text, "edit_history_tweet_ids": [tweet.id]}
         return Answer(201, {"data": data})
 

@@ -14,12 +14,11 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import cast
 
 from briefcast.config import AccountSettings, SocialSettings
 from briefcast.errors import UserError
-from briefcast.posting import Poster, PostingError, RateLimited
+from briefcast.posting import Poster, PostingError, RateLimited, ratelimit
 from briefcast.render.social import SocialPost
 
 # A check that passed is not asked again for this long by the same process: `publish --send`
@@ -93,7 +92,7 @@ def check_account(
     except RateLimited as exc:
         until = ""
         if exc.reset_at is not None:
-            until = " until " + datetime.fromtimestamp(exc.reset_at, UTC).strftime("%H:%M:%S UTC")
+            until = " until " + ratelimit.utc(exc.reset_at)
         problem = f"{exc} (rate limited{until}: the credentials could not be checked)"
         return AccountCheck(account, problem=problem, rate_limited=True)
     except PostingError as exc:

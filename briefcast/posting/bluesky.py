@@ -11,8 +11,9 @@ references (URI + CID), and the brief's page as an external embed (a card, no th
 How a call ended is read off what atproto raises (it wraps httpx): a status answer (401, 429,
 400, 500...) is certain; a transport failure is certain only when the request never left
 (refused or timed-out connection); any other failure after ``createRecord`` was sent (a read
-timeout, a dropped connection, a 504 from a gateway, an answer we cannot read) may have
-written the record, so it is ``MaybePosted``. Which request was the last to leave is known
+timeout, the whole request's deadline, a dropped connection, a 5xx other than 503, an
+answer we cannot read or too large to read) may have written the record, so it is
+``MaybePosted``. Which request was the last to leave is known
 from httpx's request hook. Bluesky has no idempotent create (a repeated record key is a 500),
 so ``idempotency_key`` is not sent: the ledger's "unknown" state is the only guard.
 """
@@ -40,6 +41,7 @@ from briefcast.posting import (
     Reply,
     ratelimit,
 )
+from briefcast.posting.http import BoundedTransport
 from briefcast.render.social import BLUESKY_LIMIT
 
 DEFAULT_PDS = "https://bsky.social"
@@ -105,10 +107,12 @@ def _one_line(text: object) -> str:
 
 
 def _reset_at(headers: Mapping[str, str]) -> float | None:
-    """When a 429 says to try again: ratelimit-reset, else Retry-After (seconds or a date)."""
+    """When a 429 says to try again: ratelimit-reset (Bluesky: Unix time), else Retry-After,
+    each read by its value's shape (``ratelimit.reset``), dates moved by the answer's Date."""
     now = time.time()
-    when = ratelimit.reset(headers.get("ratelimit-reset"), now)
-    return when if when is not None else ratelimit.retry_after(headers.get("retry-after"), now)
+    skew = ratelimit.skew(headers.get("date"), now)
+    when = ratelimit.reset(headers.get("ratelimit-reset"), now, skew)
+    return when if when is not None else ratelimit.reset(headers.get("retry-after"), now, skew)
 
 
 def _token_refused(exc: BaseException) -> bool:
@@ -248,7 +252,13 @@ class BlueskyPoster:
         """The logged-in client, logging in on first use."""
         if self._client is not None and self._session is not None:
             return self._client
-        request = Request(timeout=self._timeout, event_hooks={"request": [self._sending]})
+        # The whole request within the timeout, its answer of bounded size (httpx's timeout
+        # is per read): briefcast.posting.http.
+        request = Request(
+            timeout=self._timeout,
+            event_hooks={"request": [self._sending]},
+            transport=BoundedTransport(self._timeout),
+        )
         client = Client(base_url=self._base_url, request=request)
         client.on_session_change(self._session_changed)
         self._last_call = ""
@@ -283,7 +293,9 @@ class BlueskyPoster:
                 return RateLimited(said, reset_at=_reset_at(exc.response.headers))
             if status in (401, 403) or (login and status == 400):
                 return CredentialsRejected(said)
-            if status == 504 and sent:
+            if status >= 500 and status != 503 and sent:
+                # A 500, a proxy's 502 or a 504 can come after the PDS wrote the record; only
+                # 503 (unavailable: nothing done) is retried, as Mastodon's poster does.
                 return MaybePosted(f"{said} (the PDS may have written it)")
             return PostFailed(said, retry=status >= 500 or status == 408)
         cause = exc.__cause__ if isinstance(exc, RequestErrorBase) and exc.__cause__ else exc

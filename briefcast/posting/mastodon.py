@@ -7,8 +7,9 @@ How a call ends is decided here, from what the server answered or how the connec
   cannot parse; the post was taken all the same, so the answer itself is read (the session's
   response hook keeps the last one).
 - 429: ``RateLimited``, ``reset_at`` from ``Retry-After``, ``RateLimit-Reset`` or
-  ``X-RateLimit-Reset`` (the latest of those given), moved onto our clock by the answer's
-  ``Date``. Mastodon.py is told to throw (``ratelimit_method="throw"``): the caller waits.
+  ``X-RateLimit-Reset`` (the latest of those given, each read by its value's shape), moved
+  onto our clock by the answer's ``Date``. Mastodon.py is told to throw
+  (``ratelimit_method="throw"``): the caller waits.
 - 401, 403: ``CredentialsRejected`` (a revoked token, a missing scope, a suspended account).
 - 503 (Mastodon's "temporary problem, please try again", a proxy with no server behind it),
   408 and 425: ``PostFailed(retry=True)``: the server says the post was not made.
@@ -32,7 +33,6 @@ import os
 import ssl
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -51,6 +51,7 @@ from briefcast.posting import (
     Reply,
     ratelimit,
 )
+from briefcast.posting.http import bound_session
 
 NETWORK = "mastodon"
 DEFAULT_LIMIT = 500  # Mastodon's own default, when the instance does not say
@@ -107,6 +108,9 @@ class MastodonPoster:
             version_check_mode="none",  # no /api/v1/instance round trip, no version refusals
             user_agent=USER_AGENT,
         )
+        # The whole request within timeout_seconds, its answer of bounded size (Mastodon.py
+        # gives requests a per-read timeout only).
+        bound_session(self._api.session, timeout_seconds)
         self._last: _Response | None = None
         self._api.session.hooks["response"].append(self._remember)
         self._instance: Mapping[str, Any] | None = None
@@ -269,37 +273,22 @@ def _never_sent(exc: BaseException) -> bool:
 
 
 def _reset_at(headers: Mapping[str, str], now: float) -> float | None:
-    """When the rate limit lifts, as Unix time on our clock: the latest of ``Retry-After``
-    (seconds or an HTTP date), ``RateLimit-Reset`` (seconds) and ``X-RateLimit-Reset``
-    (Mastodon: an ISO 8601 date; GoToSocial: Unix time). Dates are the server's: moved by
-    the difference between its ``Date`` and our clock."""
-    server_now = ratelimit.http_date(headers.get("Date"))
-    skew = now - server_now if server_now is not None else 0.0
-    seconds = ratelimit.number(headers.get("RateLimit-Reset"))
-    reset = headers.get("X-RateLimit-Reset", "").strip()
-    found = [
-        ratelimit.retry_after(headers.get("Retry-After"), now, skew),
-        now + seconds if seconds is not None else None,
-        ratelimit.reset(reset, now, skew),
-    ]
-    if found[2] is None and reset and (when := _iso_date(reset)) is not None:
-        found[2] = when + skew
-    times = [t for t in found if t is not None]
+    """When the rate limit lifts, as Unix time on our clock: the latest of ``Retry-After``,
+    ``RateLimit-Reset`` and ``X-RateLimit-Reset``, each read by its value's shape (an HTTP
+    date, an ISO 8601 date, a Unix time or seconds: ``ratelimit.reset``), since servers
+    speaking Mastodon's API differ on what each carries (Mastodon: seconds and an ISO date;
+    GoToSocial and others: a Unix time). Dates are the server's: moved by the difference
+    between its ``Date`` and our clock."""
+    skew = ratelimit.skew(headers.get("Date"), now)
+    names = ("Retry-After", "RateLimit-Reset", "X-RateLimit-Reset")
+    times = [t for name in names if (t := ratelimit.reset(headers.get(name), now, skew))]
     return max(times) if times else None
-
-
-def _iso_date(text: str) -> float | None:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _until(reset_at: float | None) -> str:
     if reset_at is None:
         return " (no reset time given)"
-    return f" until {datetime.fromtimestamp(reset_at, UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return f" until {ratelimit.utc(reset_at, '%Y-%m-%d %H:%M:%S UTC')}"
 
 
 def _server_error(response: _Response) -> str:

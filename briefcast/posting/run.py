@@ -302,7 +302,9 @@ def _post_account(
             result = _stopped(account, post, exc.reason)
         except Exception as exc:  # a poster's bug: this account stops, the others go on
             what = " ".join(f"{type(exc).__name__}: {exc}".split())
-            result = _stopped(account, post, f"unexpected error (a bug): {what}")
+            # What the summary says is what the ledger says (the part in flight is unknown).
+            result = _from_ledger(ledger, brief.id, account, post.lang, len(parts))
+            result.note = result.error = f"unexpected error (a bug): {what}"
             result.stop_account = True
         results.append(result)
         if result.stop_account:
@@ -310,6 +312,31 @@ def _post_account(
             results += [_stopped(account, p, why, error=False) for p in posts[i + 1 :]]
             break
     return results
+
+
+def _from_ledger(
+    ledger: _PacedLedger, brief_id: str, account: AccountSettings, lang: str, n: int
+) -> ThreadResult:
+    """A thread's counts as its ledger rows say them (parts called by this run: ``posted``),
+    for a thread whose run ended in an exception: the summary never says other than the
+    ledger."""
+    result = ThreadResult(account.name, account.network, lang, n)
+    for k in range(1, n + 1):
+        key = SendKey(brief_id, CHANNEL, account.name, part_name(account.network, lang, k, n))
+        record = ledger.get(key)
+        status = record.status if record is not None else "queued"
+        outcome = ledger.outcomes.get(key)
+        if status == "sent":
+            called = outcome is not None and outcome.called
+            result.posted += called
+            result.before += not called
+        elif status in ("unknown", "sending"):
+            result.unknown.append(f"{k}/{n}")
+        elif status == "failed":
+            result.failed += 1
+        else:
+            result.queued += 1
+    return result
 
 
 def _paced_out(

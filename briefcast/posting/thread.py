@@ -35,7 +35,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 
 from briefcast.posting import (
     CredentialsRejected,
@@ -47,6 +46,7 @@ from briefcast.posting import (
     PostRef,
     RateLimited,
     Reply,
+    ratelimit,
 )
 from briefcast.reporting import Reporter
 from briefcast.sends import Attempt, SendFailed, SendKey, SendLedger, SendRecord, SendUnknown, Sent
@@ -220,7 +220,7 @@ def _post_part(
             if wait <= waits.max_wait_seconds:
                 _wait(wait, waits, report, f"rate limited by {poster.network}")
                 continue
-            until = datetime.fromtimestamp(waits.now() + wait, UTC).strftime("%H:%M:%S UTC")
+            until = ratelimit.utc(waits.now() + wait)
             error = RateLimited(
                 f"rate limited by {poster.network} until {until} ({math.ceil(wait)} s, more "
                 f"than max_wait_seconds {waits.max_wait_seconds:g}): left for the next run",

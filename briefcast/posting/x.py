@@ -9,21 +9,25 @@ tweepy writes its host into every request (``https://api.twitter.com`` + route).
 ``base_url`` (``https://api.x.com`` by default; a local fake in the tests) is reached through
 tweepy's own ``requests`` session: a transport adapter mounted there for tweepy's hosts sends
 each request to ``base_url`` instead, signed again for the URL it really goes to (an OAuth 1.0a
-signature covers the URL), with our timeout (tweepy sets none), and never retried.
+signature covers the URL), within our timeout for the whole request and with an answer of
+bounded size (``briefcast.posting.http``; tweepy sets none), and never retried.
 
 How a call ended, for the ledger:
 
 - 2xx with the tweet's id: posted;
-- 429: ``RateLimited``, until ``x-rate-limit-reset``;
+- 429: ``RateLimited``, until ``x-rate-limit-reset`` (read by its shape; unreadable: no time);
 - 403 "duplicate content": X already has this text from this account, most likely our own
   earlier attempt that was lost on the way back: ``MaybePosted``;
 - 401: ``CredentialsRejected`` (the request was not taken: nothing can be posted);
 - another 403: ``CredentialsRejected`` on ``check``, ``PostFailed`` on a post (X refused
   this post: a permission or content rule);
-- 5xx: ``PostFailed(retry=True)``; other 4xx: ``PostFailed``;
+- 503 (over capacity: nothing done): ``PostFailed(retry=True)``; another 5xx on a post (a
+  500, a proxy's 502 or 504 may come after the tweet was made): ``MaybePosted``; on ``check``
+  ``PostFailed(retry=True)``; other 4xx: ``PostFailed``;
 - no connection (refused, DNS, connect timeout): ``PostFailed(retry=True)``, nothing left;
-- a read timeout or a connection lost after the request went out: ``MaybePosted``;
-- a 2xx without a tweet id: ``MaybePosted``.
+- a read timeout (or the whole request's deadline), a connection lost after the request went
+  out, an answer too large to read: ``MaybePosted``;
+- a 2xx without a readable tweet id: ``MaybePosted``.
 
 X has no idempotency key: the ledger's ``unknown`` state is the only guard against a second
 copy, and X's own duplicate-content check the last one.
@@ -32,13 +36,13 @@ copy, and X's own duplicate-content check the last one.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
 import tweepy
-from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
@@ -52,7 +56,9 @@ from briefcast.posting import (
     PostRef,
     RateLimited,
     Reply,
+    ratelimit,
 )
+from briefcast.posting.http import BoundedAdapter
 from briefcast.render.social import X_LIMIT
 
 KEYS = ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_SECRET")
@@ -67,15 +73,14 @@ def _one_line(text: object) -> str:
     return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 1] + "…"
 
 
-class BaseUrlAdapter(HTTPAdapter):
+class BaseUrlAdapter(BoundedAdapter):
     """Mounted on tweepy's session for tweepy's hosts: each request goes to ``base_url``
-    (same path and query), signed for that URL, with ``timeout`` (connect, read)."""
+    (same path and query), signed for that URL, within ``timeout`` seconds all told."""
 
     def __init__(self, base_url: str, auth: OAuth1, timeout: float) -> None:
-        super().__init__(max_retries=0)  # a POST retried by urllib3 could post twice
+        super().__init__(timeout)  # never retried: a POST retried by urllib3 could post twice
         self._base = base_url.rstrip("/")
         self._auth = auth
-        self._timeout = timeout
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **kwargs: Any
@@ -85,7 +90,6 @@ class BaseUrlAdapter(HTTPAdapter):
         if str(request.headers.get("Authorization", "")).startswith("OAuth "):
             del request.headers["Authorization"]
             self._auth(request)  # signed again: the signature covers the URL
-        kwargs["timeout"] = (self._timeout, self._timeout)
         # requests chose the proxies for tweepy's host; choose them for the real one
         kwargs["proxies"] = requests.utils.get_environ_proxies(request.url or "")
         return super().send(request, **kwargs)
@@ -113,9 +117,9 @@ class XPoster:
             access_token=keys[2],
             access_token_secret=keys[3],
         )
-        adapter = BaseUrlAdapter(self._base_url, OAuth1(*keys), timeout)
+        self._adapter = BaseUrlAdapter(self._base_url, OAuth1(*keys), timeout)
         for host in TWEEPY_HOSTS:
-            self._client.session.mount(host, adapter)
+            self._client.session.mount(host, self._adapter)
         self.handle = ""  # "@name" once check() has asked
 
     @classmethod
@@ -142,6 +146,7 @@ class XPoster:
     # --- Poster -------------------------------------------------------------------------
 
     def check(self) -> str:
+        self._adapter.last = None
         try:
             me = self._client.get_me(user_auth=True)
         except Exception as exc:
@@ -167,6 +172,7 @@ class XPoster:
         # X detects the language itself, has no idempotency key and makes its own card from
         # the link's Open Graph tags.
         del lang, idempotency_key, card
+        self._adapter.last = None
         try:
             created = self._client.create_tweet(
                 text=text,
@@ -175,8 +181,10 @@ class XPoster:
             )
         except Exception as exc:
             self._fail(exc, "post", posting=True)
-        tweet_id = (created.data or {}).get("id") if created is not None else None
-        if not tweet_id:
+        data = getattr(created, "data", None)
+        tweet_id = data.get("id") if isinstance(data, Mapping) else None
+        if isinstance(tweet_id, bool) or not isinstance(tweet_id, str | int) or tweet_id == "":
+            # X took the request (a 2xx) but its answer does not say the tweet: it may exist.
             raise MaybePosted(f"{self._where('post')}: answered without the tweet's id")
         return PostRef(id=str(tweet_id), url=f"{WEB}/i/web/status/{tweet_id}")
 
@@ -196,12 +204,23 @@ class XPoster:
             said = f"{where}: {_one_line(exc)}"
             if status == 429:
                 return RateLimited(said, reset_at=_reset_at(exc.response.headers))
+            if status >= 500 and posting and status != 503:
+                # A 500, 502 or 504 can come after X made the tweet (a proxy's 502 after the
+                # server got it): only 503, "over capacity", says nothing was done. As
+                # Mastodon's poster: retried only when provably not posted.
+                return MaybePosted(f"{said} (X may have made the tweet before failing)")
             if status == 403 and _duplicate(exc):
                 return MaybePosted(f"{said} (X has this text already: an earlier attempt?)")
             if status == 401 or (status == 403 and not posting):
                 return CredentialsRejected(said)
             return PostFailed(said, retry=status >= 500)
         what = _one_line(f"{type(exc).__name__}: {exc}")
+        answer = self._adapter.last
+        if answer is not None and answer.status_code == 429:
+            # tweepy itself failed over the 429 (it reads x-rate-limit-reset as an int): a 429
+            # is a refusal all the same, its reset read here, or none.
+            said = f"{where}: 429 Too Many Requests ({what})"
+            return RateLimited(said, reset_at=_reset_at(answer.headers))
         if isinstance(exc, requests.exceptions.SSLError):
             return PostFailed(f"{where}: TLS failed ({what})")
         if isinstance(exc, requests.exceptions.ConnectTimeout) or _never_connected(exc):
@@ -221,10 +240,12 @@ def _duplicate(exc: tweepy.HTTPException) -> bool:
 
 
 def _reset_at(headers: Mapping[str, str]) -> float | None:
-    try:
-        return float(headers["x-rate-limit-reset"])
-    except (KeyError, ValueError):
-        return None
+    """``x-rate-limit-reset`` (X: Unix time), read by its shape (``ratelimit.reset``), else
+    ``Retry-After``; dates on the server's clock moved onto ours by its ``Date``."""
+    now = time.time()
+    skew = ratelimit.skew(headers.get("Date"), now)
+    when = ratelimit.reset(headers.get("x-rate-limit-reset"), now, skew)
+    return when if when is not None else ratelimit.reset(headers.get("Retry-After"), now, skew)
 
 
 def _never_connected(exc: BaseException) -> bool:
