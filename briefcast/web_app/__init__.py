@@ -23,6 +23,7 @@ from briefcast.config import Settings, load_settings
 from briefcast.delivery.preflight import unsubscribe_secret
 from briefcast.store import Store
 from briefcast.web_app import headers as sec
+from briefcast.web_app import limits
 from briefcast.web_app.editor import PREVIEW_HEADERS, PREVIEW_PREFIX, Approver, EditorArea, install
 from briefcast.web_app.mailer import Mailer
 from briefcast.web_app.pages import Pages, build
@@ -131,4 +132,6 @@ def worker_app() -> ServeApp:
     """What each uvicorn worker runs (``briefcast.web_app:worker_app``, a factory): the
     settings from the environment, as the command that started it read them."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s: %(message)s")
-    return create_app(load_settings())
+    settings = load_settings()
+    limits.configure(settings.serve)  # before the first connection: uvicorn loads us first
+    return create_app(settings)
