@@ -358,8 +358,8 @@ class ServeSettings(_Section):
     # take them all (not applied with trust_proxy: every connection is then the proxy's).
     max_connections: int = Field(512, ge=2, le=100_000)
     max_connections_per_client: int = Field(64, ge=1, le=100_000)
-    # Editor logins: argon2 takes 64 MiB a hash, so only so many run at once; the next ones
-    # wait up to login_wait_seconds, then get 503 with Retry-After.
+    # Editor logins: argon2 takes 64 MiB a hash, so only so many run at once (per worker);
+    # the next ones wait up to login_wait_seconds, then get 503 with Retry-After.
     login_hashes_at_once: int = Field(2, ge=1, le=64)
     login_wait_seconds: float = Field(5, gt=0, le=60, allow_inf_nan=False)
     # Login attempts, token buckets (a burst, then so many an hour): per client address; per

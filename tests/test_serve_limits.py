@@ -269,3 +269,26 @@ def test_a_name_locked_from_one_address_logs_in_from_another_and_the_lock_decays
     time.sleep(wait + 0.1)
     with serving.client("127.0.2.5") as editor:
         assert login(editor, NAME, PASSWORD).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("max_header_bytes", "10"), ("header_timeout_seconds", "0"), ("login_hashes_at_once", "0")],
+)
+def test_limits_out_of_range_are_one_line_and_exit_2(tmp_path: Path, key: str, value: str) -> None:
+    env = {
+        "PATH": str(BIN.parent),
+        "BRIEFCAST_CONFIG": str(tmp_path / "none.toml"),
+        f"BRIEFCAST_SERVE__{key.upper()}": value,
+    }
+    (tmp_path / "none.toml").write_text("")
+    done = subprocess.run(
+        [BIN, "serve", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and key in done.stderr, done.stderr
