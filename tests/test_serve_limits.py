@@ -50,7 +50,8 @@ class Serving:
     def client(self, source: str = HOST) -> httpx.Client:
         return httpx.Client(
             base_url=f"http://{HOST}:{self.port}",
-            transport=httpx.HTTPTransport(local_address=source),
+            # Plain http on loopback: no certificates to load (25 ms a client otherwise).
+            transport=httpx.HTTPTransport(local_address=source, verify=False),
             timeout=60,
         )
 
@@ -273,7 +274,7 @@ def test_a_name_locked_from_one_address_logs_in_from_another_and_the_lock_decays
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("max_header_bytes", "10"), ("header_timeout_seconds", "0"), ("login_hashes_at_once", "0")],
+    [("max_header_bytes", "10"), ("login_hashes_at_once", "0")],
 )
 def test_limits_out_of_range_are_one_line_and_exit_2(tmp_path: Path, key: str, value: str) -> None:
     env = {
