@@ -348,6 +348,8 @@ class ServeSettings(_Section):
     # within client_header_timeout (60 s) and within large_client_header_buffers (4 x 8k);
     # a body is at most client_max_body_size (1m; the forms take far less).
     header_timeout_seconds: float = Field(60, gt=0, le=3600, allow_inf_nan=False)
+    # A body's bytes may pause this long at most (client_body_timeout, 60 s).
+    body_timeout_seconds: float = Field(60, gt=0, le=3600, allow_inf_nan=False)
     max_header_bytes: int = Field(32_768, ge=1024, le=1_048_576)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
     # An idle kept-alive connection is closed after this (Apache's KeepAliveTimeout, and

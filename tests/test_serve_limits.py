@@ -35,6 +35,7 @@ PER_CLIENT = 40
 SERVE = {
     "access_log": "false",
     "header_timeout_seconds": str(HEADER_TIMEOUT),
+    "body_timeout_seconds": str(HEADER_TIMEOUT),
     "max_connections_per_client": str(PER_CLIENT),
     "login_wait_seconds": "1",  # then 503: a few hashes run, the test stays short
     "login_name_burst": "6",
@@ -46,6 +47,7 @@ SERVE = {
 class Serving:
     port: int
     proc: subprocess.Popen[bytes]
+    log: Path  # its stderr
 
     def client(self, source: str = HOST) -> httpx.Client:
         return httpx.Client(
@@ -95,7 +97,7 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
         env=env,
         cwd=tmp,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(tmp / "serve.log").open("wb"),
     )
     try:
         deadline = time.monotonic() + 60
@@ -107,7 +109,7 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        yield Serving(port, proc)
+        yield Serving(port, proc, tmp / "serve.log")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -187,6 +189,27 @@ def test_a_head_arriving_too_slowly_over_many_reads_is_timed_out(serving: Servin
         sock.settimeout(5)
         assert answer(sock).startswith(b"HTTP/1.1 408 ")
         assert time.monotonic() - started < HEADER_TIMEOUT + 2
+
+
+def test_a_body_that_stops_coming_is_timed_out(serving: Serving) -> None:
+    with connect(serving) as sock:
+        sock.sendall(b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n")  # its CSRF cookie...
+        page = answer(sock).decode()
+        cookie = re.search(r"set-cookie: ([^;]+);", page, re.I)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert cookie and csrf, page
+    with connect(serving) as sock:  # ...and a form whose body stops after its first bytes
+        started = time.monotonic()
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\n"
+            b"csrf=%s&email=" % (cookie[1].encode(), csrf[1].encode())
+        )
+        sock.settimeout(HEADER_TIMEOUT + 5)
+        assert answer(sock).startswith(b"HTTP/1.1 408 ")
+        assert time.monotonic() - started < HEADER_TIMEOUT + 2
+    time.sleep(0.2)
+    assert "Traceback" not in serving.log.read_text(), serving.log.read_text()
 
 
 def test_huge_heads_and_bodies_are_refused(serving: Serving) -> None:

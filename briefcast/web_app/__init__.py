@@ -16,8 +16,11 @@ never imports it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+
+from starlette.requests import ClientDisconnect
 
 from briefcast.config import Settings, load_settings
 from briefcast.delivery.preflight import unsubscribe_secret
@@ -98,7 +101,10 @@ class ServeApp:
         if kind == "http":
             path = scope["path"]
             if path in PAGES_EXACT or path.startswith(PAGES_PREFIXES):
-                await self.forms(scope, receive, send)
+                # A client gone (or cut off by a limit) while sending its form: nobody to
+                # answer, and no traceback in the log for it.
+                with contextlib.suppress(ClientDisconnect):
+                    await self.forms(scope, receive, send)
             else:
                 await self.site(scope, receive, send)
         elif kind == "lifespan":

@@ -11,6 +11,9 @@ as nginx does it (the most trusted server in front of apps like this one):
   else 408 and the connection is closed;
 - the head may be ``max_header_bytes`` long (nginx ``large_client_header_buffers``), else
   431 (RFC 6585) and closed, counted while it arrives, before httptools buffers more;
+- a body's bytes may not stop coming for ``body_timeout_seconds`` (nginx
+  ``client_body_timeout``), else 408 and closed: a body sent a byte now and then would hold
+  its connection for ever, as a slow head did;
 - a body may be ``max_body_bytes`` long (nginx ``client_max_body_size``): a larger
   Content-Length is refused with 413 before the app runs, a chunked body when it passes
   the bound;
@@ -40,6 +43,7 @@ class Limits:
     header_timeout: float
     max_header_bytes: int
     max_body_bytes: int
+    body_timeout: float
     per_client: int  # 0: no cap (behind a proxy, every connection is the proxy's)
 
     @classmethod
@@ -48,6 +52,7 @@ class Limits:
             header_timeout=serve.header_timeout_seconds,
             max_header_bytes=serve.max_header_bytes,
             max_body_bytes=serve.max_body_bytes,
+            body_timeout=serve.body_timeout_seconds,
             per_client=0 if serve.trust_proxy else serve.max_connections_per_client,
         )
 
@@ -78,6 +83,7 @@ class LimitedHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol, with the limits above."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
     _reading_head = True
     _head_bytes = 0
     _body_bytes = 0
@@ -96,6 +102,7 @@ class LimitedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         _per_client[self._address] -= 1
         if _per_client[self._address] <= 0:
             del _per_client[self._address]  # the counter stays as small as what is open
@@ -143,6 +150,7 @@ class LimitedHttpTools(HttpToolsProtocol):
                 self._refuse(413, linger=True)
                 raise _Refused
         super().on_headers_complete()
+        self._start_body_timer()  # until the body's end (at once, when there is none)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -157,9 +165,11 @@ class LimitedHttpTools(HttpToolsProtocol):
             else:
                 self._refuse(413, linger=True)
             raise _Refused
+        self._start_body_timer()  # between two reads, as nginx counts it
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._stop_body_timer()
         super().on_message_complete()
         self._reading_head = True  # what comes next is the next request's head
 
@@ -172,6 +182,29 @@ class LimitedHttpTools(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _start_body_timer(self) -> None:
+        self._stop_body_timer()
+        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_too_slow)
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        started = cycle is not None and cycle.response_started
+        if cycle is not None:
+            cycle.disconnected = True  # the app, waiting for the body, sees the client gone
+            cycle.message_event.set()
+        if started:
+            self.transport.close()
+        else:
+            self._refuse(408)
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
@@ -188,6 +221,7 @@ class LimitedHttpTools(HttpToolsProtocol):
         closing a socket with unread data resets it, and the client, still sending its
         body, would never read the answer (nginx's lingering_close, lingering_timeout)."""
         self._stop_head_timer()
+        self._stop_body_timer()
         reason = _REASONS[status]
         self.logger.warning(
             "refused a connection from %s: %d %s", self._address, status, reason.decode()
