@@ -116,7 +116,11 @@ class LimitedHttpTools(HttpToolsProtocol):
             # arrives while the head is unfinished (on_headers_complete starts again at 0).
             self._head_bytes += len(data)
         super().data_received(data)
-        if self._reading_head and self._head_bytes > self.limits.max_header_bytes:
+        if (
+            self._reading_head
+            and self._head_bytes > self.limits.max_header_bytes
+            and not self.transport.is_closing()  # not answered already (a 400, a 431)
+        ):
             self._refuse(431)  # httptools held at most the bound and one read (256 KiB)
 
     def send_400_response(self, msg: str) -> None:
