@@ -342,7 +342,14 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
     }
     with (
         running(
-            serve_cmd, ports["briefcast"], "briefcast serve", env=settings_env(tmp), cwd=tmp
+            serve_cmd,
+            ports["briefcast"],
+            "briefcast serve",
+            # wrk's connections all come from one address: lift the per-client cap (nginx
+            # here has no limit_conn either).
+            env=settings_env(tmp)
+            | {"BRIEFCAST_SERVE__MAX_CONNECTIONS_PER_CLIENT": str(max(64, args.connections))},
+            cwd=tmp,
         ) as serve,
         running([*pinned(0), *nginx_cmd], ports["nginx"], "nginx"),
     ):

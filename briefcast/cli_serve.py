@@ -76,6 +76,11 @@ def serve(
         forwarded_allow_ips=settings.serve.forwarded_allow_ips,
         access_log=settings.serve.access_log if access_log is None else access_log,
         server_header=False,
+        # The limits uvicorn has; the ones it lacks are in LimitedHttpTools (web_app.limits).
+        http="briefcast.web_app.limits:LimitedHttpTools",
+        ws="none",  # nothing here speaks WebSocket: an upgrade is a plain request
+        timeout_keep_alive=settings.serve.keep_alive_seconds,
+        limit_concurrency=settings.serve.max_connections,
         log_level="info",
     )
 

@@ -111,9 +111,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Editor]:
 @pytest.fixture(autouse=True)
 def fresh_limits(served: Editor) -> None:
     """Every test starts with full buckets: they all log in from 127.0.0.1."""
-    keys = served.settings.serve.rate_limit_keys
-    served.app.editor.by_ip = Buckets(area.LOGIN_IP_BURST, area.LOGIN_IP_PER_HOUR, keys)
-    served.app.editor.by_name = Buckets(area.LOGIN_NAME_BURST, area.LOGIN_NAME_PER_HOUR, keys)
+    served.app.editor.fresh_limits()
 
 
 @pytest.fixture
@@ -273,7 +271,7 @@ def test_a_wrong_name_or_password_gets_one_generic_answer(
 
 
 def test_failed_logins_are_rate_limited(served: Editor, client: httpx.Client) -> None:
-    for _ in range(area.LOGIN_NAME_BURST):
+    for _ in range(served.settings.serve.login_name_address_burst):
         assert login(client, NAME, "wrong password, again").status_code == 401
     r = login(client, NAME, PASSWORD)  # even the right one, for a while
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1

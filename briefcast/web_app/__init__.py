@@ -16,13 +16,17 @@ never imports it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+
+from starlette.requests import ClientDisconnect
 
 from briefcast.config import Settings, load_settings
 from briefcast.delivery.preflight import unsubscribe_secret
 from briefcast.store import Store
 from briefcast.web_app import headers as sec
+from briefcast.web_app import limits
 from briefcast.web_app.editor import PREVIEW_HEADERS, PREVIEW_PREFIX, Approver, EditorArea, install
 from briefcast.web_app.mailer import Mailer
 from briefcast.web_app.pages import Pages, build
@@ -97,7 +101,10 @@ class ServeApp:
         if kind == "http":
             path = scope["path"]
             if path in PAGES_EXACT or path.startswith(PAGES_PREFIXES):
-                await self.forms(scope, receive, send)
+                # A client gone (or cut off by a limit) while sending its form: nobody to
+                # answer, and no traceback in the log for it.
+                with contextlib.suppress(ClientDisconnect):
+                    await self.forms(scope, receive, send)
             else:
                 await self.site(scope, receive, send)
         elif kind == "lifespan":
@@ -131,4 +138,6 @@ def worker_app() -> ServeApp:
     """What each uvicorn worker runs (``briefcast.web_app:worker_app``, a factory): the
     settings from the environment, as the command that started it read them."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s: %(message)s")
-    return create_app(load_settings())
+    settings = load_settings()
+    limits.configure(settings.serve)  # before the first connection: uvicorn loads us first
+    return create_app(settings)

@@ -3,8 +3,10 @@ their previews, approve them (now or at a time), follow their sends.
 
 - ``GET/POST /editor/login``: name and password (:mod:`briefcast.editors`, argon2id). The
   form has the subscribe form's CSRF protection (a signed double-submit cookie); attempts
-  are rate limited per client address and per name (token buckets): past the burst they
-  answer 429 without looking at the password. A wrong name and a wrong password get the
+  are rate limited per client address, per name and address, and per name (token buckets,
+  ``[serve] login_*``): past a burst they answer 429 without looking at the password. At
+  most ``login_hashes_at_once`` passwords are hashed at once (64 MiB each); the next wait
+  ``login_wait_seconds``, then answer 503. A wrong name and a wrong password get the
   same answer. A good one opens a session: a random token in a cookie (``HttpOnly``,
   ``SameSite=Strict``, ``Path=/editor``, ``Secure`` over https), its sha256 in the table.
 - ``GET /editor/``: the reviews, waiting first, each under its title, with its preview, its
@@ -44,11 +46,13 @@ line travels in a signed cookie that lives a minute). Every answer here is ``no-
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,9 +88,6 @@ SESSION_COOKIE = "bc_editor"
 FLASH_COOKIE = "bc_editor_flash"
 SESSION_TTL = timedelta(hours=12)
 FLASH_MAX_AGE = 60
-# Logins: per client address and per name asked for, a burst then so many an hour.
-LOGIN_IP_BURST, LOGIN_IP_PER_HOUR = 20, 60.0
-LOGIN_NAME_BURST, LOGIN_NAME_PER_HOUR = 5, 12.0
 REFRESH_SECONDS = 10
 SCHEDULE_MAX = timedelta(days=90)
 PREVIEW_MAX_BYTES = 50_000_000
@@ -249,13 +250,27 @@ class EditorArea:
         self.approve: Approver = approve or default_approve
         self.actions: Actions | None = None  # flows.editor_actions', made when first used
         self.session_ttl = session_ttl
-        keys = settings.serve.rate_limit_keys
-        self.by_ip = Buckets(LOGIN_IP_BURST, LOGIN_IP_PER_HOUR, keys)
-        self.by_name = Buckets(LOGIN_NAME_BURST, LOGIN_NAME_PER_HOUR, keys)
+        self.fresh_limits()
+        # argon2 takes 64 MiB a hash (RFC 9106's second profile): without a bound, 20 logins
+        # at once took serve to 1.4 GB. So few run at once; the rest wait their turn a while.
+        self.hashing = asyncio.Semaphore(settings.serve.login_hashes_at_once)
         loader = self.env.loader
         assert loader is not None
         self.css = loader.get_source(self.env, "editor.css")[0].encode()
         self.css_etag = '"' + hashlib.blake2b(self.css, digest_size=12).hexdigest() + '"'
+
+    def fresh_limits(self) -> None:
+        """The login buckets, full: per client address; per name and address (a name
+        locked from one address is not locked from the others); per name from everywhere
+        (higher, and it fills up again: it slows a guesser with many addresses, never
+        locks an editor out for ever)."""
+        serve = self.settings.serve
+        keys = serve.rate_limit_keys
+        self.by_ip = Buckets(serve.login_ip_burst, serve.login_ip_per_hour, keys)
+        self.by_name_address = Buckets(
+            serve.login_name_address_burst, serve.login_name_address_per_hour, keys
+        )
+        self.by_name = Buckets(serve.login_name_burst, serve.login_name_per_hour, keys)
 
     # --- sessions, CSRF, flash -------------------------------------------------------------
 
@@ -386,16 +401,36 @@ class EditorArea:
         name = form.get("name", "").strip()[: editors.NAME_MAX + 1]
         password = form.get("password", "")
         client = request.client.host if request.client else "?"
-        wait = self.by_ip.take(client) or self.by_name.take(name.casefold())
+        key = name.casefold()
+        wait = (
+            self.by_ip.take(client)
+            or self.by_name_address.take(f"{key}\n{client}")
+            or self.by_name.take(key)
+        )
         if wait:
             return self.refusal(
                 request,
                 429,
                 "Too many attempts",
                 "Too many login attempts. Wait a while, then try again.",
-                {"retry-after": str(max(1, int(wait + 0.999)))},
+                {"retry-after": str(max(1, math.ceil(wait)))},
             )
-        editor_id = await run_in_threadpool(editors.verify, self.store, name, password)
+        waited = self.settings.serve.login_wait_seconds
+        try:
+            await asyncio.wait_for(self.hashing.acquire(), waited)
+        except TimeoutError:
+            log.warning("editor login from %s refused: no hash slot in %.1f s", client, waited)
+            return self.refusal(
+                request,
+                503,
+                "Busy",
+                "Too many logins at once. Wait a few seconds, then try again.",
+                {"retry-after": str(max(1, math.ceil(waited)))},
+            )
+        try:
+            editor_id = await run_in_threadpool(editors.verify, self.store, name, password)
+        finally:
+            self.hashing.release()
         if editor_id is None:
             log.warning("editor login failed for %r from %s", name[:100], client)
             return self.login_page(request, status=401, name=name, error=WRONG)
