@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import subprocess
@@ -273,3 +274,41 @@ def test_an_unexpected_error_is_one_line_and_says_how_to_see_more(
     monkeypatch.setattr(sys, "argv", ["briefcast", "publish", str(SEEDS[0]), "-v"])
     with pytest.raises(RuntimeError, match="disk on fire"):
         cli.run()
+
+
+BREAKOUT = '" onfocus="alert(1)" autofocus x="'
+
+
+def test_a_quote_in_the_title_stays_text_in_every_email_and_preview(tmp_path: Path) -> None:
+    """mjml writes the title raw into the edition's outer ``<div aria-label="...">``: a '"'
+    in a title once gave every subscriber's email (and the preview) an onfocus handler."""
+    title = f"Summit{BREAKOUT}end"
+    (tmp_path / "quote.md").write_text(
+        front_matter(f"id: quote\nlang: en\ntitle: {json.dumps(title)}"), "utf-8"
+    )
+    result = briefcast("publish", "quote.md", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "out" / "quote"
+    for edition in ("en", "it", "both"):
+        raw = (folder / "email" / f"{edition}.eml").read_bytes()
+        sent = email.message_from_bytes(raw, policy=email.policy.default)
+        for markup in (
+            sent.get_body(("html",)).get_content(),
+            (folder / "email" / f"{edition}.html").read_text("utf-8"),
+        ):
+            page = lxml_html.document_fromstring(markup)
+            (outer,) = page.xpath("//div[@role='article']")
+            assert outer.get("aria-label") == title, outer.attrib
+            assert page.findtext(".//title").strip() == title
+            for element in page.iter():
+                names = set(getattr(element, "attrib", {}))
+                assert not {n for n in names if n.startswith("on")}, (edition, element.attrib)
+                assert "autofocus" not in names and "x" not in names, (edition, element.attrib)
+    # The preview shows each email in an iframe's srcdoc: the same HTML, the same check.
+    index = lxml_html.document_fromstring((folder / "index.html").read_text("utf-8"))
+    frames = index.xpath("//iframe[@srcdoc]")
+    assert frames
+    for frame in frames:
+        inner = lxml_html.document_fromstring(frame.get("srcdoc"))
+        assert inner.xpath("//div[@role='article']")[0].get("aria-label") == title
+        assert not inner.xpath("//*[@onfocus or @autofocus or @x]")
