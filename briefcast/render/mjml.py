@@ -54,9 +54,19 @@ class ForeignMarkupError(MjmlError):
 # decoded whatever entities the source used, so no escaping done before mjml survives it. A
 # title with a '"' therefore wrote attributes of its own (onfocus, autofocus) into every email.
 # So the title never goes through mjml: it is swapped for a random slot, and the slot for the
-# escaped title after. Brief text reaches mjml only as mj-text/mj-raw content, which its
-# serializer escapes; whatever it does, _refuse_foreign_markup checks the result.
+# escaped title after. An mj-* attribute's '"' is escaped twice (&amp;quot;), so that mjml's
+# decoding leaves &quot; for its raw key="value" (and style="...") to write: that is all a
+# double-quoted attribute needs, and mjml quotes every attribute it writes with '"'. (Our
+# template puts no brief text in an mj-* attribute; a site's own template may.) mj-text and
+# mj-raw content is re-serialized by BeautifulSoup, which escapes it; whatever mjml does,
+# _refuse_foreign_markup checks the result.
 _TITLE = re.compile(r"(<mj-title\b[^>]*>)(.*?)(</mj-title>)", re.S | re.I)
+_MJ_TAG = re.compile(r"<mj-[a-z-]+\b[^>]*>", re.I)  # Jinja escapes any '>' in a value
+_QUOTE_ENTITY = re.compile(r"&(?:quot|#34|#x0*22);", re.I)
+
+
+def _quote_mj_attributes(source: str) -> str:
+    return _MJ_TAG.sub(lambda tag: _QUOTE_ENTITY.sub("&amp;quot;", tag[0]), source)
 
 
 def compile_mjml(source: str) -> str:
@@ -70,7 +80,7 @@ def compile_mjml(source: str) -> str:
         title = " ".join(html_lib.unescape(match[2]).split())
         return f"{match[1]}{slot}{match[3]}"
 
-    source = _TITLE.sub(take_title, source, count=1)
+    source = _quote_mj_attributes(_TITLE.sub(take_title, source, count=1))
     try:
         result = mjml_to_html(source)
     except (ValueError, AssertionError) as exc:
