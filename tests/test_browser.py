@@ -330,3 +330,30 @@ def test_page_passes_axe_fits_a_phone_and_is_photographed(
         pytest.skip(
             f"axe-core not found at {AXE} (`make test` gets it); set {AXE_REQUIRED}=1 to fail"
         )
+
+
+def test_brief_text_runs_nothing_in_the_preview_opened_from_disk(
+    page: Page, tmp_path: Path
+) -> None:
+    """A title that broke out of mjml's aria-label ran its handler in the preview's email
+    frames, opened from disk (file://, no CSP)."""
+    from test_cli import briefcast
+
+    handler = "top.ran=1"  # short: the subject (and so the title mjml copies) is cut at 77
+    title = f'Summit" tabindex="0" autofocus onfocus="{handler}" x="'
+    meta = f"---\nid: hostile\nlang: en\ntitle: {json.dumps(title)}\n---\nSome text.\n"
+    (tmp_path / "hostile.md").write_text(meta, "utf-8")
+    result = briefcast("publish", "hostile.md", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    page.goto((tmp_path / "out" / "hostile" / "index.html").as_uri())
+    page.wait_for_load_state("load")
+    labels = page.evaluate(
+        """() => [...document.querySelectorAll("iframe[srcdoc]")].map(f => {
+          const outer = f.contentDocument.querySelector("[role=article]");
+          outer.focus();  // what autofocus or a reader's Tab would do
+          return outer.getAttribute("aria-label");
+        })"""
+    )
+    assert page.evaluate("() => window.ran") is None
+    # The title is the label, as text (cut to the subject's length).
+    assert labels and all(label.startswith('Summit" tabindex="0"') for label in labels), labels

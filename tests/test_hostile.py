@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from lxml import html as lxml_html
-from test_cli import SEEDS, briefcast, one_line_error
+from test_cli import ROOT, SEEDS, briefcast, one_line_error
 
 from briefcast.brief import ID_MAX
 from briefcast.config import Settings
@@ -273,3 +274,74 @@ def test_an_unexpected_error_is_one_line_and_says_how_to_see_more(
     monkeypatch.setattr(sys, "argv", ["briefcast", "publish", str(SEEDS[0]), "-v"])
     with pytest.raises(RuntimeError, match="disk on fire"):
         cli.run()
+
+
+BREAKOUT = '" onfocus="alert(1)" autofocus x="'
+
+
+def test_a_quote_in_the_title_stays_text_in_every_email_and_preview(tmp_path: Path) -> None:
+    """mjml writes the title raw into the edition's outer ``<div aria-label="...">``: a '"'
+    in a title once gave every subscriber's email (and the preview) an onfocus handler."""
+    title = f"Summit{BREAKOUT}end"
+    (tmp_path / "quote.md").write_text(
+        front_matter(f"id: quote\nlang: en\ntitle: {json.dumps(title)}"), "utf-8"
+    )
+    result = briefcast("publish", "quote.md", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "out" / "quote"
+    for edition in ("en", "it", "both"):
+        raw = (folder / "email" / f"{edition}.eml").read_bytes()
+        sent = email.message_from_bytes(raw, policy=email.policy.default)
+        for markup in (
+            sent.get_body(("html",)).get_content(),
+            (folder / "email" / f"{edition}.html").read_text("utf-8"),
+        ):
+            page = lxml_html.document_fromstring(markup)
+            (outer,) = page.xpath("//div[@role='article']")
+            assert outer.get("aria-label") == title, outer.attrib
+            assert page.findtext(".//title").strip() == title
+            for element in page.iter():
+                names = set(getattr(element, "attrib", {}))
+                assert not {n for n in names if n.startswith("on")}, (edition, element.attrib)
+                assert "autofocus" not in names and "x" not in names, (edition, element.attrib)
+    # The preview shows each email in an iframe's srcdoc: the same HTML, the same check.
+    index = lxml_html.document_fromstring((folder / "index.html").read_text("utf-8"))
+    frames = index.xpath("//iframe[@srcdoc]")
+    assert frames
+    for frame in frames:
+        inner = lxml_html.document_fromstring(frame.get("srcdoc"))
+        assert inner.xpath("//div[@role='article']")[0].get("aria-label") == title
+        assert not inner.xpath("//*[@onfocus or @autofocus or @x]")
+
+
+def test_a_sites_template_with_brief_text_in_mjml_attributes_stays_escaped(
+    tmp_path: Path,
+) -> None:
+    """mjml writes every mj-* attribute raw (key="value"): a site's own edition.mjml that puts
+    the title in an mj-image's alt or an mj-button's link got the same breakout."""
+    ours = (ROOT / "templates" / "email" / "edition.mjml").read_text("utf-8")
+    image = (
+        '<mj-section><mj-column><mj-image src="https://example.org/logo.png" '
+        'alt="{{ subject }}" title="{{ preheader }}" />'
+        '<mj-button href="https://example.org/?q={{ subject }}">{{ subject }}</mj-button>'
+        "</mj-column></mj-section>\n  </mj-body>"
+    )
+    site = tmp_path / "site" / "email"
+    site.mkdir(parents=True)
+    (site / "edition.mjml").write_text(ours.replace("</mj-body>", image, 1), "utf-8")
+    title = f"Summit{BREAKOUT}end"
+    summary = f"Standfirst{BREAKOUT}<b>"
+    meta = f"id: quote\nlang: en\ntitle: {json.dumps(title)}\nsummary: {json.dumps(summary)}"
+    (tmp_path / "quote.md").write_text(front_matter(meta), "utf-8")
+    env = {"BRIEFCAST_SITE__TEMPLATES_DIR": str(tmp_path / "site")}
+    result = briefcast("publish", "quote.md", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    page = lxml_html.document_fromstring(
+        (tmp_path / "out" / "quote" / "email" / "en.html").read_text("utf-8")
+    )
+    (img,) = page.xpath("//img[@src='https://example.org/logo.png']")
+    assert img.get("alt") == title and img.get("title") == summary, img.attrib
+    (button,) = page.xpath("//a[starts-with(@href, 'https://example.org/?q=')]")
+    # lxml (under premailer) writes a link's spaces as %20, as browsers send them.
+    assert button.get("href") == "https://example.org/?q=" + title.replace(" ", "%20")
+    assert not page.xpath("//*[@onfocus or @autofocus or @x]")

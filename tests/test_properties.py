@@ -7,14 +7,19 @@ writes the previews: about 0.1 s).
 
 from __future__ import annotations
 
+import email
+import email.policy
+import functools
 import json
 import os
 import tempfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
+from lxml import html as lxml_html
 
 from briefcast.brief import ID_PATTERN, Brief
 from briefcast.config import Settings
@@ -23,6 +28,7 @@ from briefcast.pipeline import build, provisional
 from briefcast.previews import write_previews
 from briefcast.readers import read_brief
 from briefcast.readers.front_matter import FrontMatter
+from briefcast.render.preview import FIT_SCRIPT
 
 BOUNDED = settings(
     # More for a deeper search: BRIEFCAST_PROPERTY_EXAMPLES=500 pytest tests/test_properties.py
@@ -228,3 +234,149 @@ def test_an_untitled_brief_says_each_sentence_once_in_every_output(
                 for sentence in sentences:
                     assert said.count(sentence[:40]) <= 1, (post["network"], sentence, said)
                 assert said.startswith(sentences[0][:40]), (post["network"], said)
+
+
+# --- markup injection ----------------------------------------------------------------------
+# Brief text is text in every output: a title, summary, tag, byline, footer line or link made of
+# quotes, brackets and handler strings adds no element or attribute to any output's markup.
+# Each example compiles three emails through mjml and premailer (0.1-0.8 s), so few.
+INJECTION = settings(
+    BOUNDED,
+    max_examples=int(os.environ.get("BRIEFCAST_INJECTION_EXAMPLES", "20")),
+    # Shrinking a failure would compile emails for minutes; the failing example is plain enough.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+ATTACKS = [
+    '"',
+    "'",
+    "<",
+    ">",
+    "&",
+    "&quot;",
+    '" onfocus="alert(1)" autofocus x="',
+    "' onmouseover='alert(1)' y='",
+    "<img src=x onerror=alert(1)>",
+    "</title><script>alert(1)</script>",
+    "]]><script>alert(2)</script>",
+    "Word ",
+]
+HOSTILE = st.lists(st.sampled_from(ATTACKS), min_size=1, max_size=5).map(lambda p: "W" + "".join(p))
+
+
+def _brief_text(title: str, summary: str, tag: str, byline: str, footer: str, link: str) -> str:
+    meta = {
+        "id": "inject",
+        "lang": "en",
+        "date": "2026-01-07 18:23",
+        "title": title,
+        "summary": summary,
+        "tags": [tag, "plain"],
+        "byline": byline,
+        "footer": [footer],
+    }
+    url = "https://example.org/?q=" + "".join(link.split()).replace(")", "%29")
+    body = f"First paragraph of the text, with [{link}]({url}) in it.\n\n- An item {tag}\n"
+    return f"---\n{yaml.safe_dump(meta, allow_unicode=True)}---\n{body}"
+
+
+def _markup(node: lxml_html.HtmlElement) -> set[tuple[str, str]]:
+    """Each element's tag, and each (tag, attribute) pair, under ``node``; a frame's srcdoc
+    is a document of its own and counted too."""
+    found: set[tuple[str, str]] = set()
+    for element in node.iter():
+        if not isinstance(element.tag, str):
+            continue
+        found.add((element.tag, ""))
+        found.update((element.tag, name) for name in element.attrib)
+        if element.get("srcdoc"):
+            found |= _markup(lxml_html.document_fromstring(element.get("srcdoc")))
+    return found
+
+
+def _outputs_markup(folder: Path) -> dict[str, set[tuple[str, str]]]:
+    """The markup of every output the dry run wrote, each parsed as what it is."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.suffix == ".html":
+            found[name] = _markup(lxml_html.document_fromstring(path.read_text("utf-8")))
+        elif path.suffix == ".eml":
+            sent = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            html = sent.get_body(("html",)).get_content()
+            found[name] = _markup(lxml_html.document_fromstring(html))
+        elif path.suffix == ".xml":
+            root = ElementTree.fromstring(path.read_bytes())  # well-formed, or this raises
+            found[name] = {(e.tag, a) for e in root.iter() for a in ("", *e.attrib)}
+            # The entries' HTML, as a feed reader renders it.
+            html_parts = ("description", "encoded", "content", "summary")
+            for e in root.iter():
+                local = e.tag.rsplit("}", 1)[-1]
+                markup = e.get("type", "html") == "html" and "<" in (e.text or "")
+                if local in html_parts and markup:
+                    found[name] |= _markup(lxml_html.fragment_fromstring(e.text, "div"))
+        elif path.suffix == ".json":
+            data = json.loads(path.read_text("utf-8"))
+            items = data.get("items", []) if isinstance(data, dict) else []
+            found[name] = set().union(
+                *(_markup(lxml_html.fragment_fromstring(i["content_html"], "div")) for i in items)
+            )
+    return found
+
+
+def _dry_run(
+    text: str,
+) -> tuple[dict[str, set[tuple[str, str]]], Path, tempfile.TemporaryDirectory]:
+    tmp = tempfile.TemporaryDirectory()
+    path = Path(tmp.name) / "inject.md"
+    path.write_text(text, "utf-8")
+    brief = read_brief(path, SETTINGS)
+    editions = build(provisional([brief], SETTINGS), SETTINGS, CHANNELS)
+    (folder,) = write_previews(editions, CHANNELS, Path(tmp.name) / "out", SETTINGS)
+    return _outputs_markup(folder), folder, tmp
+
+
+@functools.cache
+def _benign() -> dict[str, set[tuple[str, str]]]:
+    plain = "Plain words"
+    found, _, tmp = _dry_run(_brief_text(plain, plain, "tagword", plain, plain, plain))
+    tmp.cleanup()
+    return found
+
+
+@INJECTION
+@given(HOSTILE, HOSTILE, HOSTILE, HOSTILE, HOSTILE, HOSTILE)
+def test_brief_text_never_becomes_markup_in_any_output(
+    title: str, summary: str, tag: str, byline: str, footer: str, link: str
+) -> None:
+    found, folder, tmp = _dry_run(_brief_text(title, summary, tag[:50], byline, footer, link))
+    try:
+        benign = _benign()
+        assert found.keys() == benign.keys()
+        for name, markup in found.items():
+            # Nothing the template did not write for the same brief in plain words.
+            assert markup <= benign[name], (name, markup - benign[name])
+            assert not {(t, a) for t, a in markup if a.startswith("on") or a == "autofocus"}
+        # The one script anywhere is the preview's own, fixed (its hash is in the CSP).
+        index = (folder / "index.html").read_text("utf-8")
+        assert index.count("<script") == 1 and FIT_SCRIPT in index
+        # The email keeps the title as its label, exactly (mjml copies it there).
+        page = lxml_html.document_fromstring((folder / "email" / "en.html").read_text("utf-8"))
+        label = page.xpath("//div[@role='article']")[0].get("aria-label")
+        assert label == _email_subject(folder), (label, title)
+        # Social posts and text parts are text: the characters themselves, never entities.
+        posts = json.loads((folder / "social" / "posts.json").read_text("utf-8"))
+        for post in posts:
+            for part in post["posts"]:
+                assert "&#" not in part["text"] and "&lt;" not in part["text"], part
+        text = (folder / "email" / "en.txt").read_text("utf-8")
+        assert "&#34;" not in text and "&lt;" not in text
+    finally:
+        tmp.cleanup()
+
+
+def _email_subject(folder: Path) -> str:
+    sent = email.message_from_bytes(
+        (folder / "email" / "en.eml").read_bytes(), policy=email.policy.default
+    )
+    # Unfolded, an encoded header can gain a space at a fold: compare words.
+    return " ".join(str(sent["Subject"]).split())

@@ -25,7 +25,7 @@ from briefcast.config import Settings, SiteSettings
 from briefcast.errors import BriefError
 from briefcast.i18n import language_name, long_date, t
 from briefcast.render.blocks import Run, group_blocks, inline_html, notes_html, table_html
-from briefcast.render.mjml import compile_mjml
+from briefcast.render.mjml import ForeignMarkupError, compile_mjml
 from briefcast.render.plain import References, superscript
 from briefcast.render.templating import environment
 
@@ -148,7 +148,10 @@ def build_email(brief: Brief, settings: Settings, edition: str) -> EmailEdition:
         "refs": References(),  # the text part's numbered links, filled as it is written
         "superscript": superscript,
     }
-    html = compile_mjml(_env(site.templates_dir).get_template("edition.mjml").render(context))
+    try:
+        html = compile_mjml(_env(site.templates_dir).get_template("edition.mjml").render(context))
+    except ForeignMarkupError as exc:  # never sent: one line naming the brief
+        raise BriefError(brief.source or brief.id, str(exc)) from exc
     size = len(html.encode("utf-8"))
     if size >= GMAIL_CLIP_BYTES:
         # Gmail would cut the message short, unsubscribe link included.
