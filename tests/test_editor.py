@@ -343,6 +343,7 @@ def test_the_list_shows_a_waiting_review_and_approving_it_calls_approve(
     assert f">{review.brief_id}</h3>" in html and ">waiting</span>" in html
     assert f'href="/editor/preview/{review.brief_id}/index.html"' in html
     assert f'name="digest" value="{review.digest}"' in html
+    assert f"digest <code>{review.digest[:12]}</code>" in html  # by its Approve button
     assert 'type="datetime-local"' in html and "Europe/Rome" in html
     assert 'http-equiv="refresh"' not in html  # nothing under way
     assert f"{review.created_at.astimezone(served.settings.site.tz):%Y-%m-%d %H:%M}" in html
@@ -775,6 +776,8 @@ def test_a_waiting_preview_carries_its_approve_form(served: Editor, client: http
     assert APPROVE_SLOT not in page
     assert f'<input type="hidden" name="digest" value="{review.digest}">' in page
     assert f'<code class="digest">{review.digest}</code>' in page  # the digest, shown
+    short = f'</button> <span class="short-digest">digest <code>{review.digest[:12]}</code>'
+    assert short in page  # next to the button, the short form
     csrf = form_csrf(page, "/editor/approve")
     r = client.post(
         "/editor/approve",

@@ -34,8 +34,10 @@ their previews, approve them (now or at a time), follow their sends.
   approval; none: refused in one line, nothing changed).
 - ``POST /editor/logout`` ends the session.
 - ``GET /editor/preview/{brief_id}/{path}``: the files of that brief's newest review's
-  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out). While
-  that review waits, its index.html carries an Approve form bound to its digest.
+  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out): the
+  copy kept under the review's digest (``briefcast.previews.reviewed_dir``), not the latest
+  dry run of that id, which another file may since have replaced. While that review waits,
+  its index.html carries an Approve form bound to its digest, the digest shown by it.
 
 Every POST checks the session's CSRF token (an HMAC of the session's own secret and the
 form's address). After an action the list page says what happened (Post/Redirect/Get; the
