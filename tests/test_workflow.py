@@ -652,8 +652,13 @@ def _approve_from_the_preview(url: str, brief_id: str) -> tuple[str, str, str]:
     form that page carries: the page, its English edition, and the line the list says."""
     with httpx.Client(base_url=url, timeout=60) as client:
         _log_in(client)
-        page = client.get(f"/editor/preview/{brief_id}/index.html").text
-        edition = client.get(f"/editor/preview/{brief_id}/email/en.html").text
+        link = re.search(
+            rf'<a href="(/editor/preview/{re.escape(brief_id)}/[0-9a-f]{{64}}/)index.html">',
+            client.get("/editor/").text,
+        )
+        assert link, "no link to the preview"
+        page = client.get(f"{link[1]}index.html").text
+        edition = client.get(f"{link[1]}email/en.html").text
         form = re.search(
             r'<form class="approve" method="post" action="/editor/approve">\s*'
             r'<input type="hidden" name="csrf" value="([^"]+)">\s*'
