@@ -271,6 +271,20 @@ def latest(store: Store, brief_id: str, states: Iterable[str] = (WAITING,)) -> R
     return Review.from_row(row) if row else None
 
 
+def with_digest(store: Store, brief_id: str, digest: str) -> Review | None:
+    """The newest review of ``brief_id`` bound to ``digest``, whatever its state."""
+    if not digest:
+        return None  # a brief that could not be read has none, and nothing to show
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(reviews)
+            .where(reviews.c.brief_id == brief_id, reviews.c.digest == digest)
+            .order_by(reviews.c.id.desc())
+            .limit(1)
+        ).first()
+    return Review.from_row(row) if row else None
+
+
 def waiting_for(store: Store, brief_id: str) -> Review:
     review = latest(store, brief_id)
     if review is None:

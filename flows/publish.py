@@ -51,9 +51,14 @@ def dispatch(name: str, outputs: list[Outputs], staging: Path) -> int:
 
 @quiet_task
 def finish(
-    outputs: list[Outputs], names: list[str], staging: Path, out: Path, settings: Settings
+    outputs: list[Outputs],
+    names: list[str],
+    staging: Path,
+    out: Path,
+    settings: Settings,
+    review_digest: str | None = None,
 ) -> list[str]:
-    folders = finish_previews(outputs, names, staging, out, settings)
+    folders = finish_previews(outputs, names, staging, out, settings, digest=review_digest)
     chosen = [registry.get(name) for name in names]
     for o in outputs:
         key = f"preview-{o.brief.id}"[:100]
@@ -104,11 +109,13 @@ def publish(
     resend_unknown: bool = False,
     test_to: list[str] | None = None,
     to_everyone: bool = False,
+    review_digest: str | None = None,
 ) -> list[str]:
     """Publish briefs; returns each brief's preview folder. With ``dry_run=False`` every
     chosen channel that can send does; ``test_to`` mails the editions to those addresses.
     ``to_everyone`` mails every subscriber, not only those who read a brief's languages
-    (as its front matter's ``audience: everyone`` does)."""
+    (as its front matter's ``audience: everyone`` does). ``review_digest`` (the review flow's,
+    one brief) also keeps the previews under that digest (``briefcast.previews.reviewed_dir``)."""
     settings = load_settings()
     names = registry.parse(channels) if channels else registry.names()
     senders = [n for n in names if sends(registry.get(n))] if not dry_run else []
@@ -124,7 +131,7 @@ def publish(
     try:
         for name in names:
             dispatch(name, outputs, staging)
-        folders = finish(outputs, names, staging, out_dir, settings)
+        folders = finish(outputs, names, staging, out_dir, settings, review_digest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a failed run leaves no half-built folder
     archive_briefs(dated, settings, dry_run)

@@ -44,6 +44,7 @@ from briefcast.delivery import audience, deliver, ledger
 from briefcast.delivery.audience import Audience
 from briefcast.delivery.summary import reach_line
 from briefcast.errors import BriefcastError
+from briefcast.previews import reviewed_dir
 from briefcast.render.email import edition_names
 from briefcast.safe_io import read_regular
 from briefcast.store import Store
@@ -124,17 +125,20 @@ def _preview(
     """The brief's dry run, then its review recorded, waiting."""
     data = read_regular(brief_path, settings.input.max_bytes)
     before = approval.digest_of(data, settings)
-    folders = publish([str(brief_path)], None, dry_run=True, out=out)
+    folders = publish([str(brief_path)], None, dry_run=True, out=out, review_digest=before)
     if approval.digest(brief_path, settings) != before:
         raise SendRefused(f"{brief_path.name} changed while it was previewed: save it again")
     [brief] = pipeline.read([brief_path], settings)
+    # The review's own copy, by its digest: out/<id>/ is whatever was dry-run last under that
+    # id (another file, a --test-to), and the editor must see what they approve.
+    kept = reviewed_dir(Path(out).absolute(), Path(folders[0]).name, before)
     with _store(settings) as store:
         review = approval.record(
             store,
             flow_run_id=run_id,
             brief_id=brief.id,
             path=brief_path,
-            preview=Path(folders[0]).absolute(),
+            preview=kept,
             digest=before,
             brief=data,
             title=brief.title,

@@ -123,7 +123,7 @@ def client(served: Editor) -> Iterator[httpx.Client]:
 _reviews = iter(range(1, 10_000))
 
 
-def waiting_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
+def waiting_review(served: Editor, seed: Path = SEEDS[1], brief_id: str = "") -> Review:
     """A review as the review flow records it: the brief file (a copy of a seed), its
     preview folder (an index, an email in an iframe, a symlink leading out), its digest."""
     n = next(_reviews)
@@ -145,7 +145,7 @@ def waiting_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
     return approval.record(
         served.store,
         flow_run_id=f"run-{n}",
-        brief_id=f"brief-{n}",
+        brief_id=brief_id or f"brief-{n}",
         path=brief,
         preview=preview,
         digest=approval.digest(brief, served.settings),
@@ -339,8 +339,10 @@ def test_the_list_shows_a_waiting_review_and_approving_it_calls_approve(
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     html = page.text
     assert f">{review.brief_id}</h3>" in html and ">waiting</span>" in html
-    assert f'href="/editor/preview/{review.brief_id}/index.html"' in html
+    # Linked by its digest: the page and its frames come from the review being approved.
+    assert f'href="/editor/preview/{review.brief_id}/{review.digest}/index.html"' in html
     assert f'name="digest" value="{review.digest}"' in html
+    assert f"digest <code>{review.digest[:12]}</code>" in html  # by its Approve button
     assert 'type="datetime-local"' in html and "Europe/Rome" in html
     assert 'http-equiv="refresh"' not in html  # nothing under way
     assert f"{review.created_at.astimezone(served.settings.site.tz):%Y-%m-%d %H:%M}" in html
@@ -763,6 +765,35 @@ def test_previews_are_served_to_editors_and_confined(served: Editor, client: htt
     assert raw(served, f"{base}/index.html", "not-a-session-token-at-all") == 303
 
 
+def test_a_preview_is_addressed_by_the_digest_of_its_review(
+    served: Editor, client: httpx.Client
+) -> None:
+    """Two reviews of one id: each one's files at its own digest, whichever is newer."""
+    older = waiting_review(served, SEEDS[1], brief_id="one-id")
+    newer = waiting_review(served, SEEDS[2], brief_id="one-id")  # supersedes the older
+    assert older.digest != newer.digest
+    token = logged_in(client)
+    base = "/editor/preview/one-id"
+    old_page = client.get(f"{base}/{older.digest}/index.html")
+    assert old_page.status_code == 200 and old_page.headers["cache-control"] == "no-store"
+    assert old_page.content == (Path(older.preview) / "index.html").read_bytes()  # no form
+    frame = client.get(f"{base}/{older.digest}/email/en.html")
+    assert frame.content == (Path(older.preview) / "email" / "en.html").read_bytes()
+    new_page = client.get(f"{base}/{newer.digest}/index.html").content
+    assert new_page == (Path(newer.preview) / "index.html").read_bytes() != old_page.content
+    assert client.get(f"{base}/index.html").content == new_page  # the newest, as before
+    for path in (
+        f"{base}/{'0' * 64}/index.html",  # no review with that digest
+        f"/editor/preview/brief-x/{newer.digest}/index.html",  # another brief's address
+        f"{base}/{newer.digest}/../../secret.txt",
+        f"{base}/{newer.digest}/%2e%2e/%2e%2e/secret.txt",
+        f"{base}/{newer.digest}/leak.txt",
+        f"{base}/{newer.digest}/.hidden",
+        f"{base}/{newer.digest}",
+    ):
+        assert raw(served, path, token) == 404, path
+
+
 def test_a_waiting_preview_carries_its_approve_form(served: Editor, client: httpx.Client) -> None:
     review = previewed_review(served, SEEDS[4])
     logged_in(client)
@@ -772,7 +803,13 @@ def test_a_waiting_preview_carries_its_approve_form(served: Editor, client: http
     page = client.get(f"/editor/preview/{review.brief_id}/index.html").text
     assert APPROVE_SLOT not in page
     assert f'<input type="hidden" name="digest" value="{review.digest}">' in page
+    # Addressed by its digest (as the list links it), the same page and form.
+    by_digest = client.get(f"/editor/preview/{review.brief_id}/{review.digest}/index.html").text
+    assert by_digest.count('<form class="approve"') == 1 and APPROVE_SLOT not in by_digest
+    assert f'<input type="hidden" name="digest" value="{review.digest}">' in by_digest
     assert f'<code class="digest">{review.digest}</code>' in page  # the digest, shown
+    short = f'</button> <span class="short-digest">digest <code>{review.digest[:12]}</code>'
+    assert short in page  # next to the button, the short form
     csrf = form_csrf(page, "/editor/approve")
     r = client.post(
         "/editor/approve",

@@ -96,7 +96,7 @@ def test_an_editor_approves_one_brief_and_is_refused_another(
 
     # The preview opens, styled by its own inline CSS, its email in a frame.
     page.get_by_role("link", name=f"Open the preview of {first.brief_id}").click()
-    assert page.url.endswith(f"/editor/preview/{first.brief_id}/index.html")
+    assert page.url.endswith(f"/editor/preview/{first.brief_id}/{first.digest}/index.html")
     expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"Preview of brief \d+"))
     frame = page.frame_locator("iframe")
     expect(frame.locator("p")).to_have_text("The English edition")

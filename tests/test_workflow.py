@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -625,17 +626,67 @@ def _serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.P
         proc.wait(timeout=30)
 
 
+def _log_in(client: httpx.Client) -> None:
+    login = client.get("/editor/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login)
+    assert csrf, login
+    logged = client.post(
+        "/editor/login",
+        data={"csrf": csrf[1], "name": EDITOR, "password": EDITOR_PASSWORD},
+    )
+    assert logged.status_code == 303 and logged.headers["location"] == "/editor/"
+
+
+def _said(client: httpx.Client, done: httpx.Response) -> str:
+    """The line the list page shows after an approval (Post/Redirect/Get)."""
+    assert done.status_code == 303 and done.headers["location"] == "/editor/"
+    said = re.search(
+        r'<p class="flash (ok|error)" role="\w+">([^<]*)</p>', client.get("/editor/").text
+    )
+    assert said, "no line after the approval"
+    return f"{said[1]}: {said[2]}"
+
+
+def _approve_from_the_preview(url: str, brief_id: str) -> tuple[str, str, str]:
+    """Log in, open ``brief_id``'s preview as the list links it and approve it with the
+    form that page carries: the page, its English edition, and the line the list says."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        _log_in(client)
+        link = re.search(
+            rf'<a href="(/editor/preview/{re.escape(brief_id)}/[0-9a-f]{{64}}/)index.html">',
+            client.get("/editor/").text,
+        )
+        assert link, "no link to the preview"
+        page = client.get(f"{link[1]}index.html").text
+        edition = client.get(f"{link[1]}email/en.html").text
+        form = re.search(
+            r'<form class="approve" method="post" action="/editor/approve">\s*'
+            r'<input type="hidden" name="csrf" value="([^"]+)">\s*'
+            rf'<input type="hidden" name="brief_id" value="{re.escape(brief_id)}">\s*'
+            r'<input type="hidden" name="digest" value="([0-9a-f]{64})">',
+            page,
+        )
+        assert form, page
+        done = client.post(
+            "/editor/approve",
+            data={"csrf": form[1], "brief_id": brief_id, "digest": form[2], "send_at": ""},
+        )
+        return page, edition, _said(client, done)
+
+
+def _same_id_brief(en: str, it: str, marker: str) -> str:
+    """A bilingual brief with the id ``one-id-two-files`` (every subscriber reads it)."""
+    return (
+        f"---\nid: one-id-two-files\ntitle:\n  en: {en}\n  it: {it}\n"
+        f"date: 2026-01-07 18:23\n---\n[en]\n{marker}: what the editor saw in English.\n\n"
+        f"[it]\n{marker}: ciò che l'editore ha visto in italiano.\n"
+    )
+
+
 def _approve_on_the_page(url: str, brief_id: str) -> str:
     """Log in, approve ``brief_id`` with the form the list page shows; the line it says."""
     with httpx.Client(base_url=url, timeout=60) as client:
-        login = client.get("/editor/login").text
-        csrf = re.search(r'name="csrf" value="([^"]+)"', login)
-        assert csrf, login
-        logged = client.post(
-            "/editor/login",
-            data={"csrf": csrf[1], "name": EDITOR, "password": EDITOR_PASSWORD},
-        )
-        assert logged.status_code == 303 and logged.headers["location"] == "/editor/"
+        _log_in(client)
         page = client.get("/editor/").text
         form = re.search(
             r'<form method="post" action="/editor/approve">\s*'
@@ -649,12 +700,7 @@ def _approve_on_the_page(url: str, brief_id: str) -> str:
             "/editor/approve",
             data={"csrf": form[1], "brief_id": brief_id, "digest": form[2], "send_at": ""},
         )
-        assert done.status_code == 303 and done.headers["location"] == "/editor/"
-        said = re.search(
-            r'<p class="flash (ok|error)" role="\w+">([^<]*)</p>', client.get("/editor/").text
-        )
-        assert said, "no line after the approval"
-        return f"{said[1]}: {said[2]}"
+        return _said(client, done)
 
 
 @pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "5000"}], indirect=True)
@@ -662,26 +708,48 @@ def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     up: dict, smtp: tuple[Recorder, int]
 ) -> None:
     """`serve` finds up's server as the CLI does (its state file: the environment names no
-    server) and starts no Prefect server of its own, none left behind when it stops."""
+    server) and starts no Prefect server of its own, none left behind when it stops.
+
+    The preview the editor opens is the one whose digest they approve: another file with
+    the same id dry-run after the review (out/<id>/ is then that file's) changes neither the
+    review's preview page nor what is sent."""
     recorder, _port = smtp
     env, cwd = up["env"], up["cwd"]
     url = env["BRIEFCAST_DATABASE__URL"]
     assert "PREFECT_API_URL" not in env
-    brief = cwd / "drafts" / SEEDS[0].name
+    brief = cwd / "drafts" / "reviewed.md"
     brief.parent.mkdir()
-    shutil.copy(SEEDS[0], brief)
+    brief.write_text(_same_id_brief("The reviewed brief", "Il brief rivisto", "ALPHA-REVIEWED"))
     submitted = run("review", brief, env=env, cwd=cwd)
     assert submitted.returncode == 0, submitted.stderr
     brief_id = submitted.stdout.split(":")[0].strip()
-    wait_for(f"the review of {brief_id}", lambda: _review(url, brief_id))
+    assert brief_id == "one-id-two-files", submitted.stdout
+    waiting = wait_for(f"the review of {brief_id}", lambda: _review(url, brief_id))
+    later = cwd / "drafts" / "later.md"
+    later.write_text(_same_id_brief("Another file, same id", "Un altro file", "BRAVO-LATER"))
+    dry = run("publish", later, "--out", cwd / "out", env=env, cwd=cwd)
+    assert dry.returncode == 0, dry.stderr
+    assert "BRAVO-LATER" in (cwd / "out" / brief_id / "email" / "en.html").read_text()
     before = prefect_servers()
     with _serving(env, cwd) as (site, proc):
-        said = _approve_on_the_page(site, brief_id)
+        page, edition, said = _approve_from_the_preview(site, brief_id)
+        assert "The reviewed brief" in page and "Another file" not in page
+        assert "ALPHA-REVIEWED" in edition and "BRAVO-LATER" not in edition
+        assert f'<code class="digest">{waiting.digest}</code>' in page
+        assert f"digest <code>{waiting.digest[:12]}</code>" in page  # by the button
         assert said == f"ok: Approved {brief_id}: it is being sent now.", said
         wait_sent(up, brief_id)
         assert not (prefect_servers() & _descendants(proc.pid))
     counts = recorder.count()
     assert len(counts) == SUBSCRIBERS and set(counts.values()) == {1}
+    subjects = {
+        str(make_header(decode_header(got.message["Subject"]))) for got in recorder.messages()
+    }
+    assert subjects == {
+        "The reviewed brief",
+        "Il brief rivisto",
+        "The reviewed brief / Il brief rivisto",
+    }, subjects
     time.sleep(1)  # a server serve had started would now be re-parented, still running
     assert prefect_servers() - before == set()
 

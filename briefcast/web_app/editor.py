@@ -35,9 +35,14 @@ their previews, approve them (now or at a time), follow their sends.
   These three ask Prefect through :mod:`flows.editor_actions` (the server found as for an
   approval; none: refused in one line, nothing changed).
 - ``POST /editor/logout`` ends the session.
-- ``GET /editor/preview/{brief_id}/{path}``: the files of that brief's newest review's
-  preview folder, confined to it (no ``..``, no hidden names, no symlink leading out). While
-  that review waits, its index.html carries an Approve form bound to its digest.
+- ``GET /editor/preview/{brief_id}/{digest}/{path}``: the files of the review of that brief
+  bound to that digest (the list links each review so), confined to its preview folder (no
+  ``..``, no hidden names, no symlink leading out): the copy kept under the review's digest
+  (``briefcast.previews.reviewed_dir``), not the latest dry run of that id, which another
+  file may since have replaced. Addressed by digest, the page and its frames come from one
+  review even if a newer one is recorded between their requests. While that review waits,
+  its index.html carries an Approve form bound to its digest, the digest shown by it.
+  ``GET /editor/preview/{brief_id}/{path}``: the same for the brief's newest review.
 
 Every POST checks the session's CSRF token (an HMAC of the session's own secret and the
 form's address). After an action the list page says what happened (Post/Redirect/Get; the
@@ -53,6 +58,7 @@ import hmac
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,6 +105,7 @@ EMAIL_STATUSES = ("sent", "deferred", "unknown", "queued", "sending", "bounced")
 WRONG = "Wrong name or password."
 ACTIONS = ("discard", "cancel", "reschedule", "test-send")
 _FLASH = b"briefcast-editor-flash-v1:"
+_DIGEST = re.compile(r"[0-9a-f]{64}")  # a review's digest: sha256, hex
 
 # A preview is our own HTML with inline CSS, the emails in iframes of the same folder, and
 # images as the subscribers' mail clients would load them. Its one script is ours, fixed,
@@ -720,7 +727,10 @@ class EditorArea:
         self, brief_id: str, names: Sequence[str]
     ) -> tuple[bytes, str, Review] | None:
         review = approval.latest(self.store, brief_id, EVERY_STATE)
-        if review is None:
+        if len(names) > 1 and _DIGEST.fullmatch(names[0]):
+            review = approval.with_digest(self.store, brief_id, names[0])
+            names = names[1:]
+        if review is None or not review.preview:
             return None
         try:
             real = inside(Path(review.preview), *names)
@@ -752,7 +762,9 @@ class EditorArea:
         if found is None:
             return self.refusal(request, 404, "Not found", "There is no such preview file.", {})
         data, ctype, review = found
-        if names == ["index.html"] and review.state == approval.WAITING and review.digest:
+        assert names is not None
+        index = names in (["index.html"], [review.digest, "index.html"])
+        if index and review.state == approval.WAITING and review.digest:
             data = self._with_approve(data, session, review)
         return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})
 
