@@ -146,14 +146,30 @@ def publish(
                 except BriefcastError as exc:
                     fail(f"--send: {exc}; nothing was sent.")
     prefect_defaults(verbose)
+    # Read every brief and build every output before the flow runs: bad input fails fast,
+    # changes nothing and starts no Prefect server.
+    briefs = read(paths, settings)
+    check(briefs, settings, chosen)
+    _check_out(out)
     # The Prefect API: briefcast up's server (or PREFECT_API_URL's) when one runs, else a
-    # temporary one for this command, started now so that it migrates its database while
-    # the briefs are read, and killed with this command whatever kills it (flows/server.py).
+    # temporary one for this command, started only now that every check has passed (a
+    # refused brief costs no server) and killed with this command whatever kills it
+    # (flows/server.py). Its address is set before Prefect is imported, which reads it then.
     api = server.api_url(settings)
     temporary = server.Temporary() if api is None else None
+    os.environ["PREFECT_API_URL"] = temporary.url if temporary is not None else str(api)
     try:
         _publish(
-            paths, out, settings, chosen, send, resend_unknown, testers, api, temporary, to_everyone
+            briefs,
+            paths,
+            out,
+            settings,
+            chosen,
+            send,
+            resend_unknown,
+            testers,
+            temporary,
+            to_everyone,
         )
     finally:
         if temporary is not None:
@@ -161,6 +177,7 @@ def publish(
 
 
 def _publish(
+    briefs: list[Brief],
     paths: list[Path],
     out: Path,
     settings: Settings,
@@ -168,17 +185,9 @@ def _publish(
     send: bool,
     resend_unknown: bool,
     testers: list[str],
-    api: str | None,
     temporary: server.Temporary | None,
     to_everyone: bool,
 ) -> None:
-    # Read every brief and build every output before the flow runs: bad input fails fast
-    # and changes nothing.
-    briefs = read(paths, settings)
-    check(briefs, settings, chosen)
-    _check_out(out)
-    os.environ["PREFECT_API_URL"] = temporary.ready() if temporary is not None else str(api)
-
     mode = "live" if send else "test send" if testers else "dry run"
     reporter = _Reporter()
     with Progress(
@@ -195,8 +204,11 @@ def _publish(
     ) as progress:
         reporter.bar = progress
         progress.add_task(f"Publishing {len(briefs)} brief(s), {mode}…", total=None)
-        from flows.publish import publish as publish_flow  # Prefect import is slow: only now
+        # Prefect's import is slow: only now, while the temporary server migrates its database.
+        from flows.publish import publish as publish_flow
 
+        if temporary is not None:
+            temporary.ready()
         with delivery.reporting(reporter), reporting.watch(reporter), without_heartbeats():
             folders = publish_flow(
                 [str(p) for p in paths],

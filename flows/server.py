@@ -145,9 +145,10 @@ def wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float) -> 
 
 class Temporary:
     """A temporary Prefect server for one command (``start`` early, ``ready`` when needed:
-    it migrates its database while the command reads and builds the briefs)."""
+    it migrates its database while the command imports Prefect). ``environ`` adds to the
+    server's environment (the tests' shared server: a database of its own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         env = {
@@ -156,6 +157,7 @@ class Temporary:
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **(environ or {}),
         }
         env.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
         self.process = spawn(server_command(self.port), env)

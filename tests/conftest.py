@@ -76,6 +76,41 @@ def store(database_url: str) -> Iterator[Store]:
         yield store
 
 
+# --- One Prefect server for the session's `briefcast publish` runs (issue 17) ----------------
+# Without a Prefect API, every `briefcast publish` starts a temporary server of its own (6-8 s
+# of a core, each). The tests that publish through the CLI point it at this one server instead,
+# as Prefect's own tests do (their `hosted_api_server` fixture): it is the server the CLI would
+# start (flows/server.py), started on first use with a database of its own, stopped at the end.
+# tests/test_cli.py's seeds test (and tests/test_workflow.py's SIGKILL test) keep the CLI's
+# temporary server.
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's Prefect server: its API URL."""
+    from flows import server
+
+    database = tmp_path_factory.mktemp("prefect") / "prefect.db"
+    started = time.perf_counter()
+    shared = server.Temporary(
+        {"PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{database}"}
+    )
+    try:
+        server.wait_healthy(shared.process, shared.url, server.START_TIMEOUT)
+        print(f"\nPrefect server for the session up in {time.perf_counter() - started:.2f} s")
+        yield shared.url
+    finally:
+        shared.stop()
+
+
+@pytest.fixture
+def use_prefect_api(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every command this test runs (they inherit the environment) uses the session's Prefect
+    server: ``briefcast publish`` starts no temporary one."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    return prefect_api
+
+
 @pytest.fixture(scope="module")
 def prefect_server() -> Iterator[None]:
     """A temporary Prefect server for one test module (``prefect_test_harness``): the client

@@ -332,6 +332,7 @@ def test_page_passes_axe_fits_a_phone_and_is_photographed(
         )
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_brief_text_runs_nothing_in_the_preview_opened_from_disk(
     page: Page, tmp_path: Path
 ) -> None:

@@ -31,14 +31,53 @@ def briefcast(*args: str | Path, cwd: Path, env: dict[str, str] | None = None):
     )
 
 
+# `python -m briefcast.cli`, saying on stderr, on a line of its own, each process it starts:
+# Python raises the "subprocess.Popen" audit event for every child, the Prefect server too.
+WATCHED = """
+import runpy, sys
+def started(event, args):
+    if event == "subprocess.Popen":
+        sys.stderr.write("[started] " + " ".join(map(str, args[1])) + "\\n")
+sys.addaudithook(started)
+runpy.run_module("briefcast.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def watched(*args: str | Path, cwd: Path, env: dict[str, str] | None = None):
+    """``briefcast(*args)`` and the command lines of the processes it started (left out of
+    its stderr). A Prefect API in the environment is removed: the CLI decides alone."""
+    environ = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    result = subprocess.run(
+        [sys.executable, "-c", WATCHED, *map(str, args)],
+        cwd=cwd,
+        env={**environ, "BRIEFCAST_DATABASE__URL": f"sqlite:///{cwd / 'b.db'}", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = result.stderr.splitlines(keepends=True)
+    started = [
+        line.removeprefix("[started] ").strip() for line in lines if line.startswith("[started] ")
+    ]
+    result.stderr = "".join(line for line in lines if not line.startswith("[started] "))
+    return result, started
+
+
+def prefect_servers(started: list[str]) -> list[str]:
+    return [command for command in started if "prefect.server.api.server:create_app" in command]
+
+
 def files_under(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def test_publish_all_seeds_through_prefect(tmp_path: Path, monkeypatch) -> None:
-    result = briefcast("publish", *SEEDS, cwd=tmp_path)
+    """With no Prefect API, the CLI starts its temporary server (one) and publishes through
+    it: the other tests' publishes use the session's server (tests/conftest.py)."""
+    result, started = watched("publish", *SEEDS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    assert len(prefect_servers(started)) == 1 and len(started) == 1, started
     out = tmp_path / "out"
     folders = sorted(p for p in out.iterdir())
     assert len(folders) == 5
@@ -140,3 +179,35 @@ def test_send_without_the_unsubscribe_secret_refuses(tmp_path: Path) -> None:
 def test_unknown_channel(tmp_path: Path) -> None:
     line = one_line_error(briefcast("publish", SEEDS[0], "--channels", "email,fax", cwd=tmp_path))
     assert "fax" in line
+
+
+PARAGRAPH = "A long analytical paragraph, again and again. " * 10
+GMAIL_TOO_LONG = "---\ntitle: Long one\nlang: en\n---\n" + f"{PARAGRAPH}\n\n" * 250
+GOOD = {"x.md": "Some text for the brief.\n"}
+
+# name -> (arguments, environment, files to write, what the one line must say)
+REFUSED_BEFORE_PREFECT = {
+    "settings": (["x.md"], {"BRIEFCAST_INPUT__MAX_BYTES": "lots"}, GOOD, "max_bytes"),
+    "missing-file": (["nope.md"], {}, {}, "no such file"),
+    "front-matter": (
+        ["x.md"],
+        {},
+        {"x.md": "---\ntitle: [unclosed\n---\nBody.\n"},
+        "not valid YAML",
+    ),
+    "content": (["x.md"], {}, {"x.md": GMAIL_TOO_LONG}, "over Gmail's limit"),
+    "out-a-file": (["x.md", "--out", "x.md"], {}, GOOD, "is a file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_BEFORE_PREFECT))
+def test_a_refused_publish_starts_no_prefect_server(tmp_path: Path, case: str) -> None:
+    """Bad settings, a missing file, bad front matter, a brief its channels refuse, a bad
+    --out: refused in one line before the CLI starts its temporary Prefect server (or any
+    process)."""
+    args, env, files, reason = REFUSED_BEFORE_PREFECT[case]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, "utf-8")
+    result, started = watched("publish", *args, cwd=tmp_path, env=env)
+    assert reason in one_line_error(result)
+    assert started == []

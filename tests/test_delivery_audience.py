@@ -74,6 +74,7 @@ def by_language(store: Store, recipients: Counter[str]) -> Counter[str]:
     return Counter(rows[address][1] for address in recipients)
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_a_one_language_brief_reaches_its_readers_only(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'b.db'}")
     add_subscribers(store, 9)  # 3 en, 3 it, 3 both

@@ -63,10 +63,10 @@ def test_cli_refuses_in_one_line_before_anything_happens(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_killed_mid_send_then_rerun_mails_exactly_those_left(tmp_path: Path, monkeypatch) -> None:
-    """SIGKILL the CLI (and its Prefect server) part way; re-run: no second copies; the
-    messages in flight at the kill are ``unknown`` (at most one per connection) and
-    --resend-unknown completes them."""
+    """SIGKILL the CLI part way; re-run: no second copies; the messages in flight at the
+    kill are ``unknown`` (at most one per connection) and --resend-unknown completes them."""
     store = Store(f"sqlite:///{tmp_path / 'b.db'}")
     add_subscribers(store, 60)
     add_subscribers(store, 3, status="unsubscribed", start=500)

@@ -145,6 +145,7 @@ def test_swap_removes_only_the_briefs_own_old_folder(tmp_path: Path, monkeypatch
     assert not left, f"left behind: {left}"
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_a_preview_folder_leading_outside_fails_whole(tmp_path: Path) -> None:
     """out/<id> a symlink to a folder elsewhere: refused in one line when the previews are
     swapped in (inside Prefect), the folder elsewhere untouched, nothing archived, no staging
@@ -198,6 +199,7 @@ NO_SUMMARY = front_matter(
 )
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_hostile_but_valid_briefs_publish_clean(tmp_path: Path) -> None:
     files = {"breaks.md": BREAKS, "long.md": LONG_TITLE, "untitled.txt": UNTITLED}
     files["lede.md"] = NO_SUMMARY
@@ -279,6 +281,7 @@ def test_an_unexpected_error_is_one_line_and_says_how_to_see_more(
 BREAKOUT = '" onfocus="alert(1)" autofocus x="'
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_a_quote_in_the_title_stays_text_in_every_email_and_preview(tmp_path: Path) -> None:
     """mjml writes the title raw into the edition's outer ``<div aria-label="...">``: a '"'
     in a title once gave every subscriber's email (and the preview) an onfocus handler."""
@@ -314,6 +317,7 @@ def test_a_quote_in_the_title_stays_text_in_every_email_and_preview(tmp_path: Pa
         assert not inner.xpath("//*[@onfocus or @autofocus or @x]")
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_a_sites_template_with_brief_text_in_mjml_attributes_stays_escaped(
     tmp_path: Path,
 ) -> None:

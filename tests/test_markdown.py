@@ -110,12 +110,13 @@ Another paragraph.
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def published(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Path:
     folder = tmp_path_factory.mktemp("markdown")
     (folder / "rich.md").write_text(RICH, "utf-8")
     (folder / "bylined.md").write_text(BYLINE, "utf-8")
     (folder / "untitled.md").write_text(UNTITLED, "utf-8")
-    result = briefcast("publish", "rich.md", "bylined.md", "untitled.md", cwd=folder)
+    briefs = ("rich.md", "bylined.md", "untitled.md")
+    result = briefcast("publish", *briefs, cwd=folder, env={"PREFECT_API_URL": prefect_api})
     assert result.returncode == 0, result.stderr
     return folder / "out"
 

@@ -54,6 +54,7 @@ def test_the_plugin_is_listed(tmp_path: Path, plugin_path: str) -> None:
     assert "unknown channel digest; choose from email,feed,social,web" in line
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_the_plugin_previews_in_a_dry_run(tmp_path: Path, plugin_path: str) -> None:
     result = briefcast(
         "publish",

@@ -159,6 +159,7 @@ def tree(folder: Path) -> dict[str, str]:
     return {path: hashlib.sha256(data).hexdigest() for path, data in files(folder).items()}
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_publish_send_feed_and_web_through_the_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

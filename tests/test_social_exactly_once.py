@@ -221,6 +221,7 @@ def ledger_counts(tmp_path: Path) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 @pytest.mark.parametrize(
     ("answer", "status"),
     [

@@ -332,6 +332,7 @@ def finished(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_killed_after_part_two_then_rerun_posts_only_part_three(
     tmp_path: Path, brief_file: Path, x: FakeX
 ) -> None:
@@ -361,6 +362,7 @@ def test_killed_after_part_two_then_rerun_posts_only_part_three(
     assert [status for status, _, _ in ledger(settings).values()] == ["sent"] * 3
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_killed_between_part_two_and_part_three_then_rerun_posts_only_part_three(
     tmp_path: Path, brief_file: Path, x: FakeX
 ) -> None:
@@ -434,6 +436,7 @@ def test_social_check_names_each_account_and_posts_nothing(tmp_path: Path, x: Fa
     assert "1 of 2 account(s) cannot post" in err and x.posts_received == 0
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_x_mastodon_and_bluesky_post_a_brief_once(
     tmp_path: Path, brief_file: Path, x: FakeX
 ) -> None:
