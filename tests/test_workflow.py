@@ -372,7 +372,10 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
     lost = httpx.post(  # scheduled for tomorrow: no worker takes it meanwhile
         f"{api}/deployments/{batches['id']}/create_flow_run",
         json={
-            "parameters": {"review_id": "lost", "first": 1, "last": 1},
+            "parameters": {
+                "review_id": "lost",
+                "unit": {"channel": "email", "brief_id": "lost", "label": "subscribers 1-1"},
+            },
             "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": tomorrow}},
         },
     ).json()
