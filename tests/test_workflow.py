@@ -467,8 +467,9 @@ def test_a_worker_of_another_machine_takes_batches_only(
 
 
 def _flow_run_pids() -> dict[str, int]:
-    """Flow-run processes on this machine: flow run id -> pid."""
-    found = {}
+    """Flow-run processes on this machine: flow run id -> pid. The process its worker
+    started, not its children (a batch's sending process inherits the run's environment)."""
+    found: dict[str, set[int]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -478,8 +479,13 @@ def _flow_run_pids() -> dict[str, int]:
             continue
         for item in environ:
             if item.startswith(b"PREFECT__FLOW_RUN_ID="):
-                found[item.partition(b"=")[2].decode()] = int(proc.name)
-    return found
+                found.setdefault(item.partition(b"=")[2].decode(), set()).add(int(proc.name))
+    return {
+        run_id: pid
+        for run_id, pids in found.items()
+        for pid in pids
+        if _safe_parent(pid) not in pids
+    }
 
 
 def _parent(pid: int) -> int:
