@@ -2,7 +2,10 @@
 
 A channel is one object (see ``docs/channels.md``): its ``name``, a pure ``build`` step
 from a brief to what the channel would send, ``preview`` (the dry run: files in a folder),
-the rows and HTML the editor checks, and optionally a live ``send``. Channels are found
+the rows and HTML the editor checks, and optionally a live send, described as units of work
+(``send_units``: email's subscriber batches, one unit per social account, one for the site)
+that any worker runs alone (``send_unit``): the CLI's ``publish --send`` and the approved
+send of ``briefcast up`` run them the same way (``flows.units``). Channels are found
 through the entry-point group ``briefcast.channels``, the way pytest and datasette find their
 plug-ins: briefcast's own four are registered there in ``pyproject.toml`` like any other, so
 adding a channel is one module and one entry point, and the core never imports ``channels/``.
@@ -11,7 +14,8 @@ adding a channel is one module and one entry point, and the core never imports `
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -59,7 +63,7 @@ class Outputs:
 
 @runtime_checkable
 class Channel(Protocol):
-    """One destination. ``send`` and ``check_ready`` are optional (see ``sends``)."""
+    """One destination. Sending (``SendingChannel``) is optional (see ``sends``)."""
 
     name: str  # --channels name and preview folder: lower-case letters, digits, dashes
     title: str  # heading on the preview page
@@ -83,19 +87,108 @@ class Channel(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SendUnit:
+    """One piece of a channel's live send of one brief: what one Prefect task or flow run
+    sends, on any worker. Plain data (``as_json``/``from_json``): it crosses processes and
+    machines as a flow run's parameter, and the worker rebuilds the brief's outputs itself."""
+
+    channel: str
+    brief_id: str
+    label: str  # names the task or flow run: "subscribers 1-5000", "desk-x", "site"
+    params: dict[str, Any] = field(default_factory=dict)  # JSON values only
+    # True: a process of its own (a long send, e.g. an email batch): on the fleet a flow run
+    # that any worker takes, retried when its worker dies; in the CLI one after another.
+    # False: a task beside the others of its channel, all at once.
+    alone: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SendUnit:
+        return cls(
+            channel=str(data["channel"]),
+            brief_id=str(data["brief_id"]),
+            label=str(data["label"]),
+            params=dict(data.get("params") or {}),
+            alone=bool(data.get("alone", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A fleet-wide limit a channel's units share (a Prefect global concurrency limit that
+    ``briefcast up`` makes): ``slots`` held at once or, with ``decay`` (slots given back
+    per second), a rate limit whose slots are never given back."""
+
+    name: str
+    slots: int
+    decay: float | None = None
+
+
+class Pacer(Protocol):
+    """What a unit's send asks of the fleet: ``hold`` slots of a concurrency limit while it
+    sends, ``tick`` one slot of a rate limit before each call (waiting at most ``timeout``
+    seconds, None: as long as it takes; ``TimeoutError`` after that). Unknown limits do not
+    wait."""
+
+    def hold(self, name: str, slots: int) -> AbstractContextManager[object]: ...
+
+    def tick(self, name: str, timeout: float | None = None) -> None: ...
+
+
+class Unpaced:
+    """The pacer of a send with no fleet to share: nothing waits."""
+
+    def hold(self, name: str, slots: int) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def tick(self, name: str, timeout: float | None = None) -> None:
+        return None
+
+
 class SendingChannel(Channel, Protocol):
     def check_ready(self, settings: Settings) -> None:
         """Raise a ``UserError`` when a live send could not start (a missing secret…):
         called for every channel before anything is sent on any of them."""
         ...
 
-    def send(self, outputs: Outputs, settings: Settings, *, resend_unknown: bool) -> Any:
-        """Send for real, once only (through a ledger); returns a summary for the CLI."""
+    def send_units(self, outputs: Outputs, settings: Settings) -> list[SendUnit]:
+        """The brief's live send cut into units of work, each sent alone by ``send_unit``
+        (none: nothing to send)."""
+        ...
+
+    def send_unit(
+        self,
+        unit: SendUnit,
+        outputs: Outputs,
+        settings: Settings,
+        *,
+        resend_unknown: bool,
+        pacer: Pacer,
+    ) -> Any:
+        """Send one unit for real, once only (through a ledger): safe to run again after any
+        crash, on any worker; returns its summary (``briefcast.reporting.Summary``)."""
+        ...
+
+    def combine(self, outputs: Outputs, settings: Settings, summaries: list[Any]) -> Any:
+        """The channel's summary of the brief from its units' (in their order)."""
         ...
 
 
 def sends(channel: Channel) -> bool:
-    return callable(getattr(channel, "send", None))
+    return callable(getattr(channel, "send_units", None))
+
+
+def limits(settings: Settings) -> list[Limit]:
+    """Every installed channel's fleet-wide limits (``briefcast up`` makes them)."""
+    found: list[Limit] = []
+    for channel in registry().values():
+        of = getattr(channel, "limits", None)
+        if callable(of):
+            found += of(settings)
+    return found
 
 
 class ChannelError(UserError):

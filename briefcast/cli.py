@@ -210,7 +210,7 @@ def _publish(
         if temporary is not None:
             temporary.ready()
         with delivery.reporting(reporter), reporting.watch(reporter), without_heartbeats():
-            folders = publish_flow(
+            published = publish_flow(
                 [str(p) for p in paths],
                 chosen,
                 dry_run=not send,
@@ -219,11 +219,11 @@ def _publish(
                 test_to=testers or None,
                 to_everyone=to_everyone,
             )
-    for brief, folder in zip(briefs, folders, strict=True):
+    for brief, folder in zip(briefs, published.folders, strict=True):
         print(f"{brief.id}  languages={','.join(brief.languages)}  {folder}/index.html")
     if testers:
-        _print_tests(reporter.tests)
-        if any(r.status != "sent" for r in reporter.tests):
+        _print_tests(published.tested)
+        if any(r.status != "sent" for r in published.tested):
             raise typer.Exit(1)
         return
     if not send:
@@ -231,14 +231,14 @@ def _publish(
             _print_reach(briefs, settings, to_everyone)
         console.print(f"[green]Dry run complete:[/] previews in {out}/ (nothing was sent).")
         return
-    for name, summary in reporter.summaries:
+    for name, summary in published.sent:
         if isinstance(summary, DeliverySummary):
             _print_summary(summary)
         else:
             _print_channel_summary(name, summary)
     errors = [
         f"{name}: {getattr(s, 'brief_id', '')}: {s_error}"
-        for name, s in reporter.summaries
+        for name, s in published.sent
         if (s_error := getattr(s, "error", None))
     ]
     for line in errors:
@@ -299,15 +299,13 @@ class _SendColumn(ProgressColumn):
 
 
 class _Reporter:
-    """Receives the flow's sending progress (same process) and keeps the results: the email
-    newsletter's progress (``delivery.Reporter``), every channel's steps and summaries
-    (``reporting.Reporter``)."""
+    """Receives the flow's sending progress (same process): the email newsletter's
+    (``delivery.Reporter``) and every channel's steps (``reporting.Reporter``). What was
+    sent is the flow's value (``flows.publish.Published``)."""
 
     def __init__(self) -> None:
         self.bar: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
-        self.summaries: list[tuple[str, reporting.Summary]] = []  # (channel, summary)
-        self.tests: list[TestSend] = []
 
     def progress(self, brief_id: str, done: int, total: int) -> None:
         if self.bar is None:
@@ -317,7 +315,7 @@ class _Reporter:
         self.bar.update(self.tasks[brief_id], completed=done, total=total)
 
     def finished(self, summary: DeliverySummary) -> None:
-        pass  # the flow reports every channel's summary, this one too, through summary()
+        pass  # the flow returns every channel's summary, this one too (Published.sent)
 
     def status(self, label: str, done: int, total: int, note: str = "") -> None:
         if self.bar is None:
@@ -326,11 +324,8 @@ class _Reporter:
             self.tasks[label] = self.bar.add_task(f"Posting {label[:30]}", total=total, note="")
         self.bar.update(self.tasks[label], completed=done, total=total, note=note)
 
-    def summary(self, channel: str, summary: reporting.Summary) -> None:
-        self.summaries.append((channel, summary))
-
     def tested(self, results: list[TestSend]) -> None:
-        self.tests.extend(results)
+        pass  # the flow returns them (Published.tested)
 
 
 def _print_summary(summary: DeliverySummary) -> None:

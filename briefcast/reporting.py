@@ -1,11 +1,12 @@
-"""What a live send tells whoever watches it, whatever the channel: the progress of a long
-step (with a note, e.g. a rate-limit wait) and, at the end, each channel's summary.
+"""What a live send tells whoever watches it while it runs, whatever the channel: the
+progress of a long step (with a note, e.g. a rate-limit wait); and the shape of the summary
+each channel's send ends with (:class:`Summary`: the flow returns it, and makes it an
+artifact).
 
-The CLI runs the Prefect flow in its own process and shows every channel's sending live and
-its summary at the end; a flow parameter cannot carry a callback, so the CLI registers its
-:class:`Reporter` here (:func:`watch`) and the flow and the senders report to
-:func:`current`. With nobody watching (a Prefect worker), reports go nowhere: the flow's
-artifacts carry the summaries. The email newsletter's own progress (its sending process
+The CLI runs the Prefect flow in its own process and shows every channel's sending live; a
+flow parameter cannot carry a callback, so the CLI registers its :class:`Reporter` here
+(:func:`watch`) and the senders report to :func:`current`. With nobody watching (a Prefect
+worker), reports go nowhere. The email newsletter's own progress (its sending process
 reports messages per second) goes through :mod:`briefcast.delivery.summary`.
 """
 
@@ -58,10 +59,6 @@ class Reporter(Protocol):
     def status(self, label: str, done: int, total: int, note: str = "") -> None:
         """``label`` (one step, e.g. ``social desk-x``) has done ``done`` of ``total``;
         ``note`` says what it is doing now (``""``: nothing worth saying)."""
-        ...
-
-    def summary(self, channel: str, summary: Summary) -> None:
-        """A channel finished sending one brief."""
         ...
 
 

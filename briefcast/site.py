@@ -69,6 +69,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from briefcast.channel import Outputs, Pacer, SendUnit
 from briefcast.config import Settings
 from briefcast.delivery.lock import BriefBusy, sending
 from briefcast.errors import BriefcastError, UserError
@@ -602,3 +603,37 @@ def _missing(p: Places, brief_id: str, settings: Settings) -> str:
         if not (live / path).is_file():
             return path
     return ""
+
+
+class SiteSends:
+    """The live send of a channel that is a part of the public site (briefcast's feeds,
+    its web pages): one unit, the site brought up to date with the brief's ``part`` recorded
+    once in the send ledger (``publish_brief``). The whole site is rebuilt from the
+    published archive and swapped in once per run; a rebuild cannot make a second copy, so
+    ``resend_unknown`` changes nothing here."""
+
+    name: str
+    part: str  # the brief's part in the send ledger: "feeds", "pages"
+
+    def check_ready(self, settings: Settings) -> None:
+        check_ready(settings)
+
+    def send_units(self, outputs: Outputs, settings: Settings) -> list[SendUnit]:
+        return [SendUnit(self.name, outputs.brief.id, TARGET)]
+
+    def send_unit(
+        self,
+        unit: SendUnit,
+        outputs: Outputs,
+        settings: Settings,
+        *,
+        resend_unknown: bool,
+        pacer: Pacer,
+    ) -> SiteSummary:
+        return publish_brief(unit.brief_id, self.name, self.part, settings)
+
+    def combine(
+        self, outputs: Outputs, settings: Settings, summaries: list[SiteSummary]
+    ) -> SiteSummary:
+        [summary] = summaries
+        return summary

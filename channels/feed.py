@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from briefcast import site
 from briefcast.brief import Brief
-from briefcast.channel import BuildContext, Outputs, Row
+from briefcast.channel import BuildContext, Row
 from briefcast.config import Settings
 from briefcast.render.feeds import FeedSet, build_feeds
 from briefcast.render.preview import fragment
 from briefcast.safe_io import write_inside
-from briefcast.site import SiteSummary
+from briefcast.site import SiteSends
 
 FILES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
 
 
-class FeedChannel:
+class FeedChannel(SiteSends):
+    """Sent as a part of the public site (``[site] public_dir``): ``briefcast.site``."""
+
     name = "feed"
     title = "Feeds"
+    part = "feeds"  # in the send ledger
     order = 20
 
     def build(self, brief: Brief, ctx: BuildContext) -> list[FeedSet]:
@@ -53,16 +55,6 @@ class FeedChannel:
             }
             for feeds in built
         ]
-
-    def check_ready(self, settings: Settings) -> None:
-        site.check_ready(settings)
-
-    def send(self, outputs: Outputs, settings: Settings, *, resend_unknown: bool) -> SiteSummary:
-        """Publish on the public site (``[site] public_dir``): the whole site is rebuilt
-        from the published archive, the feeds included, and swapped in once per run, and the
-        brief's publication is recorded once in the send ledger (``briefcast.site``). A
-        rebuild cannot make a second copy, so ``resend_unknown`` changes nothing here."""
-        return site.publish_brief(outputs.brief.id, self.name, "feeds", settings)
 
 
 channel = FeedChannel()

@@ -4,14 +4,15 @@ live posting from the configured accounts (``[[social.accounts]]``, ``briefcast.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from briefcast.brief import Brief
-from briefcast.channel import BuildContext, Outputs, Row
+from briefcast.channel import BuildContext, Limit, Outputs, Pacer, Row, SendUnit
 from briefcast.config import Settings
 from briefcast.posting.accounts import Route, check_ready, routes
-from briefcast.posting.run import BeforePost, SocialSummary, post_account, post_brief
+from briefcast.posting.run import SocialSummary, post_account
 from briefcast.render.preview import fragment
 from briefcast.render.social import SocialPost, build_social
 from briefcast.safe_io import write_inside
@@ -150,46 +151,73 @@ class SocialChannel:
         (nothing is posted); none configured: nothing to check."""
         check_ready(settings.social)
 
-    def send(self, outputs: Outputs, settings: Settings, *, resend_unknown: bool) -> SocialSummary:
-        """Post the brief from every configured account in its languages, once only
-        (``briefcast.posting``); with no account configured, nothing."""
+    def limits(self, settings: Settings) -> list[Limit]:
+        """Each network's posts, fleet-wide: a rate limit per network an account posts to,
+        in the settings' order (``social_limits``)."""
+        return [Limit(name, slots, decay) for name, slots, decay in social_limits(settings)]
+
+    def send_units(self, outputs: Outputs, settings: Settings) -> list[SendUnit]:
+        """One unit per configured account, in the settings' order: each account holds its
+        own send lock and rows of the send ledger, so they post side by side. None with no
+        account configured (``combine`` says so)."""
+        return [
+            SendUnit(self.name, outputs.brief.id, a.name, {"account": a.name})
+            for a in settings.social.accounts
+        ]
+
+    def send_unit(
+        self,
+        unit: SendUnit,
+        outputs: Outputs,
+        settings: Settings,
+        *,
+        resend_unknown: bool,
+        pacer: Pacer,
+    ) -> SocialSummary:
+        """Post the brief from one account in its languages, once only
+        (``briefcast.posting``), each post after a slot of its network's fleet-wide rate
+        limit (waiting at most ``[social] max_wait_seconds``: then the account stops and its
+        rest is left for the next run)."""
+        timeout = settings.social.max_wait_seconds or None
+
+        def before_post(network: str) -> None:
+            pacer.tick(limit_name(network), timeout)
+
         built: SocialPosts = outputs.of(self.name)
-        return post_brief(outputs.brief, built.posts, settings, resend_unknown=resend_unknown)
+        return post_account(
+            outputs.brief,
+            built.posts,
+            settings,
+            str(unit.params["account"]),
+            resend_unknown=resend_unknown,
+            before_post=before_post,
+        )
+
+    def combine(
+        self, outputs: Outputs, settings: Settings, summaries: list[SocialSummary]
+    ) -> SocialSummary:
+        """Every account's summary as one: what posting from them all in one run says
+        (none: no account is configured, nothing was posted)."""
+        return SocialSummary.combine(outputs.brief.id, summaries)
+
+
+def limit_name(network: str) -> str:
+    """The fleet-wide rate limit of one social network (a Prefect global concurrency limit)."""
+    return f"social-{network}"
+
+
+def social_limits(settings: Settings) -> list[tuple[str, int, float]]:
+    """(limit name, slots, slot_decay_per_second) for each network an account posts to, in
+    the settings' order: ``posts_per_minute`` per network for the whole fleet.
+
+    A slot decays at ``posts_per_minute / 60`` a second: the lasting rate. The slots are the
+    burst allowed after a quiet spell: one second's worth of posts, at least one (at the
+    default 30 a minute: one post, then one every two seconds). Prefect decays whole slots
+    only, counted from the limit's last change, so under contention the pace is at most
+    this, never above it."""
+    ppm = settings.workflow.posts_per_minute
+    networks = dict.fromkeys(a.network for a in settings.social.accounts)
+    return [(limit_name(n), max(1, math.ceil(ppm / 60)), ppm / 60) for n in networks]
 
 
 channel = SocialChannel()
-
-
-# The scale-out send (flows/social.py): one task per account, each paced fleet-wide.
-
-
-def accounts(settings: Settings) -> list[str]:
-    """The configured accounts' names, in the settings' order (each can be sent alone)."""
-    return [a.name for a in settings.social.accounts]
-
-
-def send_account(
-    outputs: Outputs,
-    settings: Settings,
-    account: str,
-    *,
-    before_post: BeforePost | None = None,
-    resend_unknown: bool = False,
-) -> SocialSummary:
-    """The channel's ``send`` for one configured account (``ValueError`` for another
-    name); ``before_post(network)`` is called before each post (``briefcast.posting.run``).
-    ``SocialSummary.combine`` of every account's summary is what ``send`` gives."""
-    built: SocialPosts = outputs.of(channel.name)
-    return post_account(
-        outputs.brief,
-        built.posts,
-        settings,
-        account,
-        resend_unknown=resend_unknown,
-        before_post=before_post,
-    )
-
-
-def combine(outputs: Outputs, summaries: list[SocialSummary]) -> SocialSummary:
-    """Every account's summary as one, the channel's (``send``'s) shape."""
-    return SocialSummary.combine(outputs.brief.id, summaries)

@@ -3,13 +3,14 @@ briefs. Nothing is archived until every output is built and every preview is in 
 
 Runs in Prefect's local mode with no server to start; set ``PREFECT_API_URL`` to run it
 against a Prefect server (and its workers). The tasks are thin: the work is in
-``briefcast.pipeline`` and the channel adapters, plain functions tested without Prefect.
+``briefcast.pipeline`` and the channel adapters, plain functions tested without Prefect; the
+live send runs each channel's units of work (``flows.units``), as the approved send does.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,12 +19,26 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from briefcast import channel as registry
-from briefcast import pipeline, reporting
+from briefcast import pipeline
 from briefcast.brief import Brief
 from briefcast.channel import Outputs, sends
 from briefcast.config import Settings, load_settings
 from briefcast.previews import dispatch_preview, finish_previews, staging_dir
 from briefcast.render.preview import preview_markdown, preview_rows
+from flows.units import send_channel
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a publish run did, its value: each brief's preview folder, every live send's
+    summary as ``(channel, summary)`` (channel by channel, brief by brief) and every test
+    send's result. The CLI prints them; only the progress of a send is reported while it
+    runs (``briefcast.reporting``)."""
+
+    folders: list[str]
+    sent: list[tuple[str, Any]] = field(default_factory=list)
+    tested: list[Any] = field(default_factory=list)
+
 
 # Inputs here are live objects (settings, briefs): nothing to cache or persist.
 quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
@@ -73,28 +88,6 @@ def archive_briefs(briefs: list[Brief], settings: Settings, dry_run: bool) -> li
 
 
 @quiet_task
-def send(name: str, outputs: list[Outputs], settings: Settings, resend_unknown: bool) -> list[Any]:
-    """One channel's live send, brief by brief, once only (through the channel's ledger);
-    each summary goes to whoever watches (``briefcast.reporting``: the CLI prints it) and
-    becomes a table artifact."""
-    channel: Any = registry.get(name)
-    reporter = reporting.current()
-    summaries = []
-    for o in outputs:
-        summary = channel.send(o, settings, resend_unknown=resend_unknown)
-        summaries.append(summary)
-        if reporter is not None:
-            reporter.summary(name, summary)
-        if callable(getattr(summary, "rows", None)):
-            create_table_artifact(
-                key=f"send-{name}-{o.brief.id}"[:100],
-                table=summary.rows(),
-                description="\n\n".join([summary.line(), *reporting.notes(summary)]),
-            )
-    return summaries
-
-
-@quiet_task
 def send_test(name: str, outputs: list[Outputs], settings: Settings, to: list[str]) -> list[Any]:
     channel: Any = registry.get(name)
     return [r for o in outputs for r in channel.send_test(o, settings, to)]
@@ -110,11 +103,12 @@ def publish(
     test_to: list[str] | None = None,
     to_everyone: bool = False,
     review_digest: str | None = None,
-) -> list[str]:
-    """Publish briefs; returns each brief's preview folder. With ``dry_run=False`` every
-    chosen channel that can send does; ``test_to`` mails the editions to those addresses.
-    ``to_everyone`` mails every subscriber, not only those who read a brief's languages
-    (as its front matter's ``audience: everyone`` does). ``review_digest`` (the review flow's,
+) -> Published:
+    """Publish briefs; returns each brief's preview folder and what was sent
+    (``Published``). With ``dry_run=False`` every chosen channel that can send does;
+    ``test_to`` mails the editions to those addresses. ``to_everyone`` mails every
+    subscriber, not only those who read a brief's languages (as its front matter's
+    ``audience: everyone`` does). ``review_digest`` (the review flow's,
     one brief) also keeps the previews under that digest (``briefcast.previews.reviewed_dir``)."""
     settings = load_settings()
     names = registry.parse(channels) if channels else registry.names()
@@ -135,13 +129,18 @@ def publish(
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a failed run leaves no half-built folder
     archive_briefs(dated, settings, dry_run)
-    if test_to:
-        for name in names:
-            if callable(getattr(registry.get(name), "send_test", None)):
-                send_test(name, outputs, settings, test_to)
-    for name in senders:
-        send(name, outputs, settings, resend_unknown)
-    return folders
+    tested = [
+        result
+        for name in (names if test_to else [])
+        if callable(getattr(registry.get(name), "send_test", None))
+        for result in send_test(name, outputs, settings, test_to or [])
+    ]
+    sent = [  # each channel's units (flows.units), brief by brief
+        (name, send_channel(name, o, settings, resend_unknown=resend_unknown))
+        for name in senders
+        for o in outputs
+    ]
+    return Published(folders, sent, tested)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ approval's digest against the files as they are now, and hands the send to the `
 deployment: now, or as a scheduled flow run at the approved time.
 
 ``send`` rebuilds the brief (same bytes: same files, same date), checks the digest once
-more, archives it as published, and sends every channel: the email list in batches of
-subscribers, each batch a ``send-batch`` flow run that any worker of the pool may take, in
-a process of its own; the ledger keeps every subscriber to one copy across workers and
-retries. The other channels send from the ``send`` run, each channel a task, the social
-channel one task per account.
+more, archives it as published, and sends every channel through its units of work
+(``flows.units``, as ``publish --send`` does): each unit that sends alone (a batch of
+subscribers) a ``send-batch`` flow run that any worker of the pool may take, in a process
+of its own, run again when its worker dies; the others tasks of the ``send`` run. The
+channels' ledgers keep every message and post to one copy across workers and retries.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run as current_run
@@ -38,19 +36,15 @@ from prefect.runtime import flow_run as current_run
 from briefcast import approval, pipeline
 from briefcast import channel as registry
 from briefcast.brief import Brief
-from briefcast.channel import Outputs, sends
+from briefcast.channel import Outputs, SendUnit, sends
 from briefcast.config import Settings, load_settings
-from briefcast.delivery import audience, deliver, ledger
-from briefcast.delivery.audience import Audience
-from briefcast.delivery.summary import reach_line
 from briefcast.errors import BriefcastError
 from briefcast.previews import reviewed_dir
-from briefcast.render.email import edition_names
 from briefcast.safe_io import read_regular
 from briefcast.store import Store
 from flows.approve import Approval
 from flows.publish import publish
-from flows.social import send_social
+from flows.units import send_alone, send_channel
 
 REVIEW = "review/briefcast-review"
 SEND = "send/briefcast-send"
@@ -58,18 +52,10 @@ BATCH = "send-batch/briefcast-send-batch"
 BATCH_ATTEMPTS = 3  # a batch run that crashed (its worker killed) is run again this often
 POLL_SECONDS = 1.0
 EARLIER_BATCHES_WAIT = 3600.0  # a crashed send's batches, at most, before it sends again
-RELAY_LEASE_SECONDS = 60  # the least Prefect takes; expired leases are collected every 15 s
-
-quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
 
 
 class SendRefused(BriefcastError):
     """The approval does not match what is there now."""
-
-
-def relay_limit(settings: Settings) -> str:
-    """The Prefect global concurrency limit shared by every batch sending to this relay."""
-    return f"smtp-{settings.smtp.host}-{settings.smtp.port}"[:100]
 
 
 def _store(settings: Settings) -> Store:
@@ -98,15 +84,12 @@ def review(path: str, out: str = "out") -> str:
                 )
             raise
         brief_id = known.brief_id
-        readers = audience.of_brief(brief, settings)
-        with _store(settings) as store:
-            reach = audience.reach(store, readers, edition_names(settings.site))
+        reach = "".join(f"{line}\n\n" for line in _reach(brief, settings))
         create_markdown_artifact(
             key=f"approve-{brief_id}"[:100],
             markdown=(
                 f"# {brief_id} waits for approval\n\nPreview: `{known.preview}/index.html`\n\n"
-                f"Digest of what was previewed: `{known.digest}`\n\n"
-                f"Email {reach_line(reach, readers.left_out)} (as the list is now).\n\n"
+                f"Digest of what was previewed: `{known.digest}`\n\n{reach}"
                 "Approve with **Resume** here (the digest above), `briefcast approve "
                 f"{brief_id}` or on the editor's pages of `briefcast serve`."
             ),
@@ -119,13 +102,20 @@ def review(path: str, out: str = "out") -> str:
     return _approved(known, given, settings)
 
 
+def _reach(brief: Brief, settings: Settings) -> list[str]:
+    """Whom each channel that says so would reach (``reach(brief, settings)``, one line
+    each: e.g. the subscribers per edition, as the list is now)."""
+    said = (getattr(c, "reach", None) for c in registry.registry().values())
+    return [reach(brief, settings) for reach in said if callable(reach)]
+
+
 def _preview(
     brief_path: Path, out: str, run_id: str, settings: Settings
 ) -> tuple[approval.Review, Brief]:
     """The brief's dry run, then its review recorded, waiting."""
     data = read_regular(brief_path, settings.input.max_bytes)
     before = approval.digest_of(data, settings)
-    folders = publish([str(brief_path)], None, dry_run=True, out=out, review_digest=before)
+    folders = publish([str(brief_path)], None, dry_run=True, out=out, review_digest=before).folders
     if approval.digest(brief_path, settings) != before:
         raise SendRefused(f"{brief_path.name} changed while it was previewed: save it again")
     [brief] = pipeline.read([brief_path], settings)
@@ -219,22 +209,9 @@ def _checked(review_id: str, settings: Settings) -> approval.Review:
     return known
 
 
-@quiet_task
-def send_channel(name: str, outputs: Outputs, settings: Settings) -> Any:
-    channel: Any = registry.get(name)
-    summary = channel.send(outputs, settings, resend_unknown=False)
-    if callable(getattr(summary, "rows", None)):
-        create_table_artifact(
-            key=f"send-{name}-{outputs.brief.id}"[:100],
-            table=summary.rows(),
-            description=summary.line(),
-        )
-    return summary
-
-
 @flow(name="send", log_prints=False)
-def send(review_id: str) -> dict[str, int]:
-    """Send an approved brief on every channel; returns the email ledger's counts."""
+def send(review_id: str) -> dict[str, str]:
+    """Send an approved brief on every channel; returns each channel's summary line."""
     settings = load_settings()
     known = _checked(review_id, settings)
     names = [n for n in registry.names() if sends(registry.get(n))]
@@ -244,73 +221,72 @@ def send(review_id: str) -> dict[str, int]:
         approval.set_state(store, review_id, "sending")
     outputs = _build(known, settings, registry.names())
     pipeline.archive([outputs.brief], settings, dry_run=False)
+
+    def elsewhere(units: list[SendUnit]) -> None:
+        _send_batches(known, units)
+
+    lines: dict[str, str] = {}
     try:
-        if "email" in names:
-            _send_batches(known, settings, audience.of_brief(outputs.brief, settings))
         for name in names:
-            if name == "social":  # one task per account, paced fleet-wide per network
-                _ = send_social(outputs, settings)
-            elif name != "email":
-                _ = send_channel(name, outputs, settings)
+            summary = send_channel(name, outputs, settings, elsewhere=elsewhere)
+            lines[name] = summary.line() if summary is not None else "sent in send-batch runs"
     except BaseException as exc:
         with _store(settings) as store:
             approval.set_state(store, review_id, "failed", detail=str(exc)[:500])
         raise
     with _store(settings) as store:
-        counts = dict(ledger.counts(store, known.brief_id))
         approval.set_state(store, review_id, "sent", detail=None)
     create_table_artifact(
         key=f"sent-{known.brief_id}"[:100],
-        table=[{"status": k, "messages": v} for k, v in sorted(counts.items())],
+        table=[{"channel": name, "summary": line} for name, line in lines.items()],
         description=f"sent from {socket.gethostname()}, worker pid {os.getppid()}",
     )
-    return counts
+    return lines
 
 
-def _send_batches(known: approval.Review, settings: Settings, readers: Audience) -> None:
-    """One ``send-batch`` flow run per keyset range of the brief's subscribers (``readers``:
-    the query chooses them, so a batch holds only subscribers it mails), all submitted at
-    once so that every worker of the pool takes some; a run that crashed (its worker or machine
-    died) is submitted again: the ledger sends only what is not sent yet."""
+def _send_batches(known: approval.Review, units: list[SendUnit]) -> None:
+    """One ``send-batch`` flow run per unit (e.g. a keyset range of the brief's
+    subscribers), all submitted at once so that every worker of the pool takes some; a run
+    that crashed (its worker or machine died) is submitted again: the ledger sends only what
+    is not sent yet."""
     logger = get_run_logger()
     tag = batch_tag(known.flow_run_id)
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         _wait_for_earlier_batches(client, tag, logger)
-    with _store(settings) as store:
-        ranges = ledger.subscriber_batches(store, settings.workflow.send_batch, readers.where())
-    pending: dict[tuple[int, int], Any] = {}
-    attempts: dict[tuple[int, int], int] = {}
+    pending: dict[int, Any] = {}
+    attempts: dict[int, int] = {}
 
-    def submit(r: tuple[int, int]) -> None:
-        attempts[r] = attempts.get(r, 0) + 1
-        pending[r] = run_deployment(
+    def submit(i: int) -> None:
+        attempts[i] = attempts.get(i, 0) + 1
+        pending[i] = run_deployment(
             BATCH,
-            parameters={"review_id": known.flow_run_id, "first": r[0], "last": r[1]},
+            parameters={"review_id": known.flow_run_id, "unit": units[i].as_json()},
             timeout=0,
             as_subflow=True,
             tags=[tag],
         )
 
-    for r in ranges:
-        submit(r)
+    for i in range(len(units)):
+        submit(i)
     failed: list[str] = []
     with get_client(sync_client=True) as client:
         while pending:
             time.sleep(POLL_SECONDS)
-            for r, run in list(pending.items()):
+            for i, run in list(pending.items()):
                 state = client.read_flow_run(run.id).state
                 if state is None or not state.is_final():
                     continue
-                del pending[r]
+                del pending[i]
                 if state.is_completed():
                     continue
-                if attempts[r] < BATCH_ATTEMPTS:
-                    logger.warning("batch %s-%s %s: sending it again", *r, state.name)
-                    submit(r)
+                label = f"{units[i].channel} {units[i].label}"
+                if attempts[i] < BATCH_ATTEMPTS:
+                    logger.warning("%s %s: sending it again", label, state.name)
+                    submit(i)
                 else:
-                    failed.append(f"subscribers {r[0]}-{r[1]}: {state.name}")
+                    failed.append(f"{label}: {state.name}")
     if failed:
         raise BriefcastError(f"{known.brief_id}: batches not sent: {'; '.join(failed)}")
 
@@ -357,35 +333,13 @@ def _wait_for_earlier_batches(client: Any, tag: str, logger: Any) -> None:
 
 
 @flow(name="send-batch", log_prints=False, retries=2, retry_delay_seconds=2)
-def send_batch(review_id: str, first: int, last: int) -> dict[str, int]:
-    """The email to the active subscribers with ids first..last (inclusive)."""
+def send_batch(review_id: str, unit: dict[str, Any]) -> str:
+    """One unit of an approved send that sends alone (``flows.units``), e.g. the brief to
+    the active subscribers with ids first..last; returns its summary line."""
     settings = load_settings()
     known = _checked(review_id, settings)
-    outputs = _build(known, settings, ["email"])
-    relay = relay_limit(settings)
-    # Fleet-wide: every worker's connections to this relay count against one limit. The
-    # slots are leased: a batch killed with its worker holds them only until its lease,
-    # renewed while it lives, runs out (Prefect's default lease, 300 s, kept a lost machine's
-    # slots, and the batches sent again waited for them).
-    slots = min(settings.delivery.pool_size, settings.workflow.relay_connections)
-    with (
-        concurrency(relay, occupy=slots, strict=False, lease_duration=RELAY_LEASE_SECONDS),
-        _store(settings) as store,
-    ):
-        summary = deliver(
-            store,
-            known.brief_id,
-            outputs.of("email"),
-            settings,
-            subscribers=(first, last),
-            audience=audience.of_brief(outputs.brief, settings),
-        )
-    if summary.error:
-        raise BriefcastError(f"{known.brief_id} {first}-{last}: {summary.error}")
-    create_table_artifact(
-        key=f"batch-{known.brief_id}-{first}"[:100].lower(),
-        table=summary.rows(),
-        # The worker that ran this batch (this process's parent): which machine did what.
-        description=f"{summary.line()}\n\nworker pid {os.getppid()}",
-    )
-    return dict(summary.this_run)
+    one = SendUnit.from_json(unit)
+    if one.brief_id != known.brief_id or not sends(registry.get(one.channel)):
+        raise SendRefused(f"review {review_id} sends {known.brief_id}, not {one.brief_id!r}")
+    outputs = _build(known, settings, [one.channel])
+    return str(send_alone(one, outputs, settings).line())

@@ -77,38 +77,19 @@ def register(settings: Settings, working_dir: Path, *, heartbeats: bool = True) 
     automations that crash runs on missing heartbeats only when ``heartbeats`` (a database
     that can lose events would crash finished runs: flows/prefect_db.py)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import (
-        GlobalConcurrencyLimitCreate,
-        GlobalConcurrencyLimitUpdate,
-        WorkPoolCreate,
-    )
+    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.deployments.runner import EntrypointType
     from prefect.exceptions import ObjectAlreadyExists
 
-    from flows.review import relay_limit, review, send, send_batch
-    from flows.social import social_limits
+    from briefcast import channel as registry
+    from flows.review import review, send, send_batch
 
     w = settings.workflow
     with get_client(sync_client=True) as client:
         with contextlib.suppress(ObjectAlreadyExists):
             client.create_work_pool(WorkPoolCreate(name=w.work_pool, type="process"))
-        relay = relay_limit(settings)
-        for name, limit in ((relay, w.relay_connections),):
-            with contextlib.suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=limit)
-                )
-        for name, limit, decay in social_limits(settings):  # rate limits: slots decay
-            try:
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(
-                        name=name, limit=limit, slot_decay_per_second=decay
-                    )
-                )
-            except ObjectAlreadyExists:  # posts_per_minute may have changed since
-                client.update_global_concurrency_limit(
-                    name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay)
-                )
+        for limit in registry.limits(settings):  # every channel's (briefcast.channel.Limit)
+            _make_limit(client, limit)
         if heartbeats:
             _crash_zombies(client, settings)
         else:
@@ -131,6 +112,30 @@ def register(settings: Settings, working_dir: Path, *, heartbeats: bool = True) 
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
         deployment.apply(work_pool_name=w.work_pool)
+
+
+def _make_limit(client: Any, limit: Any) -> None:
+    """A fleet-wide limit, made; a rate limit (slots that decay) also updated, since
+    ``posts_per_minute`` may have changed since. A concurrency limit made by hand with
+    other slots is left as it is."""
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
+    from prefect.exceptions import ObjectAlreadyExists
+
+    try:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(
+                name=limit.name, limit=limit.slots, slot_decay_per_second=limit.decay or 0.0
+            )
+        )
+    except ObjectAlreadyExists:
+        if limit.decay is not None:
+            client.update_global_concurrency_limit(
+                limit.name,
+                GlobalConcurrencyLimitUpdate(limit=limit.slots, slot_decay_per_second=limit.decay),
+            )
 
 
 # The work pool's queues. Reviews read the inbox and write `out`; sends publish the site

@@ -17,6 +17,14 @@ from briefcast.config import DatabaseSettings, Settings
 from briefcast.store import Store
 
 POOL = "recovery-test"
+# A send-batch run's parameter: one unit of a channel's send (briefcast.channel.SendUnit).
+BATCH_UNIT = {
+    "channel": "email",
+    "brief_id": "paris-force",
+    "label": "subscribers 1-9",
+    "params": {"first": 1, "last": 9},
+    "alone": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +85,7 @@ def test_a_crashed_send_runs_again_twice_then_fails_with_its_review(
         send = client.create_flow_run_from_deployment(deployments["send"], parameters=params)
         # A crashed batch is the send's to submit again, and a finished send stays finished.
         batch = client.create_flow_run_from_deployment(
-            deployments["send-batch"], parameters={**params, "first": 1, "last": 9}
+            deployments["send-batch"], parameters={**params, "unit": BATCH_UNIT}
         )
         crash(client, batch.id)
         done = client.create_flow_run_from_deployment(deployments["send"], parameters=params)

@@ -1,7 +1,8 @@
 """The social channel's scale-out send: one account's posting alone (the core, no Prefect),
-then ``flows.social.send_social`` inside a Prefect flow against a temporary Prefect server
-(``prefect_test_harness``): one task per account, every post once, each post after a slot of
-its network's fleet-wide rate limit, which really paces them. X, Mastodon and Bluesky are
+then the channel's units (one per account) sent by ``flows.units.send_channel`` inside a
+Prefect flow against a temporary Prefect server (``prefect_test_harness``): one task per
+account, every post once, each post after a slot of its network's fleet-wide rate limit,
+which really paces them. X, Mastodon and Bluesky are
 the HTTP fakes of tests/fake_*.py."""
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def test_an_account_not_configured_is_refused(tmp_path: Path, brief_file: Path) 
 def test_the_limits_follow_posts_per_minute_for_each_network_in_use(tmp_path: Path) -> None:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-    from flows.social import social_limits
+    from channels.social import social_limits
 
     accounts = (
         x_account("https://api.x.com"),
@@ -302,7 +303,7 @@ def test_the_limits_follow_posts_per_minute_for_each_network_in_use(tmp_path: Pa
         assert made.slot_decay_per_second > 0  # a rate limit
 
 
-# --- send_social in a Prefect flow, against a temporary Prefect server ------------------------
+# --- the channel's units in a Prefect flow, against a temporary Prefect server ---------------
 
 
 @contextmanager
@@ -335,9 +336,9 @@ def paced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, float]]:
     """Every ``rate_limit`` the flow asks for: (limit, task run's name, when it was given)."""
     from prefect.runtime import task_run
 
-    import flows.social
+    import flows.units
 
-    real = flows.social.rate_limit
+    real = flows.units.rate_limit
     seen: list[tuple[str, str, float]] = []
     lock = threading.Lock()
 
@@ -346,20 +347,21 @@ def paced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, float]]:
         with lock:
             seen.append((name, str(task_run.name), time.monotonic()))
 
-    monkeypatch.setattr(flows.social, "rate_limit", recording)
+    monkeypatch.setattr(flows.units, "rate_limit", recording)
     return seen
 
 
 def run_flow(outputs: Outputs, settings: Settings) -> tuple[SocialSummary, str]:
-    """``send_social`` in a flow run of its own: its summary and the flow run's id."""
+    """The channel's send (``send_channel``, as both flows send) in a flow run of its own:
+    its summary and the flow run's id."""
     from prefect import flow
 
     from flows import without_heartbeats
-    from flows.social import send_social
+    from flows.units import send_channel
 
     @flow(name="social-send-test")
     def social_send() -> SocialSummary:
-        return send_social(outputs, settings)
+        return send_channel("social", outputs, settings)
 
     with without_heartbeats():
         state: Any = social_send(return_state=True)
@@ -406,7 +408,7 @@ def test_one_task_per_account_posts_each_post_once_after_its_networks_slot(
     mastodon: FakeMastodon,
     pds: FakePds,
 ) -> None:
-    from flows.social import social_limits
+    from channels.social import social_limits
 
     for name, value in credentials(pds).items():
         monkeypatch.setenv(name, value)

@@ -6,8 +6,14 @@ ones included."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import grimp
 
+from briefcast.config import SOCIAL_NETWORKS
+
+ROOT = Path(__file__).resolve().parent.parent
 TOP_LEVEL = ("briefcast", "flows", "channels")
 LAYERS = ("core", "channels", "flows", "cli")
 
@@ -49,3 +55,46 @@ def test_the_checks_can_fail() -> None:
     assert layer("briefcast.web_app.pages") == "cli" and layer("briefcast.web_apps") == "core"
     assert layer("channels.email") == "channels" and layer("flows.publish") == "flows"
     assert LAYERS.index(layer("flows.publish")) > LAYERS.index(layer("briefcast.pipeline"))
+
+
+# The flows run every channel the same way, through the registry (flows.units): a channel's
+# name in them would be a send path of its own. Prose included: "the email's batches" in a
+# flow's docstring would say the flow knows one channel's units.
+BUILT_IN_NAMES = ("email", "feed", "web", "social", *SOCIAL_NETWORKS)
+
+
+def channel_names_in(text: str) -> list[str]:
+    return sorted({m.group(0).lower() for m in re.finditer(NAMES_RE, text)})
+
+
+# A name between anything but letters and digits: ``send_social`` and ``"social-x"`` count.
+NAMES_RE = re.compile(
+    r"(?<![a-z0-9])(?:" + "|".join(BUILT_IN_NAMES) + r")(?![a-z0-9])", re.IGNORECASE
+)
+
+
+def test_no_channel_is_named_in_the_flows() -> None:
+    named = {
+        str(path.relative_to(ROOT)): found
+        for path in sorted((ROOT / "flows").rglob("*.py"))
+        if (found := channel_names_in(path.read_text(encoding="utf-8")))
+    }
+    assert not named, named
+
+
+def test_the_flows_reach_channels_only_through_the_registry() -> None:
+    graph = grimp.build_graph(*TOP_LEVEL)
+    direct = [
+        f"{importer} imports {imported}"
+        for importer in sorted(graph.modules)
+        if layer(importer) == "flows"
+        for imported in sorted(graph.find_modules_directly_imported_by(importer))
+        if layer(imported) == "channels"
+    ]
+    assert not direct, "\n".join(direct)
+
+
+def test_the_name_check_can_fail() -> None:
+    assert channel_names_in('if name == "email":\n    send_social(n)') == ["email", "social"]
+    assert channel_names_in("from channels import social  # the X thread") == ["social", "x"]
+    assert channel_names_in("webhook, send_batch, max_xs, digest, emails, feeds") == []

@@ -375,7 +375,10 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
     lost = httpx.post(  # scheduled for tomorrow: no worker takes it meanwhile
         f"{api}/deployments/{batches['id']}/create_flow_run",
         json={
-            "parameters": {"review_id": "lost", "first": 1, "last": 1},
+            "parameters": {
+                "review_id": "lost",
+                "unit": {"channel": "email", "brief_id": "lost", "label": "subscribers 1-1"},
+            },
             "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": tomorrow}},
         },
     ).json()
@@ -467,8 +470,9 @@ def test_a_worker_of_another_machine_takes_batches_only(
 
 
 def _flow_run_pids() -> dict[str, int]:
-    """Flow-run processes on this machine: flow run id -> pid."""
-    found = {}
+    """Flow-run processes on this machine: flow run id -> pid. The process its worker
+    started, not its children (a batch's sending process inherits the run's environment)."""
+    found: dict[str, set[int]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -478,8 +482,13 @@ def _flow_run_pids() -> dict[str, int]:
             continue
         for item in environ:
             if item.startswith(b"PREFECT__FLOW_RUN_ID="):
-                found[item.partition(b"=")[2].decode()] = int(proc.name)
-    return found
+                found.setdefault(item.partition(b"=")[2].decode(), set()).add(int(proc.name))
+    return {
+        run_id: pid
+        for run_id, pids in found.items()
+        for pid in pids
+        if _safe_parent(pid) not in pids
+    }
 
 
 def _parent(pid: int) -> int:

@@ -305,3 +305,28 @@ def _summary(
         error=error,
         left_out=list(audience.left_out),
     )
+
+
+def combine(
+    store: Store, brief_id: str, editions: Sequence[str], parts: Sequence[DeliverySummary]
+) -> DeliverySummary:
+    """One summary of several batches' runs of a brief (disjoint ranges), as one run of
+    them all would say: this run's counts and time added up, the rest (every row of the
+    brief, the addresses listed, whom each edition reaches) read for the whole brief, as
+    ``deliver`` with ``subscribers=None`` reads them."""
+    this_run = {s: sum(p.this_run.get(s, 0) for p in parts) for s in SUMMARY_STATUSES}
+    everything = ledger.counts(store, brief_id)
+    reach = ledger.by_edition(store, brief_id)
+    errors = [p.error for p in parts if p.error]
+    return DeliverySummary(
+        brief_id=brief_id,
+        this_run=this_run,
+        ledger={s: everything.get(s, 0) for s in SUMMARY_STATUSES},
+        skipped=everything.total() - sum(this_run.values()),
+        seconds=sum(p.seconds for p in parts),
+        unknown=ledger.addresses(store, brief_id, "unknown", LISTED),
+        deferred=ledger.addresses(store, brief_id, "deferred", LISTED),
+        error="; ".join(errors) or None,
+        editions={e: reach[e] for e in editions if reach[e]},
+        left_out=list(parts[0].left_out) if parts else [],
+    )
