@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
@@ -259,12 +259,19 @@ class Fleets:
                     "subscribers": subscribers,
                 }
             finally:
-                stopped = run("down", env=env, cwd=folder, timeout=60)
-                assert stopped.returncode == 0, stopped.stderr
-                assert not (folder / "state" / "up.json").exists()
-                assert state["pid"] not in {
-                    int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                }
+                try:
+                    stopped = run("down", env=env, cwd=folder, timeout=60)
+                    assert stopped.returncode == 0, stopped.stderr
+                    assert not (folder / "state" / "up.json").exists()
+                    assert state["pid"] not in {
+                        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    }
+                except BaseException:
+                    # Failed: still no fleet left running on a database about to be dropped
+                    # (its children die with the supervisor).
+                    with suppress(ProcessLookupError):
+                        os.kill(state["pid"], signal.SIGKILL)
+                    raise
 
 
 @pytest.fixture(scope="module")
