@@ -10,11 +10,16 @@ run: $(VENV)/.installed
 	$(BIN)/briefcast publish seeds/* --out $(OUT)
 	@echo "Open $(OUT)/<brief-id>/index.html to check every channel's preview."
 
+# The tests run on TEST_WORKERS processes (pytest-xdist), a module's tests on one of them
+# (tests/conftest.py); then the few marked `serial`, alone: they count the machine's
+# processes. TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test system-deps axe
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not serial" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/pytest -m serial
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/build.py

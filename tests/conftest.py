@@ -3,26 +3,24 @@ a Store on each dialect, and the seed brief's email editions (the delivery tests
 
 from __future__ import annotations
 
-import itertools
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
 from delivery_helpers import SEED, make_settings
-from pg_server import SUPERUSER, Server, find_bindir, postgres_server
-from smtp_servers import HOST
+from pg_server import Server, find_bindir, fresh_database, postgres_server
 
 from briefcast import pipeline
 from briefcast.render.email import EmailEdition, build_emails
 from briefcast.store import Store
 
 REQUIRE_POSTGRES = "BRIEFCAST_REQUIRE_POSTGRES"
-_databases = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -42,14 +40,8 @@ def postgres() -> Iterator[Server]:
 @pytest.fixture
 def postgres_url(postgres: Server) -> Iterator[str]:
     """A SQLAlchemy URL to a fresh, empty database of its own, dropped after the test."""
-    name = f"test_{os.getpid()}_{next(_databases)}"
-    admin = f"host={HOST} port={postgres.port} user={SUPERUSER} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield postgres.url(name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        # FORCE: a test that failed may have left a Store's pooled connections open.
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_database(postgres) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -122,3 +114,39 @@ def prefect_server() -> Iterator[None]:
         env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         with prefect_test_harness(server_startup_timeout=120):
             yield
+
+
+# --- pytest-xdist (`make test`: -n TEST_WORKERS --dist loadgroup --no-loadscope-reorder) -----
+
+# The modules that take longest, handed out first: the last one a worker is given should be
+# short, not one that keeps it busy for minutes while the others have finished.
+LONGEST_FIRST = ("test_workflow.py", "test_up_events.py", "test_cli.py", "test_week.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test runs on the worker of its xdist group: by default its module's, so that a
+    module's fixtures (servers, a browser) start once, as with --dist loadfile; a module
+    may put its tests in groups of its own (tests/test_workflow.py's fleets)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+class _LongestFirst:
+    @pytest.hookimpl(trylast=True)  # after pytest has ordered them for its fixtures
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Modules in LONGEST_FIRST first, in its order; within a module, as they were."""
+        rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_LongestFirst(), "briefcast-longest-first")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        # Prefect's temporary servers (a command run with no PREFECT_API_URL) keep their
+        # SQLite database in PREFECT_HOME: one per worker, not ~/.prefect's for all at once.
+        home = tempfile.mkdtemp(prefix=f"briefcast-prefect-{worker}-")
+        os.environ["PREFECT_HOME"] = home
+        config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))

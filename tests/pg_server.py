@@ -4,6 +4,7 @@ PostgreSQL (if any runs) is touched."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import shutil
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from smtp_servers import HOST, free_port
 
 from flows.prefect_db import find_bindir as find_bindir  # moved there; conftest imports it
@@ -21,6 +23,7 @@ from flows.prefect_db import find_bindir as find_bindir  # moved there; conftest
 SUPERUSER = "briefcast"
 # Durability is no use to a database deleted a minute later; without it commits are cheap.
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+_databases = itertools.count(1)
 # Not UTC, as on many a real server: timestamps read back must not depend on the session zone.
 TIMEZONE = "America/Los_Angeles"
 
@@ -89,3 +92,19 @@ def postgres_server(bindir: Path) -> Iterator[Server]:
         stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
         subprocess.run(wrap(stop), capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(server: Server) -> Iterator[str]:
+    """A SQLAlchemy URL to a new, empty database on ``server``, dropped when the block ends.
+    Its name has this process's id: pytest-xdist's workers may share a server's name space."""
+    name = f"test_{os.getpid()}_{next(_databases)}"
+    admin = f"host={HOST} port={server.port} user={SUPERUSER} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.url(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            # FORCE: a test that failed may have left a Store's pooled connections open.
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

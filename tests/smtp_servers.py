@@ -110,6 +110,15 @@ class Recorder:
             self.received.append(Received(envelope.mail_from, rcpt, envelope.original_content))
         return "250 2.0.0 queued"
 
+    def reset(self) -> None:
+        """Forget what arrived and the faults set, for the next test on a server shared by a
+        module's tests one at a time (tests/test_workflow.py's `briefcast up` fleets)."""
+        with self.lock:
+            self.faults = Faults()
+            self.received.clear()
+            self.on_data = None
+            self.connections = 0
+
     def count(self) -> Counter[str]:
         with self.lock:
             return Counter(r.rcpt_to for r in self.received)

@@ -24,7 +24,10 @@ import httpx
 import pytest
 from smtp_servers import HOST, free_port
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.x and /proc: Linux")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.x and /proc: Linux"),
+    pytest.mark.serial,  # latencies and timeouts within a second or two: alone, not beside others
+]
 
 BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "briefcast"
 NAME, PASSWORD = "ada@example.org", "correct horse battery staple"

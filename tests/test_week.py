@@ -27,6 +27,8 @@ from test_workflow import (
     _descendants,
     _review,
     _serving,
+    fleets,
+    relay,
     run,
     smtp,
     up,
@@ -34,7 +36,8 @@ from test_workflow import (
     wait_sent,
 )
 
-__all__ = ["browser", "page", "smtp", "up"]  # the fixtures, from where they are made
+# the fixtures, from where they are made
+__all__ = ["browser", "fleets", "page", "relay", "smtp", "up"]
 
 EDITOR_ADDRESS = "editor@europolitiche.example"
 BROKEN = "---\ntitle: A brief\nautor: Ada\n---\nSome text to read.\n"
@@ -64,7 +67,8 @@ def check_text_part(text: str, lang: str) -> None:
         assert syntax not in text, syntax
 
 
-@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "1000"}], indirect=True)
+@pytest.mark.own_up  # it stops `briefcast up` itself
+@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "250"}], indirect=True)
 def test_an_editors_week(up: dict, smtp: tuple[Recorder, int], page: Page) -> None:
     recorder, _port = smtp
     env, cwd = up["env"], up["cwd"]

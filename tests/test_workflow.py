@@ -2,7 +2,7 @@
 
 ``briefcast up`` (a Prefect server on loopback, two process workers, the inbox watcher), a
 brief dropped into the inbox, its preview artifact, the approval (refused when the brief
-changed after its preview), and the send to 2,000 subscribers through aiosmtpd in batches
+changed after its preview), and the send to 500 subscribers through aiosmtpd in batches
 taken by both workers: every subscriber exactly once. Two sends approved together on one
 worker (the `sends` queue keeps them from holding every slot); a batch process, a worker and
 the worker running the send itself killed mid-send (still one copy each). And no Prefect
@@ -21,7 +21,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from delivery_helpers import add_subscribers, cli_env
+from pg_server import Server, fresh_database
 from smtp_servers import Recorder, free_port, smtp_server
 
 from briefcast import approval
@@ -41,7 +42,9 @@ from briefcast.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin" / "briefcast"
 SEEDS = sorted((ROOT / "seeds").glob("*.txt")) + sorted((ROOT / "seeds").glob("*.md"))
-SUBSCRIBERS = 2000
+# Five batches of 100 over the workers: 2,000 subscribers in eight batches showed nothing more.
+SUBSCRIBERS = 500
+DEFAULT_UP = {"WORKERS": "2", "SEND_BATCH": "100"}
 
 
 def briefcast_cmd() -> list[str]:
@@ -86,6 +89,7 @@ def prefect_servers() -> set[int]:
     return found
 
 
+@pytest.mark.serial  # counts the Prefect servers of the whole machine
 def test_a_publish_killed_with_sigkill_leaves_no_prefect_server(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     env.pop("PREFECT_API_URL", None)
@@ -174,53 +178,127 @@ def test_a_machine_without_the_brief_file_checks_the_kept_bytes_with_its_own_set
         approval.check(earlier, settings)
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Recorder, int]]:
+@pytest.fixture(scope="module")
+def relay() -> Iterator[tuple[Recorder, int]]:
+    """The SMTP server (aiosmtpd) of the module's `briefcast up` fleets: a fleet keeps the
+    port it was started with, so its tests share the server (see ``smtp``)."""
     recorder = Recorder()
     with smtp_server(recorder) as port:
         yield recorder, port
 
 
 @pytest.fixture
-def up(
-    request: pytest.FixtureRequest, tmp_path: Path, smtp: tuple[Recorder, int], postgres_url: str
-) -> Iterator[dict]:
-    """`briefcast up` with two workers (or the ``[workflow]`` settings given as the fixture's
-    parameter). Prefect's server keeps its data in PostgreSQL, as a fleet's would
-    (docs/operations.md): on SQLite, under this load, it drops events ("database is
-    locked"), among them the heartbeats the zombie automation watches."""
-    _recorder, port = smtp
-    workflow = {"WORKERS": "2", "SEND_BATCH": "250"} | getattr(request, "param", {})
-    env = cli_env(
-        tmp_path,
-        port,
-        BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET="workflow-test-secret-0123456789",
-        BRIEFCAST_SITE__PUBLIC_DIR=str(tmp_path / "public"),
-        BRIEFCAST_WORKFLOW__STATE_DIR=str(tmp_path / "state"),
-        BRIEFCAST_WORKFLOW__INBOX=str(tmp_path / "inbox"),
-        BRIEFCAST_WORKFLOW__OUT=str(tmp_path / "out"),
-        BRIEFCAST_WORKFLOW__PORT=str(free_port()),
-        BRIEFCAST_WORKFLOW__ZOMBIE_SECONDS="40",
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_API_DATABASE_CONNECTION_URL=postgres_url.replace("+psycopg", "+asyncpg"),
-        PREFECT_LOGGING_LEVEL=os.environ.get("TEST_PREFECT_LOGGING_LEVEL", "CRITICAL"),
-    )
-    env |= {f"BRIEFCAST_WORKFLOW__{key}": value for key, value in workflow.items()}
-    env.pop("PREFECT_API_URL", None)
-    with Store(env["BRIEFCAST_DATABASE__URL"]) as store:
-        add_subscribers(store, SUBSCRIBERS)
-    started = run("up", env=env, cwd=tmp_path)
-    assert started.returncode == 0, started.stderr + started.stdout
-    state = json.loads((tmp_path / "state" / "up.json").read_text())
+def smtp(relay: tuple[Recorder, int]) -> tuple[Recorder, int]:
+    """The module's SMTP server, with what it received and the faults set before forgotten:
+    a test counts only what it sent (each waits for its sends to end)."""
+    relay[0].reset()
+    return relay
+
+
+class Fleets:
+    """The `briefcast up` fleets of one test module. Tests of one setting, one after the
+    other, share one fleet: each test reviews and sends briefs of its own and leaves none
+    waiting or under way. It is stopped when a test needs another (one fleet at a time:
+    an idle one still costs CPU) and at the module's end. A test marked ``own_up`` (it kills
+    or stops parts of its fleet) gets one of its own, stopped after it."""
+
+    def __init__(self, folders: pytest.TempPathFactory, postgres: Server, smtp_port: int) -> None:
+        self.folders, self.postgres, self.smtp_port = folders, postgres, smtp_port
+        self.running: tuple[tuple[tuple[str, str], ...], dict] | None = None
+        self.stack = ExitStack()
+
+    def shared(self, setting: dict[str, str]) -> dict:
+        key = tuple(sorted(setting.items()))
+        if self.running is None or self.running[0] != key:
+            self.stop()
+            self.running = key, self.stack.enter_context(self.started(setting))
+        return self.running[1]
+
+    def stop(self) -> None:
+        """Stops the shared fleet, if one runs (its teardown's checks fail the test here)."""
+        self.running = None
+        self.stack.close()
+
+    @contextmanager
+    def started(self, setting: dict[str, str]) -> Iterator[dict]:
+        """`briefcast up` with the ``[workflow]`` settings given (and SUBSCRIBERS, the number
+        of subscribers). Prefect's server keeps its data in PostgreSQL, as a fleet's would
+        (docs/operations.md): on SQLite, under this load, it drops events ("database is
+        locked"), among them the heartbeats the zombie automation watches."""
+        workflow = dict(setting)
+        subscribers = int(workflow.pop("SUBSCRIBERS", SUBSCRIBERS))
+        folder = self.folders.mktemp("up")
+        with fresh_database(self.postgres) as prefect_db:
+            env = cli_env(
+                folder,
+                self.smtp_port,
+                BRIEFCAST_DELIVERY__UNSUBSCRIBE_SECRET="workflow-test-secret-0123456789",
+                BRIEFCAST_SITE__PUBLIC_DIR=str(folder / "public"),
+                BRIEFCAST_WORKFLOW__STATE_DIR=str(folder / "state"),
+                BRIEFCAST_WORKFLOW__INBOX=str(folder / "inbox"),
+                BRIEFCAST_WORKFLOW__OUT=str(folder / "out"),
+                BRIEFCAST_WORKFLOW__PORT=str(free_port()),
+                BRIEFCAST_WORKFLOW__ZOMBIE_SECONDS="40",
+                PREFECT_HOME=str(folder / "prefect-home"),
+                PREFECT_API_DATABASE_CONNECTION_URL=prefect_db.replace("+psycopg", "+asyncpg"),
+                PREFECT_LOGGING_LEVEL=os.environ.get("TEST_PREFECT_LOGGING_LEVEL", "CRITICAL"),
+            )
+            env |= {f"BRIEFCAST_WORKFLOW__{key}": value for key, value in workflow.items()}
+            env.pop("PREFECT_API_URL", None)
+            with Store(env["BRIEFCAST_DATABASE__URL"]) as store:
+                add_subscribers(store, subscribers)
+            started = run("up", env=env, cwd=folder)
+            assert started.returncode == 0, started.stderr + started.stdout
+            state = json.loads((folder / "state" / "up.json").read_text())
+            try:
+                yield {
+                    "env": env,
+                    "state": state,
+                    "cwd": folder,
+                    "said": started.stdout,
+                    "subscribers": subscribers,
+                }
+            finally:
+                try:
+                    stopped = run("down", env=env, cwd=folder, timeout=60)
+                    assert stopped.returncode == 0, stopped.stderr
+                    assert not (folder / "state" / "up.json").exists()
+                    assert state["pid"] not in {
+                        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    }
+                except BaseException:
+                    # Failed: still no fleet left running on a database about to be dropped
+                    # (its children die with the supervisor).
+                    with suppress(ProcessLookupError):
+                        os.kill(state["pid"], signal.SIGKILL)
+                    raise
+
+
+@pytest.fixture(scope="module")
+def fleets(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Server, relay: tuple[Recorder, int]
+) -> Iterator[Fleets]:
+    fleets = Fleets(tmp_path_factory, postgres, relay[1])
     try:
-        yield {"env": env, "state": state, "cwd": tmp_path, "said": started.stdout}
+        yield fleets
     finally:
-        stopped = run("down", env=env, cwd=tmp_path, timeout=60)
-        assert stopped.returncode == 0, stopped.stderr
-        assert not (tmp_path / "state" / "up.json").exists()
-        assert state["pid"] not in {
-            int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-        }
+        fleets.stop()
+
+
+@pytest.fixture
+def up(
+    request: pytest.FixtureRequest, fleets: Fleets, smtp: tuple[Recorder, int]
+) -> Iterator[dict]:
+    """A running `briefcast up`: two workers, or the settings given as the fixture's
+    parameter; shared with the module's other tests of that setting unless marked
+    ``own_up``."""
+    setting = DEFAULT_UP | getattr(request, "param", {})
+    if request.node.get_closest_marker("own_up"):
+        fleets.stop()
+        with fleets.started(setting) as fleet:
+            yield fleet
+    else:
+        yield fleets.shared(setting)
 
 
 def wait_sent(up: dict, brief_id: str, timeout: float = 300) -> None:
@@ -257,6 +335,7 @@ def _review(url: str, brief_id: str | None = None, state: str = "waiting"):
     return next((r for r in rows if brief_id is None or r.brief_id == brief_id), None)
 
 
+@pytest.mark.xdist_group("up-two-workers")
 def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     up: dict, smtp: tuple[Recorder, int]
 ) -> None:
@@ -357,7 +436,8 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     assert workers == {str(pid) for pid in state["workers"]}, workers
 
 
-@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "1000"}], indirect=True)
+@pytest.mark.xdist_group("up-sends-queue")
+@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "250"}], indirect=True)
 def test_briefs_approved_together_on_one_worker_are_each_sent_once(
     up: dict, smtp: tuple[Recorder, int]
 ) -> None:
@@ -388,7 +468,7 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
     )
     assert taken.json()["status"] == "ACCEPT", taken.text
     drafts = cwd / "drafts"
-    drafts.mkdir()
+    drafts.mkdir(exist_ok=True)
     ids = []
     for seed in SEEDS[:2]:
         shutil.copy(seed, drafts / seed.name)
@@ -421,52 +501,6 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
         timeout=120,
     )
     assert state["message"] == "never started: its worker or machine is gone"
-
-
-@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
-def test_a_worker_of_another_machine_takes_batches_only(
-    up: dict, smtp: tuple[Recorder, int], tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """`briefcast worker`, started in a folder of its own, as on another machine: it sends
-    batches; the review and the send (they need the inbox, `out`, `public_dir`) stay on the
-    worker of `briefcast up`. The brief's file is gone before the send, as it would be
-    there: the batches build from the bytes kept with the review."""
-    recorder, _port = smtp
-    env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
-    url = env["BRIEFCAST_DATABASE__URL"]
-    elsewhere = tmp_path_factory.mktemp("elsewhere")
-    extra = subprocess.Popen(
-        [*briefcast_cmd(), "worker"],
-        env={**env, "PREFECT_API_URL": api},
-        cwd=elsewhere,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        (worker,) = wait_for("the extra worker", lambda: _children(extra.pid), 60)
-        brief = cwd / "drafts" / SEEDS[0].name
-        brief.parent.mkdir()
-        shutil.copy(SEEDS[0], brief)
-        assert run("review", brief, env=env, cwd=cwd).returncode == 0
-        waiting = wait_for("the review", lambda: _review(url))
-        assert run("approve", waiting.brief_id, env=env, cwd=cwd).returncode == 0
-        brief.unlink()
-        wait_sent(up, waiting.brief_id)
-    finally:
-        extra.terminate()
-        extra.wait(timeout=30)
-    counts = recorder.count()
-    assert len(counts) == SUBSCRIBERS and set(counts.values()) == {1}
-    artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 200}).json()
-    by_key = {a["key"]: a["description"] or "" for a in artifacts if a["key"]}
-    batch_workers = {
-        d.rpartition("worker pid ")[2].strip() for k, d in by_key.items() if k.startswith("batch-")
-    }
-    assert str(worker) in batch_workers, batch_workers
-    assert batch_workers <= {str(worker), *map(str, up["state"]["workers"])}
-    (up_worker,) = up["state"]["workers"]
-    sent = by_key[f"sent-{waiting.brief_id}"[:100]]
-    assert sent.endswith(f"worker pid {up_worker}"), sent
 
 
 def _flow_run_pids() -> dict[str, int]:
@@ -510,7 +544,17 @@ def _safe_parent(pid: int) -> int | None:
         return None
 
 
-@pytest.mark.parametrize("killed", ["batch-process", "worker", "send-worker"])
+@pytest.mark.own_up
+@pytest.mark.parametrize(  # 2,000 subscribers, eight batches: time to kill one mid-batch
+    "up", [{"SUBSCRIBERS": "2000", "SEND_BATCH": "250"}], ids=["2000"], indirect=True
+)
+@pytest.mark.parametrize(  # each on its own fleet: any pytest-xdist worker may run it
+    "killed",
+    [
+        pytest.param(killed, marks=pytest.mark.xdist_group(f"up-kill-{killed}"))
+        for killed in ("batch-process", "worker", "send-worker")
+    ],
+)
 def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
     up: dict, smtp: tuple[Recorder, int], killed: str
 ) -> None:
@@ -573,8 +617,8 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
 
         ledger_counts = ledger.counts(store, waiting.brief_id)
     unknown = ledger_counts.get("unknown", 0)
-    assert ledger_counts.get("sent", 0) + unknown == SUBSCRIBERS, ledger_counts
-    assert len(counts) >= SUBSCRIBERS - unknown
+    assert ledger_counts.get("sent", 0) + unknown == up["subscribers"], ledger_counts
+    assert len(counts) >= up["subscribers"] - unknown
     # At most one message per connection of each batch that was killed.
     assert unknown <= int(env["BRIEFCAST_DELIVERY__POOL_SIZE"]) * len(doomed)
     states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run_id}).json()
@@ -594,6 +638,7 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
 # --- The editor's pages of `briefcast serve` approving on up's server ----------------------
 
 EDITOR, EDITOR_PASSWORD = "ada@example.org", "correct horse battery staple"
+_editors_added: set[str] = set()  # the stores (database URLs) with the editor's account
 
 
 def _descendants(pid: int) -> set[int]:
@@ -609,10 +654,17 @@ def _descendants(pid: int) -> set[int]:
 def _serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`briefcast serve` in a child process, with an editor's account, until the block ends;
     yields its URL and process. The block's end stops it (SIGTERM) and waits for it."""
-    added = run(
-        "editors", "add", EDITOR, env=env | {"BRIEFCAST_EDITOR_PASSWORD": EDITOR_PASSWORD}, cwd=cwd
-    )
-    assert added.returncode == 0, added.stderr
+    database = env["BRIEFCAST_DATABASE__URL"]
+    if database not in _editors_added:  # once per store: a shared fleet's is used again
+        added = run(
+            "editors",
+            "add",
+            EDITOR,
+            env=env | {"BRIEFCAST_EDITOR_PASSWORD": EDITOR_PASSWORD},
+            cwd=cwd,
+        )
+        assert added.returncode == 0, added.stderr
+        _editors_added.add(database)
     port = free_port()
     proc = subprocess.Popen(
         [*briefcast_cmd(), "serve", "--port", str(port)],
@@ -715,6 +767,7 @@ def _approve_on_the_page(url: str, brief_id: str) -> str:
         return _said(client, done)
 
 
+@pytest.mark.serial  # counts the Prefect servers of the whole machine
 @pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "5000"}], indirect=True)
 def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     up: dict, smtp: tuple[Recorder, int]
@@ -730,7 +783,7 @@ def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     url = env["BRIEFCAST_DATABASE__URL"]
     assert "PREFECT_API_URL" not in env
     brief = cwd / "drafts" / "reviewed.md"
-    brief.parent.mkdir()
+    brief.parent.mkdir(exist_ok=True)
     brief.write_text(_same_id_brief("The reviewed brief", "Il brief rivisto", "ALPHA-REVIEWED"))
     submitted = run("review", brief, env=env, cwd=cwd)
     assert submitted.returncode == 0, submitted.stderr
@@ -766,6 +819,7 @@ def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     assert prefect_servers() - before == set()
 
 
+@pytest.mark.serial  # counts the Prefect servers of the whole machine
 def test_without_briefcast_up_the_editors_page_refuses_the_approval_in_one_line(
     tmp_path: Path,
 ) -> None:
@@ -790,6 +844,7 @@ def test_without_briefcast_up_the_editors_page_refuses_the_approval_in_one_line(
     assert prefect_servers() - before == set()
 
 
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the three
 @pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
 def test_a_brief_that_cannot_be_read_shows_as_failed_with_its_reason(up: dict) -> None:
     """Dropped into the inbox, a brief with a typo in its front matter fails its review: it
@@ -867,6 +922,7 @@ def _flow_run(up: dict, flow_run_id: str) -> dict[str, Any]:
     return found.json()
 
 
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the three
 @pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
 def test_the_editors_page_reschedules_cancels_and_discards_on_the_server_of_briefcast_up(
     up: dict, smtp: tuple[Recorder, int]
@@ -879,7 +935,7 @@ def test_the_editors_page_reschedules_cancels_and_discards_on_the_server_of_brie
     env, cwd = up["env"], up["cwd"]
     url = env["BRIEFCAST_DATABASE__URL"]
     brief = cwd / "drafts" / SEEDS[1].name
-    brief.parent.mkdir()
+    brief.parent.mkdir(exist_ok=True)
     shutil.copy(SEEDS[1], brief)
     submitted = run("review", brief, env=env, cwd=cwd)
     assert submitted.returncode == 0, submitted.stderr
@@ -921,3 +977,54 @@ def test_the_editors_page_reschedules_cancels_and_discards_on_the_server_of_brie
         assert _review(url, brief_id) is None
         assert f'value="{brief_id}"' not in client.get("/editor/?refresh=off").text
     assert not recorder.received
+
+
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the three
+@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
+def test_a_worker_of_another_machine_takes_batches_only(
+    up: dict, smtp: tuple[Recorder, int], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`briefcast worker`, started in a folder of its own, as on another machine: it sends
+    batches; the review and the send (they need the inbox, `out`, `public_dir`) stay on the
+    worker of `briefcast up`. The brief's file is gone before the send, as it would be
+    there: the batches build from the bytes kept with the review."""
+    recorder, _port = smtp
+    env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
+    url = env["BRIEFCAST_DATABASE__URL"]
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    extra = subprocess.Popen(
+        [*briefcast_cmd(), "worker"],
+        env={**env, "PREFECT_API_URL": api},
+        cwd=elsewhere,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        (worker,) = wait_for("the extra worker", lambda: _children(extra.pid), 60)
+        brief = cwd / "drafts" / SEEDS[0].name
+        brief.parent.mkdir(exist_ok=True)
+        shutil.copy(SEEDS[0], brief)
+        submitted = run("review", brief, env=env, cwd=cwd)
+        assert submitted.returncode == 0, submitted.stderr
+        brief_id = submitted.stdout.split(":")[0].strip()
+        waiting = wait_for("the review", lambda: _review(url, brief_id))
+        assert run("approve", waiting.brief_id, env=env, cwd=cwd).returncode == 0
+        brief.unlink()
+        wait_sent(up, waiting.brief_id)
+    finally:
+        extra.terminate()
+        extra.wait(timeout=30)
+    counts = recorder.count()
+    assert len(counts) == SUBSCRIBERS and set(counts.values()) == {1}
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 200}).json()
+    by_key = {a["key"]: a["description"] or "" for a in artifacts if a["key"]}
+    batch_workers = {  # this brief's batches (the fleet is shared with other tests)
+        d.rpartition("worker pid ")[2].strip()
+        for k, d in by_key.items()
+        if k.startswith(f"batch-{waiting.brief_id}-".lower())
+    }
+    assert str(worker) in batch_workers, batch_workers
+    assert batch_workers <= {str(worker), *map(str, up["state"]["workers"])}
+    (up_worker,) = up["state"]["workers"]
+    sent = by_key[f"sent-{waiting.brief_id}"[:100]]
+    assert sent.endswith(f"worker pid {up_worker}"), sent
