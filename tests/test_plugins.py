@@ -22,6 +22,8 @@ from briefcast.store import Store
 # `briefcast up` and its relay, as the workflow tests start them.
 up = test_workflow.up
 smtp = test_workflow.smtp
+fleets = test_workflow.fleets
+relay = test_workflow.relay
 
 PLUGIN = Path(__file__).parent / "plugins" / "briefcast-digest"
 
