@@ -24,6 +24,8 @@ from briefcast.delivery import tokens
 from briefcast.store import Store
 from briefcast.web_app import create_app
 
+REQUIRE_TMPFS = "BRIEFCAST_REQUIRE_TMPFS"  # CI sets it: the test must run there
+
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
@@ -36,7 +38,10 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         check=False,
     )
     if mounted.returncode != 0:  # not root, or no mount namespace of our own
-        pytest.skip(f"no small disk can be mounted here: {mounted.stderr.strip()}")
+        why = f"no small disk can be mounted here: {mounted.stderr.strip()}"
+        if os.environ.get(REQUIRE_TMPFS) == "1":
+            pytest.fail(f"{why} and {REQUIRE_TMPFS}=1")
+        pytest.skip(f"{why}; set {REQUIRE_TMPFS}=1 to fail")
     try:
         yield where
     finally:
