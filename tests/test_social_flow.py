@@ -521,3 +521,70 @@ def test_no_slot_within_max_wait_leaves_the_rest_for_the_next_run(
     (note,) = summary.notes()
     assert note.startswith("desk-x (x, en): no x posting slot in time (") and "next run" in note
     assert ledger(settings) == {("desk-x", "x-en-1of3"): "sent"}
+
+
+@contextmanager
+def slow_prefect_api(delay: float, answers: list[tuple[int, dict[str, str]]]) -> Iterator[str]:
+    """A Prefect API whose slot requests take ``delay`` seconds each, answered in turn from
+    ``answers`` (status, headers; the last repeats): a server busy with a fleet's writes."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    calls = itertools.count()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the client's CSRF token: as a server that has none
+            body = b'{"detail": "CSRF protection is disabled."}'
+            self.send_response(422)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(delay)
+            status, headers = answers[min(next(calls), len(answers) - 1)]
+            body = b"[]" if status == 200 else b'{"detail": "locked"}'
+            self.send_response(status)
+            for key, value in {**headers, "Content-Type": "application/json"}.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_slow_prefect_server_is_no_reason_to_leave_a_post_for_the_next_run() -> None:
+    """``max_wait_seconds`` bounds the wait for a slot, not the server's time to answer: on
+    the suite's shared server a send with no limit at all once posted nothing (Prefect's own
+    ``rate_limit`` counted its slow API call as the wait and gave up)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.units import PrefectPacer
+
+    with slow_prefect_api(1.0, [(200, {})]) as url, temporary_settings({PREFECT_API_URL: url}):
+        started = time.monotonic()
+        PrefectPacer().tick("social-x", timeout=0.3)  # the server took 1 s: no TimeoutError
+        assert time.monotonic() - started >= 1.0
+    locked = (423, {"Retry-After": "0.2"})
+    with (
+        slow_prefect_api(0.0, [locked, locked, (200, {})]) as url,
+        temporary_settings({PREFECT_API_URL: url}),
+    ):
+        started = time.monotonic()
+        PrefectPacer().tick("social-x", timeout=5)  # two waits the server asked for
+        assert 0.4 <= time.monotonic() - started < 5
+    with slow_prefect_api(0.0, [locked]) as url, temporary_settings({PREFECT_API_URL: url}):
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="no slot of social-x within 1 second"):
+            PrefectPacer().tick("social-x", timeout=1)
+        assert time.monotonic() - started < 1.5
