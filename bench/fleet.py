@@ -70,11 +70,11 @@ def briefcast(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 
 
 
 def review_state(database: Path, brief_id: str | None) -> tuple[str, str] | None:
-    from briefcast import approval
+    from briefcast import reviews
     from briefcast.store import Store
 
     with Store(f"sqlite:///{database}") as store:
-        for r in approval.listed(store, ("waiting", "approved", "sending", "sent", "failed")):
+        for r in reviews.listed(store, ("waiting", "approved", "sending", "sent", "failed")):
             if brief_id is None or r.brief_id == brief_id:
                 return r.brief_id, r.state
     return None

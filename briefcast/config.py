@@ -343,7 +343,7 @@ class ServeSettings(_Section):
     # files are read from disk for each request.
     cache_max_bytes: int = Field(64_000_000, ge=0, le=100_000_000_000)
     cache_file_max_bytes: int = Field(4_000_000, ge=0, le=1_000_000_000)
-    # What one client may cost (briefcast.web_app.limits), nginx's defaults, the most
+    # What one client may cost (briefcast.serve.limits), nginx's defaults, the most
     # trusted server in front of apps like this one: a request's head must be complete
     # within client_header_timeout (60 s) and within large_client_header_buffers (4 x 8k);
     # a body is at most client_max_body_size (1m; the forms take far less).
@@ -518,7 +518,7 @@ class WorkflowSettings(_Section):
     # A flow run with no heartbeat for this long (its worker or machine died) is marked
     # crashed, and its batch sent again; runs beat every 30 s (Prefect's minimum).
     zombie_seconds: int = Field(90, ge=40, le=3600)
-    # Prefect's own database, for the server `briefcast up` starts (flows/prefect_db.py):
+    # Prefect's own database, for the server `briefcast up` starts (flows/supervisor/prefect_db.py):
     # "auto" is a PostgreSQL in state_dir when this machine has one installed, else SQLite
     # (which loses events under load: then no run is crashed on missing heartbeats).
     prefect_database: Literal["auto", "postgresql", "sqlite"] = "auto"

@@ -40,7 +40,7 @@ fingerprint changed and finishes the job. One update at a time: a lock per ``pub
 (``delivery.lock.sending``: a file lock beside SQLite, an advisory lock on PostgreSQL),
 which also makes it the only run touching the site's rows of the send ledger.
 
-**Through the send ledger** (``briefcast.sends``): each brief's publication on the site is
+**Through the send ledger** (``briefcast.send_ledger``): each brief's publication on the site is
 one part, ``(brief, channel, "site", "pages"|"feeds")``, recorded once. The site itself is
 updated on every call whatever the ledger says (an edited brief, published again, must
 show), and a rebuild is harmless to repeat: an unknown outcome (a run killed during its
@@ -80,7 +80,7 @@ from briefcast.render.site import Entry, archive_pages, root_page, tags_of
 from briefcast.render.web import build_pages
 from briefcast.resources import templates_root
 from briefcast.safe_io import write_inside
-from briefcast.sends import Attempt, SendFailed, SendKey, SendLedger, Sent
+from briefcast.send_ledger import Attempt, SendFailed, SendKey, SendLedger, Sent
 from briefcast.store import Store
 from briefcast.websub import Pings, ping
 

@@ -93,7 +93,7 @@ deliveries = Table(
     # ledger write changes it, and the index doubles what a commit costs while sending.
 )
 
-# The general send ledger (briefcast.sends): one row per part a channel sends to a remote
+# The general send ledger (briefcast.send_ledger): one row per part a channel sends to a remote
 # service (a social post, a page of the public site), so a part is sent once.
 # queued -> sending -> sent | failed | unknown
 sends = Table(
@@ -130,7 +130,7 @@ bounce_reports = Table(
 )
 
 
-# The editor's approvals (briefcast.approval): one row per review flow run, the digest of what
+# The editor's approvals (briefcast.reviews): one row per review flow run, the digest of what
 # it previewed. waiting -> approved | refused | cancelled; approved -> scheduled | sending ->
 # sent | failed
 reviews = Table(

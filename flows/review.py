@@ -33,16 +33,16 @@ from prefect.deployments import run_deployment
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run as current_run
 
-from briefcast import approval, pipeline
 from briefcast import channel as registry
+from briefcast import pipeline, reviews
 from briefcast.brief import Brief
 from briefcast.channel import Outputs, SendUnit, sends
 from briefcast.config import Settings, load_settings
 from briefcast.errors import BriefcastError
 from briefcast.previews import reviewed_dir
+from briefcast.reviews import Approval
 from briefcast.safe_io import read_regular
 from briefcast.store import Store
-from flows.approve import Approval
 from flows.publish import publish
 from flows.units import send_alone, send_channel
 
@@ -68,8 +68,8 @@ def review(path: str, out: str = "out") -> str:
     settings = load_settings()
     run_id = str(current_run.id)
     with _store(settings) as store:
-        known = approval.get(store, run_id)
-    if known is None or (known.state == approval.FAILED and not known.digest):
+        known = reviews.get(store, run_id)
+    if known is None or (known.state == reviews.FAILED and not known.digest):
         # The first time through (or again, after the brief could not be read): preview and
         # record what was previewed.
         brief_path = Path(path).absolute()
@@ -79,7 +79,7 @@ def review(path: str, out: str = "out") -> str:
             # Recorded, so that the editor's page and `briefcast reviews` show it, not only
             # the Prefect UI; the run still fails, with the same reason.
             with _store(settings) as store:
-                approval.record_failed(
+                reviews.record_failed(
                     store, flow_run_id=run_id, path=brief_path, reason=str(exc) or repr(exc)
                 )
             raise
@@ -111,19 +111,19 @@ def _reach(brief: Brief, settings: Settings) -> list[str]:
 
 def _preview(
     brief_path: Path, out: str, run_id: str, settings: Settings
-) -> tuple[approval.Review, Brief]:
+) -> tuple[reviews.Review, Brief]:
     """The brief's dry run, then its review recorded, waiting."""
     data = read_regular(brief_path, settings.input.max_bytes)
-    before = approval.digest_of(data, settings)
+    before = reviews.digest_of(data, settings)
     folders = publish([str(brief_path)], None, dry_run=True, out=out, review_digest=before).folders
-    if approval.digest(brief_path, settings) != before:
+    if reviews.digest(brief_path, settings) != before:
         raise SendRefused(f"{brief_path.name} changed while it was previewed: save it again")
     [brief] = pipeline.read([brief_path], settings)
     # The review's own copy, by its digest: out/<id>/ is whatever was dry-run last under that
     # id (another file, a --test-to), and the editor must see what they approve.
     kept = reviewed_dir(Path(out).absolute(), Path(folders[0]).name, before)
     with _store(settings) as store:
-        review = approval.record(
+        review = reviews.record(
             store,
             flow_run_id=run_id,
             brief_id=brief.id,
@@ -136,20 +136,20 @@ def _preview(
     return review, brief
 
 
-def _approved(known: approval.Review, given: Approval, settings: Settings) -> str:
+def _approved(known: reviews.Review, given: Approval, settings: Settings) -> str:
     with _store(settings) as store:
         try:
             if given.digest != known.digest:
-                raise approval.Changed(
+                raise reviews.Changed(
                     f"{known.brief_id}: the approval names another preview "
                     f"({given.digest[:12]}…, previewed {known.digest[:12]}…): nothing was sent"
                 )
-            approval.check(known, settings)
-        except approval.Changed as exc:
-            approval.set_state(store, known.flow_run_id, "refused", detail=str(exc))
+            reviews.check(known, settings)
+        except reviews.Changed as exc:
+            reviews.set_state(store, known.flow_run_id, "refused", detail=str(exc))
             raise
         # The state first: the send run, once made, moves it on (sending, sent) at any time.
-        approval.set_state(
+        reviews.set_state(
             store,
             known.flow_run_id,
             "scheduled" if given.send_at else "approved",
@@ -164,11 +164,11 @@ def _approved(known: approval.Review, given: Approval, settings: Settings) -> st
             as_subflow=False,
             idempotency_key=f"send-{known.flow_run_id}",
         )
-        approval.note_send_run(store, known.flow_run_id, str(run.id))
+        reviews.note_send_run(store, known.flow_run_id, str(run.id))
     return known.brief_id
 
 
-def _build(known: approval.Review, settings: Settings, names: list[str]) -> Outputs:
+def _build(known: reviews.Review, settings: Settings, names: list[str]) -> Outputs:
     with _brief_file(known) as path:
         briefs = pipeline.read([path], settings)
     dated = pipeline.date(briefs, settings)
@@ -177,7 +177,7 @@ def _build(known: approval.Review, settings: Settings, names: list[str]) -> Outp
 
 
 @contextmanager
-def _brief_file(known: approval.Review) -> Iterator[Path]:
+def _brief_file(known: reviews.Review) -> Iterator[Path]:
     """The brief as previewed: its stored bytes, in a folder of this run's own, under the
     file's own name (the readers go by its extension, the brief's ``source`` is the name),
     so a worker on a machine without the editor's files needs no shared storage. Reviews
@@ -194,17 +194,17 @@ def _brief_file(known: approval.Review) -> Iterator[Path]:
         yield path
 
 
-def _checked(review_id: str, settings: Settings) -> approval.Review:
+def _checked(review_id: str, settings: Settings) -> reviews.Review:
     with _store(settings) as store:
-        known = approval.get(store, review_id)
+        known = reviews.get(store, review_id)
         if known is None:
             raise SendRefused(f"no review {review_id}")
         if known.state not in ("approved", "scheduled", "sending", "sent", "failed"):
             raise SendRefused(f"{known.brief_id} is {known.state}, not approved: nothing sent")
         try:
-            approval.check(known, settings)
-        except approval.Changed as exc:
-            approval.set_state(store, review_id, "refused", detail=str(exc))
+            reviews.check(known, settings)
+        except reviews.Changed as exc:
+            reviews.set_state(store, review_id, "refused", detail=str(exc))
             raise
     return known
 
@@ -218,7 +218,7 @@ def send(review_id: str) -> dict[str, str]:
     for name in names:
         cast(Any, registry.get(name)).check_ready(settings)
     with _store(settings) as store:
-        approval.set_state(store, review_id, "sending")
+        reviews.set_state(store, review_id, "sending")
     outputs = _build(known, settings, registry.names())
     pipeline.archive([outputs.brief], settings, dry_run=False)
 
@@ -232,10 +232,10 @@ def send(review_id: str) -> dict[str, str]:
             lines[name] = summary.line() if summary is not None else "sent in send-batch runs"
     except BaseException as exc:
         with _store(settings) as store:
-            approval.set_state(store, review_id, "failed", detail=str(exc)[:500])
+            reviews.set_state(store, review_id, "failed", detail=str(exc)[:500])
         raise
     with _store(settings) as store:
-        approval.set_state(store, review_id, "sent", detail=None)
+        reviews.set_state(store, review_id, "sent", detail=None)
     create_table_artifact(
         key=f"sent-{known.brief_id}"[:100],
         table=[{"channel": name, "summary": line} for name, line in lines.items()],
@@ -244,7 +244,7 @@ def send(review_id: str) -> dict[str, str]:
     return lines
 
 
-def _send_batches(known: approval.Review, units: list[SendUnit]) -> None:
+def _send_batches(known: reviews.Review, units: list[SendUnit]) -> None:
     """One ``send-batch`` flow run per unit (e.g. a keyset range of the brief's
     subscribers), all submitted at once so that every worker of the pool takes some; a run
     that crashed (its worker or machine died) is submitted again: the ledger sends only what
@@ -297,11 +297,11 @@ def batch_tag(review_id: str) -> str:
 
 
 def _wait_for_earlier_batches(client: Any, tag: str, logger: Any) -> None:
-    """A send run again after it crashed (``flows.recover``) may have left batches behind,
-    running on another worker or still scheduled. The ranges are cut again from the list as
-    it is now, and a batch's lock covers its exact range only: an old and a new batch over
-    overlapping ranges at once could mail a subscriber twice. So the old ones end first
-    (a lost machine's are marked Crashed by the zombie automation)."""
+    """A send run again after it crashed (``flows.supervisor.recover``) may have left
+    batches behind, running on another worker or still scheduled. The ranges are cut again
+    from the list as it is now, and a batch's lock covers its exact range only: an old and a
+    new batch over overlapping ranges at once could mail a subscriber twice. So the old ones
+    end first (a lost machine's are marked Crashed by the zombie automation)."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,

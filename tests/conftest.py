@@ -72,7 +72,8 @@ def store(database_url: str) -> Iterator[Store]:
 # Without a Prefect API, every `briefcast publish` starts a temporary server of its own (6-8 s
 # of a core, each). The tests that publish through the CLI point it at this one server instead,
 # as Prefect's own tests do (their `hosted_api_server` fixture): it is the server the CLI would
-# start (flows/server.py), started on first use with a database of its own, stopped at the end.
+# start (flows/supervisor/server.py), started on first use with a database of its own,
+# stopped at the end.
 # tests/test_cli.py's seeds test (and tests/test_workflow.py's SIGKILL test) keep the CLI's
 # temporary server.
 
@@ -80,7 +81,7 @@ def store(database_url: str) -> Iterator[Store]:
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The session's Prefect server: its API URL."""
-    from flows import server
+    from flows.supervisor import server
 
     database = tmp_path_factory.mktemp("prefect") / "prefect.db"
     started = time.perf_counter()

@@ -18,7 +18,9 @@ from pathlib import Path
 import psycopg
 from smtp_servers import HOST, free_port
 
-from flows.prefect_db import find_bindir as find_bindir  # moved there; conftest imports it
+from flows.supervisor.prefect_db import (
+    find_bindir as find_bindir,  # moved there; conftest imports it
+)
 
 SUPERUSER = "briefcast"
 # Durability is no use to a database deleted a minute later; without it commits are cheap.

@@ -25,8 +25,8 @@ from briefcast.config import (
     SiteSettings,
     SmtpSettings,
 )
+from briefcast.serve import ServeApp
 from briefcast.store import Store
-from briefcast.web_app import ServeApp
 
 BASE = "https://briefs.example.org"
 

@@ -39,8 +39,8 @@ from briefcast import pipeline, site, subscribers
 from briefcast.brief import Block, BlockKind, Brief, Section
 from briefcast.delivery import tokens
 from briefcast.render import layout
+from briefcast.serve import create_app, signing
 from briefcast.store import Store
-from briefcast.web_app import create_app, signing
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

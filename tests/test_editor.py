@@ -33,20 +33,21 @@ from serve_helpers import csrf_of, serve_settings, uvicorn_server
 from smtp_servers import HOST, Recorder, free_port
 from sqlalchemy import select, update
 
-from briefcast import approval, editors, subscribers
-from briefcast.approval import Review
+from briefcast import editors, reviews, subscribers
 from briefcast.config import Settings
 from briefcast.pipeline import build, provisional, read
 from briefcast.posting import PostRef
 from briefcast.posting.thread import encode_ref
 from briefcast.previews import write_previews
 from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT, FIT_SCRIPT_CSP
-from briefcast.sends import SendKey, SendLedger
-from briefcast.store import Store, bounce_reports, deliveries, reviews
+from briefcast.reviews import Review
+from briefcast.send_ledger import SendKey, SendLedger
+from briefcast.serve import ServeApp, create_app
+from briefcast.serve import editor as area
+from briefcast.serve.ratelimit import Buckets
+from briefcast.store import Store, bounce_reports, deliveries
 from briefcast.store import editors as editors_table
-from briefcast.web_app import ServeApp, create_app
-from briefcast.web_app import editor as area
-from briefcast.web_app.ratelimit import Buckets
+from briefcast.store import reviews as reviews_table
 
 SEEDS = sorted((ROOT / "seeds").glob("*.txt"))
 NAME = "ada@example.org"
@@ -56,7 +57,7 @@ SECURITY = {"content-security-policy", "x-content-type-options", "x-frame-option
 
 @dataclass
 class FakeApprove:
-    """Approves as flows.approve.approve does, without Prefect: records the call."""
+    """Approves as flows.review_actions.approve does, without Prefect: records the call."""
 
     store: Store | None = None
     calls: list[tuple[str, datetime | None, str]] = field(default_factory=list)
@@ -71,12 +72,12 @@ class FakeApprove:
         digest: str | None = None,
     ) -> Review:
         assert self.store is not None
-        review = approval.waiting_for(self.store, brief_id)
-        approval.set_state(
+        review = reviews.waiting_for(self.store, brief_id)
+        reviews.set_state(
             self.store, review.flow_run_id, "approved", approved_by=by, send_at=send_at
         )
         self.calls.append((brief_id, send_at, by))
-        found = approval.get(self.store, review.flow_run_id)
+        found = reviews.get(self.store, review.flow_run_id)
         assert found is not None
         return found
 
@@ -142,13 +143,13 @@ def waiting_review(served: Editor, seed: Path = SEEDS[1], brief_id: str = "") ->
     (folder / "secret.txt").write_text("the database password")
     (preview / "leak.txt").symlink_to(folder / "secret.txt")
     (preview / ".hidden").write_text("hidden")
-    return approval.record(
+    return reviews.record(
         served.store,
         flow_run_id=f"run-{n}",
         brief_id=brief_id or f"brief-{n}",
         path=brief,
         preview=preview,
-        digest=approval.digest(brief, served.settings),
+        digest=reviews.digest(brief, served.settings),
     )
 
 
@@ -163,13 +164,13 @@ def previewed_review(served: Editor, seed: Path = SEEDS[1]) -> Review:
     names = ["email", "web", "feed", "social"]
     briefs = provisional(read([brief_file], settings), settings)
     (preview,) = write_previews(build(briefs, settings, names), names, folder / "out", settings)
-    return approval.record(
+    return reviews.record(
         served.store,
         flow_run_id=f"run-{n}",
         brief_id=briefs[0].id,
         path=brief_file,
         preview=preview,
-        digest=approval.digest(brief_file, settings),
+        digest=reviews.digest(brief_file, settings),
         title=briefs[0].title,
     )
 
@@ -354,7 +355,7 @@ def test_the_list_shows_a_waiting_review_and_approving_it_calls_approve(
     line = flash_after(client, approve(client, review))
     assert line == f"ok: Approved {review.brief_id}: it is being sent now."
     assert served.fake.calls[-1] == (review.brief_id, None, NAME)
-    now = approval.get(served.store, review.flow_run_id)
+    now = reviews.get(served.store, review.flow_run_id)
     assert now is not None and now.state == "approved" and now.approved_by == NAME
 
     html = client.get("/editor/").text
@@ -375,8 +376,8 @@ def test_a_brief_changed_since_its_preview_is_refused(served: Editor, client: ht
     page = client.get("/editor/").text  # the page the editor is looking at
     brief = Path(review.path)
     brief.write_text(brief.read_text("utf-8") + "\nOne more line.\n", "utf-8")
-    with pytest.raises(approval.Changed) as expected:
-        approval.check(review, served.settings)
+    with pytest.raises(reviews.Changed) as expected:
+        reviews.check(review, served.settings)
     r = client.post(
         "/editor/approve",
         data={
@@ -387,7 +388,7 @@ def test_a_brief_changed_since_its_preview_is_refused(served: Editor, client: ht
     )
     assert flash_after(client, r) == f"error: {expected.value}"
     assert review.brief_id not in [c[0] for c in served.fake.calls]
-    still = approval.get(served.store, review.flow_run_id)
+    still = reviews.get(served.store, review.flow_run_id)
     assert still is not None and still.state == "waiting"
 
 
@@ -426,7 +427,7 @@ def test_a_send_can_be_scheduled_in_the_sites_time_zone(
     assert brief_id == review.brief_id and by == NAME
     assert send_at is not None and send_at.utcoffset() is not None
     assert send_at == local and send_at.utcoffset() == timedelta(0)  # kept in UTC
-    stored = approval.get(served.store, review.flow_run_id)
+    stored = reviews.get(served.store, review.flow_run_id)
     assert stored is not None and stored.send_at == local
 
 
@@ -454,13 +455,13 @@ def test_the_list_shows_titles_and_whom_each_edition_reaches(
     served: Editor, client: httpx.Client
 ) -> None:
     review = waiting_review(served)
-    approval.set_state(served.store, review.flow_run_id, approval.WAITING)
+    reviews.set_state(served.store, review.flow_run_id, reviews.WAITING)
     for edition in ("it", "both"):
         (Path(review.preview) / "email" / f"{edition}.html").write_text("<p>edition</p>")
     with served.store.engine.begin() as conn:
         conn.execute(
-            update(reviews)
-            .where(reviews.c.flow_run_id == review.flow_run_id)
+            update(reviews_table)
+            .where(reviews_table.c.flow_run_id == review.flow_run_id)
             .values(title="Ukraine & its allies <meet>")
         )
     for address, language, status in (
@@ -482,7 +483,7 @@ def test_the_list_shows_titles_and_whom_each_edition_reaches(
 
 def test_the_history_counts_each_channels_sends(served: Editor, client: httpx.Client) -> None:
     review = waiting_review(served)
-    approval.set_state(served.store, review.flow_run_id, "sent", approved_by=NAME)
+    reviews.set_state(served.store, review.flow_run_id, "sent", approved_by=NAME)
     people = {}
     for address in ("h1@example.org", "h2@example.org", "h3@example.org", "h4@example.org"):
         subscribers.add(served.store, address, "en", settings=served.settings)
@@ -550,7 +551,7 @@ def test_the_history_counts_each_channels_sends(served: Editor, client: httpx.Cl
 
 @dataclass
 class FakeActions:
-    """What flows.editor_actions does on the Prefect server, recorded; a new review as the
+    """What flows.review_actions does on the Prefect server, recorded; a new review as the
     review flow would record it."""
 
     served: Editor
@@ -564,14 +565,14 @@ class FakeActions:
 
     def review_again(self, path: Path) -> None:
         self.calls.append(("review_again", str(path)))
-        old = approval.listed(self.served.store, ("cancelled",), 1)[0]
-        approval.record(
+        old = reviews.listed(self.served.store, ("cancelled",), 1)[0]
+        reviews.record(
             self.served.store,
             flow_run_id=f"again-{old.flow_run_id}",
             brief_id=old.brief_id,
             path=path,
             preview=Path(old.preview),
-            digest=approval.digest(path, self.served.settings),
+            digest=reviews.digest(path, self.served.settings),
         )
 
 
@@ -584,14 +585,14 @@ def act(client: httpx.Client, action: str, review: Review, **data: str) -> httpx
 
 def scheduled_review(served: Editor) -> Review:
     review = waiting_review(served)
-    approval.set_state(
+    reviews.set_state(
         served.store,
         review.flow_run_id,
         "scheduled",
         approved_by=NAME,
         send_at=datetime.now(UTC) + timedelta(days=1),
     )
-    approval.note_send_run(served.store, review.flow_run_id, f"send-{review.flow_run_id}")
+    reviews.note_send_run(served.store, review.flow_run_id, f"send-{review.flow_run_id}")
     return review
 
 
@@ -609,7 +610,7 @@ def test_discard_reschedule_and_cancel_back_to_waiting(
         flash_after(client, r) == f"ok: Discarded {waiting.brief_id}: nothing of it will be sent."
     )
     assert fake.calls == [("cancel_run", waiting.flow_run_id)]
-    state = approval.get(served.store, waiting.flow_run_id)
+    state = reviews.get(served.store, waiting.flow_run_id)
     assert (
         state is not None and state.state == "cancelled" and state.detail == f"discarded by {NAME}"
     )
@@ -633,7 +634,7 @@ def test_discard_reschedule_and_cancel_back_to_waiting(
         f"send-{sched.flow_run_id}",
         when.astimezone(UTC).isoformat(),
     )
-    state = approval.get(served.store, sched.flow_run_id)
+    state = reviews.get(served.store, sched.flow_run_id)
     assert state is not None and state.state == "scheduled" and state.send_at is not None
     assert state.send_at.astimezone(UTC) == when.astimezone(UTC)
     past = datetime.now(rome) - timedelta(hours=1)
@@ -651,7 +652,7 @@ def test_discard_reschedule_and_cancel_back_to_waiting(
         ("cancel_run", f"send-{sched.flow_run_id}"),
         ("review_again", sched.path),
     ]
-    again = approval.waiting_for(served.store, sched.brief_id)
+    again = reviews.waiting_for(served.store, sched.brief_id)
     assert again.flow_run_id == f"again-{sched.flow_run_id}"
     section = section_of(client.get("/editor/").text, sched.brief_id)
     assert ">waiting</span>" in section and 'action="/editor/approve"' in section
@@ -705,7 +706,7 @@ def test_a_test_send_mails_every_edition_to_the_editor(
             conn.execute(select(deliveries).where(deliveries.c.brief_id == review.brief_id)).first()
             is None
         )
-    state = approval.get(served.store, review.flow_run_id)
+    state = reviews.get(served.store, review.flow_run_id)
     assert state is not None and state.state == "waiting"
     # No mail server: one line, nothing changed.
     r = act(client, "test-send", review)
@@ -910,19 +911,19 @@ def test_the_default_approve_is_the_flows_and_loads_no_prefect(served: Editor) -
     settings = served.settings
     app = create_app(settings, served.store)
     assert app.editor.approve is area.default_approve
-    with pytest.raises(approval.NotWaiting):
+    with pytest.raises(reviews.NotWaiting):
         area.default_approve("no-such-brief", settings, send_at=None, by=NAME)
     code = (
-        "import sys, briefcast.web_app as w; w.create_app; "
-        "assert 'prefect' not in sys.modules and 'flows.approve' not in sys.modules, "
+        "import sys, briefcast.serve as w; w.create_app; "
+        "assert 'prefect' not in sys.modules and 'flows.review_actions' not in sys.modules, "
         "sorted(m for m in sys.modules if m.startswith(('prefect', 'flows')))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def editors_cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    """``briefcast editors …`` in a child process: the real command when cli.py has the
-    group, else the group itself (``briefcast.cli_editors``)."""
+    """``briefcast editors …`` in a child process: the real command when cli/main.py has the
+    group, else the group itself (``briefcast.cli.editors``)."""
     import os
 
     from briefcast import cli
@@ -934,7 +935,7 @@ def editors_cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Any
         command = [
             sys.executable,
             "-c",
-            "from briefcast.cli_editors import editors_app; "
+            "from briefcast.cli.editors import editors_app; "
             "editors_app(prog_name='briefcast editors')",
             *args,
         ]

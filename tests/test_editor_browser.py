@@ -35,12 +35,12 @@ from test_editor import (
     waiting_review,
 )
 
-from briefcast import approval, editors, subscribers
+from briefcast import editors, reviews, subscribers
 from briefcast.posting import PostRef
 from briefcast.posting.thread import encode_ref
-from briefcast.sends import SendKey, SendLedger
+from briefcast.send_ledger import SendKey, SendLedger
+from briefcast.serve import create_app
 from briefcast.store import Store
-from briefcast.web_app import create_app
 
 __all__ = ["axe_source", "browser", "page", "shots"]  # the fixtures, from test_browser
 
@@ -111,13 +111,13 @@ def test_an_editor_approves_one_brief_and_is_refused_another(
     # The second brief is edited after its preview: its approval is refused, in one line.
     brief = Path(second.path)
     brief.write_text(brief.read_text("utf-8") + "\nEdited after the preview.\n", "utf-8")
-    with pytest.raises(approval.Changed) as expected:
-        approval.check(second, served.settings)
+    with pytest.raises(reviews.Changed) as expected:
+        reviews.check(second, served.settings)
     page.goto(served.url + "/editor/?refresh=off")  # a send is under way: no reloading now
     page.get_by_role("button", name=f"Approve {second.brief_id}").click()
     expect(page.get_by_role("alert")).to_have_text(str(expected.value))
     assert served.fake.calls == [(first.brief_id, None, NAME)]
-    state = approval.get(served.store, second.flow_run_id)
+    state = reviews.get(served.store, second.flow_run_id)
     assert state is not None and state.state == "waiting"
 
     page.get_by_role("button", name="Log out").click()
@@ -137,7 +137,7 @@ def test_login_and_list_pass_axe(served: Editor, page: Page, axe_source: str | N
     no_violations(page, axe_source)  # the page with its error
 
     waiting_review(served, SEEDS[3])
-    approval.record_failed(  # a brief dropped into the inbox that could not be read
+    reviews.record_failed(  # a brief dropped into the inbox that could not be read
         served.store,
         flow_run_id="run-unreadable",
         path=served.tmp / "inbox" / "unreadable.md",
@@ -213,15 +213,15 @@ def test_the_list_with_reach_and_history_fits_and_passes_axe(
     waiting = previewed_review(served, SEEDS[2])
     sent = waiting_review(served, SEEDS[3])
     later = waiting_review(served, SEEDS[4])  # approved for tomorrow: its send can be moved
-    approval.set_state(
+    reviews.set_state(
         served.store,
         later.flow_run_id,
         "scheduled",
         approved_by=NAME,
         send_at=datetime.now(UTC) + timedelta(days=1),
     )
-    approval.note_send_run(served.store, later.flow_run_id, "send-run")
-    approval.set_state(served.store, sent.flow_run_id, "sent", approved_by=NAME)
+    reviews.note_send_run(served.store, later.flow_run_id, "send-run")
+    reviews.set_state(served.store, sent.flow_run_id, "sent", approved_by=NAME)
     subscribers.add(served.store, "reader@example.org", "it", settings=served.settings)
     ledger = SendLedger(served.store)
     key = SendKey(sent.brief_id, "mastodon", "acct", "mastodon-en-1of1")

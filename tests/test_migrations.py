@@ -22,11 +22,11 @@ from sqlalchemy import Engine, create_engine, func, insert, inspect, select, tex
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
-from briefcast import approval, migrate
+from briefcast import migrate, reviews
 from briefcast.brief import Block, BlockKind, Brief, Section
-from briefcast.cli_db import db_app
+from briefcast.cli.db import db_app
 from briefcast.migrations import BASELINE, HEAD
-from briefcast.sends import (
+from briefcast.send_ledger import (
     Attempt,
     SendFailed,
     SendKey,
@@ -481,7 +481,7 @@ def test_0006_keeps_the_reviews_and_gives_them_a_title(database_url: str, engine
     assert "title" not in {c["name"] for c in inspect(engine).get_columns("reviews")}
     with Store(database_url) as store:
         assert revisions(store.engine) == [HEAD]
-        old = approval.get(store, "run-1")
+        old = reviews.get(store, "run-1")
         assert old is not None
         assert (old.brief_id, old.state, old.digest, old.title) == (
             "old-brief",
@@ -489,7 +489,7 @@ def test_0006_keeps_the_reviews_and_gives_them_a_title(database_url: str, engine
             "a" * 64,
             None,
         )
-        new = approval.record(
+        new = reviews.record(
             store,
             flow_run_id="run-2",
             brief_id="new-brief",
@@ -499,7 +499,7 @@ def test_0006_keeps_the_reviews_and_gives_them_a_title(database_url: str, engine
             title="Paris agrees on a multinational force",
         )
         assert new.title == "Paris agrees on a multinational force"
-        failed = approval.record_failed(
+        failed = reviews.record_failed(
             store, flow_run_id="run-3", path=Path("/in/broken.md"), reason="broken.md:\n  bad"
         )
         assert (failed.brief_id, failed.state, failed.detail, failed.digest) == (

@@ -16,7 +16,7 @@ import test_workflow
 from test_cli import SEEDS, briefcast, one_line_error
 from test_workflow import _review, run, wait_for, wait_sent
 
-from briefcast.sends import SendKey, SendLedger
+from briefcast.send_ledger import SendKey, SendLedger
 from briefcast.store import Store
 
 # `briefcast up` and its relay, as the workflow tests start them.

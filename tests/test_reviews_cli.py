@@ -11,14 +11,14 @@ from pathlib import Path
 
 from delivery_helpers import cli_env
 
-from briefcast import approval
+from briefcast import reviews
 from briefcast.config import Settings
 from briefcast.store import Store
 
 TITLE = "Paris agrees on a multinational force"
 
 
-def reviews(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def list_reviews(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "briefcast.cli", "reviews", *args],
         env=cli_env(tmp_path, COLUMNS="400"),
@@ -35,7 +35,7 @@ def test_every_state_is_listed_with_its_title_time_digest_and_reason(tmp_path: P
     at = datetime(2031, 5, 4, 5, 0, tzinfo=UTC)  # 07:00 in Rome
     with Store(url) as store:
         for n, state in enumerate(states):
-            approval.record(
+            reviews.record(
                 store,
                 flow_run_id=f"run-{state}",
                 brief_id=f"brief-{state}",
@@ -46,15 +46,15 @@ def test_every_state_is_listed_with_its_title_time_digest_and_reason(tmp_path: P
             )
             if state != "waiting":
                 send_at = at if state in ("scheduled", "cancelled") else None
-                approval.set_state(store, f"run-{state}", state, send_at=send_at)
-        approval.record_failed(
+                reviews.set_state(store, f"run-{state}", state, send_at=send_at)
+        reviews.record_failed(
             store,
             flow_run_id="run-failed",
             path=tmp_path / "inbox" / "broken.md",
             reason="broken.md: unknown front matter key 'autor'\n(did you mean 'author'?)",
         )
         when = datetime.now(UTC) - timedelta(minutes=1)
-    listed = reviews(tmp_path)
+    listed = list_reviews(tmp_path)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert len(lines) == len(states) + 1, listed.stdout
@@ -74,11 +74,11 @@ def test_every_state_is_listed_with_its_title_time_digest_and_reason(tmp_path: P
     ), failed
     assert lines[0] == failed  # newest first
 
-    only = reviews(tmp_path, "--state", "failed")
+    only = list_reviews(tmp_path, "--state", "failed")
     assert only.returncode == 0 and only.stdout.splitlines() == [failed], only.stdout
-    none = reviews(tmp_path, "--state", "refused")
+    none = list_reviews(tmp_path, "--state", "refused")
     assert none.returncode == 0 and none.stdout == "" and "No refused reviews." in none.stderr
-    bad = reviews(tmp_path, "--state", "pending!")
+    bad = list_reviews(tmp_path, "--state", "pending!")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().startswith("error: --state 'pending!': not one of waiting, approved")
     assert len(bad.stderr.strip().splitlines()) == 1

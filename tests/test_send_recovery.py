@@ -1,5 +1,5 @@
 """A crashed ``send`` run is scheduled again by ``briefcast up``'s supervisor
-(``flows.recover``), at most ``SEND_ATTEMPTS`` runs in all, then marked Failed with its
+(``flows.supervisor.recover``), at most ``SEND_ATTEMPTS`` runs in all, then marked Failed with its
 review: against a temporary Prefect server, the runs' states set as a worker and the zombie
 automation set them. The whole path, a worker killed under a real send, is in
 tests/test_workflow.py."""
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from briefcast import approval
+from briefcast import reviews
 from briefcast.config import DatabaseSettings, Settings
 from briefcast.store import Store
 
@@ -65,12 +65,12 @@ def test_a_crashed_send_runs_again_twice_then_fails_with_its_review(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.recover import SEND_ATTEMPTS, retry_crashed_sends
+    from flows.supervisor.recover import SEND_ATTEMPTS, retry_crashed_sends
 
     settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'b.db'}"))
     review_id = str(uuid.uuid4())
     with Store(settings.database.url) as store:
-        approval.record(
+        reviews.record(
             store,
             flow_run_id=review_id,
             brief_id="paris-force",
@@ -78,7 +78,7 @@ def test_a_crashed_send_runs_again_twice_then_fails_with_its_review(
             preview=tmp_path / "out",
             digest="d" * 64,
         )
-        approval.set_state(store, review_id, "sending")
+        reviews.set_state(store, review_id, "sending")
 
     with get_client(sync_client=True) as client:
         params = {"review_id": review_id}
@@ -116,5 +116,5 @@ def test_a_crashed_send_runs_again_twice_then_fails_with_its_review(
         assert state_of(client, batch.id).type.value == "CRASHED"
         assert state_of(client, done.id).type.value == "COMPLETED"
     with Store(settings.database.url) as store:
-        review = approval.get(store, review_id)
+        review = reviews.get(store, review_id)
     assert review is not None and (review.state, review.detail) == ("failed", detail)

@@ -46,9 +46,9 @@ from smtp_servers import HOST, Recorder, free_port, smtp_server
 from briefcast import pipeline
 from briefcast.delivery import deliver, tokens
 from briefcast.render.email import build_emails
+from briefcast.serve import create_app, signing
+from briefcast.serve.ratelimit import Buckets
 from briefcast.store import Store
-from briefcast.web_app import create_app, signing
-from briefcast.web_app.ratelimit import Buckets
 
 SEED_2 = next((ROOT / "seeds").glob("002_*.txt"))
 RSS = """<?xml version="1.0" encoding="utf-8"?>

@@ -21,8 +21,8 @@ from serve_helpers import BASE, csrf_of, serve_settings, uvicorn_server, wait_fo
 from smtp_servers import HOST, Recorder, smtp_server
 
 from briefcast.delivery import tokens
+from briefcast.serve import create_app
 from briefcast.store import Store
-from briefcast.web_app import create_app
 
 REQUIRE_TMPFS = "BRIEFCAST_REQUIRE_TMPFS"  # CI sets it: the test must run there
 

@@ -1,5 +1,5 @@
 """What a client may cost a real ``briefcast serve`` (a child process on loopback): slow and
-huge requests (briefcast.web_app.limits) and editor logins (argon2's 64 MiB each).
+huge requests (briefcast.serve.limits) and editor logins (argon2's 64 MiB each).
 
 Clients come from different loopback addresses (127.0.0.2, 127.0.0.3 ...: all of 127/8 is
 the loopback on Linux), as different machines would; serve trusts no proxy here.

@@ -32,7 +32,7 @@ from briefcast.config import DatabaseSettings, FeedSettings, Settings, SiteSetti
 from briefcast.errors import ConfigError
 from briefcast.render import layout
 from briefcast.safe_io import OutsideFolder, write_inside
-from briefcast.sends import SendKey, SendLedger
+from briefcast.send_ledger import SendKey, SendLedger
 from briefcast.store import Store
 from briefcast.websub import Pings
 

@@ -37,7 +37,7 @@ from briefcast.config import (
 from briefcast.delivery.lock import sending
 from briefcast.posting.run import SocialSummary, post_account, post_brief
 from briefcast.render.social import build_social
-from briefcast.sends import SendLedger
+from briefcast.send_ledger import SendLedger
 from briefcast.store import Store
 
 BRIEF_ID = "paris-force"

@@ -32,7 +32,7 @@ from briefcast.posting.run import SocialSummary, post_brief
 from briefcast.posting.thread import Waits, decode_ref
 from briefcast.render.social import build_social
 from briefcast.reporting import Summary
-from briefcast.sends import SendLedger
+from briefcast.send_ledger import SendLedger
 from briefcast.store import Store
 
 SITE = SiteSettings(base_url="https://briefs.example.org", languages=["en", "it"])

@@ -1,4 +1,4 @@
-"""The layers, top to bottom: the CLI and the web app (briefcast.web_app); the flows; the
+"""The layers, top to bottom: the CLI and the web app (briefcast.serve); the flows; the
 channels; the core (brief, readers, render, store, delivery, …). A layer imports only layers
 below it, the core reaches channels only through the registry's entry points, and no module
 is part of an import cycle. grimp (import-linter's engine) reads the imports, TYPE_CHECKING
@@ -20,9 +20,9 @@ LAYERS = ("core", "channels", "flows", "cli")
 
 def layer(module: str) -> str:
     top, _, rest = module.partition(".")
-    if top == "briefcast" and (rest == "cli" or rest.startswith(("cli_", "cli."))):
+    if top == "briefcast" and (rest == "cli" or rest.startswith("cli.")):
         return "cli"
-    if top == "briefcast" and (rest == "web_app" or rest.startswith("web_app.")):
+    if top == "briefcast" and (rest == "serve" or rest.startswith("serve.")):
         return "cli"  # the web app (briefcast serve): the top layer, beside the CLI
     return {"flows": "flows", "channels": "channels"}.get(top, "core")
 
@@ -51,8 +51,8 @@ def test_no_import_cycles() -> None:
 
 def test_the_checks_can_fail() -> None:
     """The layer rule itself, on names: a check that cannot fail is no check."""
-    assert layer("briefcast.cli_db") == "cli" and layer("briefcast.store") == "core"
-    assert layer("briefcast.web_app.pages") == "cli" and layer("briefcast.web_apps") == "core"
+    assert layer("briefcast.cli.db") == "cli" and layer("briefcast.store") == "core"
+    assert layer("briefcast.serve.pages") == "cli" and layer("briefcast.served") == "core"
     assert layer("channels.email") == "channels" and layer("flows.publish") == "flows"
     assert LAYERS.index(layer("flows.publish")) > LAYERS.index(layer("briefcast.pipeline"))
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from briefcast import subscribers as subs
 from briefcast import subscribers_csv as subs_csv
-from briefcast.cli_subscribers import subscribers_app
+from briefcast.cli.subscribers import subscribers_app
 from briefcast.config import Settings, SiteSettings
 from briefcast.errors import UserError
 from briefcast.store import Store, deliveries, subscribers

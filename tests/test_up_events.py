@@ -33,10 +33,10 @@ from delivery_helpers import add_subscribers, cli_env
 from smtp_servers import Recorder, free_port, smtp_server
 from test_workflow import _review, briefcast_cmd, run, wait_for
 
-from briefcast import approval
+from briefcast import reviews
 from briefcast.store import Store
-from flows.prefect_db import find_bindir
-from flows.up import UNSTARTED, ZOMBIES
+from flows.supervisor.prefect_db import find_bindir
+from flows.supervisor.up import UNSTARTED, ZOMBIES
 
 BRIEFS = 20
 SUBSCRIBERS = 20
@@ -153,7 +153,7 @@ def test_twenty_reviews_and_sends_lose_no_event_and_crash_no_run(default_up: dic
         with Store(url) as store:
             waiting = {
                 r.brief_id
-                for r in approval.listed(store, ("waiting",))
+                for r in reviews.listed(store, ("waiting",))
                 if r.brief_id not in approving and suspended(r.flow_run_id)
             }
         for brief_id in sorted(waiting):

@@ -35,7 +35,7 @@ from delivery_helpers import add_subscribers, cli_env
 from pg_server import Server, fresh_database
 from smtp_servers import Recorder, free_port, smtp_server
 
-from briefcast import approval
+from briefcast import reviews
 from briefcast.delivery.prepared import PreparedEdition
 from briefcast.store import Store
 
@@ -108,7 +108,7 @@ def test_a_publish_killed_with_sigkill_leaves_no_prefect_server(tmp_path: Path) 
     assert not (prefect_servers() & started)
 
 
-def _recorded(tmp_path: Path, *, keep_bytes: bool) -> tuple[str, Any, Path, approval.Review]:
+def _recorded(tmp_path: Path, *, keep_bytes: bool) -> tuple[str, Any, Path, reviews.Review]:
     """Seed 000 copied into ``tmp_path`` and its review recorded, waiting (the brief's bytes
     kept with it, or not, as before migration 0005): the URL, settings, file and review."""
     from briefcast.config import Settings
@@ -118,13 +118,13 @@ def _recorded(tmp_path: Path, *, keep_bytes: bool) -> tuple[str, Any, Path, appr
     brief = tmp_path / SEEDS[0].name
     shutil.copy(SEEDS[0], brief)
     with Store(url) as store:
-        review = approval.record(
+        review = reviews.record(
             store,
             flow_run_id="00000000-0000-0000-0000-000000000001",
             brief_id="b",
             path=brief,
             preview=tmp_path,
-            digest=approval.digest(brief, settings),
+            digest=reviews.digest(brief, settings),
             brief=brief.read_bytes() if keep_bytes else None,
         )
     return url, settings, brief, review
@@ -132,15 +132,15 @@ def _recorded(tmp_path: Path, *, keep_bytes: bool) -> tuple[str, Any, Path, appr
 
 def test_an_approval_names_the_preview_it_approves(tmp_path: Path) -> None:
     """Without any server: the digest is checked before anything is resumed."""
-    from flows.approve import approve
+    from flows.review_actions import approve
 
     url, settings, brief, waiting = _recorded(tmp_path, keep_bytes=False)
-    with pytest.raises(approval.Changed, match="not the one waiting now"):
+    with pytest.raises(reviews.Changed, match="not the one waiting now"):
         approve("b", settings, digest="0" * 64)
     brief.write_text(brief.read_text() + "\nEdited.\n")
-    with pytest.raises(approval.Changed, match="changed since its preview"):
+    with pytest.raises(reviews.Changed, match="changed since its preview"):
         approve("b", settings, digest=waiting.digest)
-    with pytest.raises(approval.NotWaiting):
+    with pytest.raises(reviews.NotWaiting):
         approve("another", settings)
     assert _review(url, "b").state == "waiting"  # nothing was approved
 
@@ -156,17 +156,17 @@ def test_a_machine_without_the_brief_file_checks_the_kept_bytes_with_its_own_set
     url, settings, brief, review = _recorded(tmp_path, keep_bytes=True)
     data = SEEDS[0].read_bytes()
     assert review.brief == data
-    approval.check(review, settings)  # here, the file as previewed
+    reviews.check(review, settings)  # here, the file as previewed
     brief.write_bytes(data + b"\nEdited after the preview.\n")
-    with pytest.raises(approval.Changed, match="changed since its preview"):
-        approval.check(review, settings)
+    with pytest.raises(reviews.Changed, match="changed since its preview"):
+        reviews.check(review, settings)
     brief.unlink()  # elsewhere: no file, the kept bytes
-    approval.check(review, settings)
+    reviews.check(review, settings)
     elsewhere = Settings(database={"url": url}, site={"name": "Another desk"})
-    with pytest.raises(approval.Changed, match="differ here from where it was previewed"):
-        approval.check(review, elsewhere)
+    with pytest.raises(reviews.Changed, match="differ here from where it was previewed"):
+        reviews.check(review, elsewhere)
     with Store(url) as store:
-        earlier = approval.record(  # a review kept no bytes before 0005: the file or nothing
+        earlier = reviews.record(  # a review kept no bytes before 0005: the file or nothing
             store,
             flow_run_id="00000000-0000-0000-0000-000000000003",
             brief_id="c",
@@ -174,8 +174,8 @@ def test_a_machine_without_the_brief_file_checks_the_kept_bytes_with_its_own_set
             preview=tmp_path,
             digest=review.digest,
         )
-    with pytest.raises(approval.Changed, match="cannot be read"):
-        approval.check(earlier, settings)
+    with pytest.raises(reviews.Changed, match="cannot be read"):
+        reviews.check(earlier, settings)
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,7 @@ def _diagnosis(up: dict) -> str:
 
 def _review(url: str, brief_id: str | None = None, state: str = "waiting"):
     with Store(url) as store:
-        rows = approval.listed(store, (state,))
+        rows = reviews.listed(store, (state,))
     return next((r for r in rows if brief_id is None or r.brief_id == brief_id), None)
 
 

@@ -32,7 +32,7 @@ from briefcast.posting.accounts import make_poster, routes
 from briefcast.posting.thread import CHANNEL, ThreadResult, Waits, part_name, post_thread
 from briefcast.render.social import SocialPost, headed, headline, network_post
 from briefcast.reporting import Reporter, Row, current
-from briefcast.sends import Attempt, Outcome, SendKey, SendLedger, SendRecord, Sent
+from briefcast.send_ledger import Attempt, Outcome, SendKey, SendLedger, SendRecord, Sent
 from briefcast.store import Store
 
 BeforePost = Callable[[str], None]  # called with the network's name before each post

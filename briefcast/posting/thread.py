@@ -1,7 +1,7 @@
 """One thread (an X thread, or a Mastodon or Bluesky post: a thread of one) posted by one
 account, each part once and only once, through the send ledger.
 
-Each part is one row of the send ledger (:mod:`briefcast.sends`)::
+Each part is one row of the send ledger (:mod:`briefcast.send_ledger`)::
 
     (brief_id, "social", <account name>, "<network>-<lang>-<k>of<n>")   e.g. "x-en-2of3"
 
@@ -49,7 +49,15 @@ from briefcast.posting import (
     ratelimit,
 )
 from briefcast.reporting import Reporter
-from briefcast.sends import Attempt, SendFailed, SendKey, SendLedger, SendRecord, SendUnknown, Sent
+from briefcast.send_ledger import (
+    Attempt,
+    SendFailed,
+    SendKey,
+    SendLedger,
+    SendRecord,
+    SendUnknown,
+    Sent,
+)
 
 CHANNEL = "social"
 RETRY_DELAYS = (2.0, 10.0)  # before the 2nd and the 3rd attempt of a part that may be retried

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _AUTOESCAPE = select_autoescape(["html", "j2"])
 
 # Where `briefcast serve` puts the Approve form when an editor opens a waiting review's
-# preview (briefcast/web_app/editor.py); on disk it stays a comment.
+# preview (briefcast/serve/editor.py); on disk it stays a comment.
 APPROVE_SLOT = "<!-- briefcast:approve -->"
 
 # Email widths shown: the edition's own (mj-body width) and a common phone's.

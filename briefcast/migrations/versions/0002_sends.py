@@ -1,4 +1,4 @@
-"""The general send ledger: one row per part a channel sends (briefcast.sends).
+"""The general send ledger: one row per part a channel sends (briefcast.send_ledger).
 
 Revision ID: 0002
 Revises: 0001

@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-12-01
 
 A review is the Prefect flow run that wrote a brief's previews and waits (suspended) for the
-editor: ``digest`` is what was previewed (``briefcast.approval.digest``), an approval that
+editor: ``digest`` is what was previewed (``briefcast.reviews.digest``), an approval that
 carries another digest is refused. Editors (``briefcast editors``) log in to the editor's
 pages of ``briefcast serve``; a session is stored by the digest of its cookie only. Frozen
 like every revision: written out here, never imported.

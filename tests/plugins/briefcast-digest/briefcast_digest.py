@@ -17,7 +17,7 @@ from briefcast.channel import BuildContext, Outputs, Pacer, Row, SendUnit
 from briefcast.config import Settings
 from briefcast.errors import ConfigError
 from briefcast.safe_io import write_inside
-from briefcast.sends import Attempt, SendKey, SendLedger, Sent
+from briefcast.send_ledger import Attempt, SendKey, SendLedger, Sent
 from briefcast.store import Store
 
 FOLDER = "DIGEST_DROP_DIR"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from briefcast import cli_open
-from briefcast.cli_output import err
+from briefcast.cli import startup
+from briefcast.cli.output import err
 from briefcast.posting.accounts import check_all
 
 social_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -17,7 +17,7 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 def check() -> None:
     """Check every account's credentials with its network (nothing is posted): its handle,
     or its problem in one line. Exit 2 if any account cannot post."""
-    settings = cli_open.settings()
+    settings = startup.settings()
     accounts = settings.social.accounts
     if not accounts:
         err.print(

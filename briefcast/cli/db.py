@@ -10,8 +10,9 @@ from rich.console import Console
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from briefcast import cli_open, migrate
-from briefcast.cli_output import fail, first_line
+from briefcast import migrate
+from briefcast.cli import startup
+from briefcast.cli.output import fail, first_line
 from briefcast.migrations import BASELINE, HEAD
 from briefcast.store import make_engine
 
@@ -20,7 +21,7 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _url() -> str:
-    return cli_open.settings().database.url
+    return startup.settings().database.url
 
 
 def _engine(url: str) -> Engine:

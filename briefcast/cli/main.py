@@ -24,19 +24,21 @@ from rich.table import Table
 from rich.text import Text
 
 from briefcast import channel as registry
-from briefcast import cli_open, delivery, reporting
+from briefcast import delivery, reporting
 from briefcast.brief import Brief
 from briefcast.channel import ChannelError, sends
-from briefcast.cli_bounces import bounces_app
-from briefcast.cli_db import db_app
-from briefcast.cli_editors import editors_app
-from briefcast.cli_output import err as console
-from briefcast.cli_output import error, fail, first_line
-from briefcast.cli_output import out as out_console
-from briefcast.cli_serve import serve
-from briefcast.cli_social import social_app
-from briefcast.cli_subscribers import subscribers_app
-from briefcast.cli_workflow import approve, down, review, reviews, scheduled, up, worker
+from briefcast.cli import startup
+from briefcast.cli.bounces import bounces_app
+from briefcast.cli.db import db_app
+from briefcast.cli.editors import editors_app
+from briefcast.cli.fleet import down, up, worker
+from briefcast.cli.output import err as console
+from briefcast.cli.output import error, fail, first_line
+from briefcast.cli.output import out as out_console
+from briefcast.cli.review import approve, list_reviews, review, scheduled
+from briefcast.cli.serve import serve
+from briefcast.cli.social import social_app
+from briefcast.cli.subscribers import subscribers_app
 from briefcast.config import Settings
 from briefcast.delivery import DeliverySummary, TestSend, audience
 from briefcast.delivery.summary import reach_line
@@ -45,7 +47,8 @@ from briefcast.pipeline import check, read
 from briefcast.render.email import edition_names
 from briefcast.store import Store
 from briefcast.subscribers import SubscriberError, normalize_address
-from flows import prefect_defaults, server, without_heartbeats
+from flows import prefect_defaults, without_heartbeats
+from flows.supervisor import server
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(subscribers_app, name="subscribers", help="Manage newsletter subscribers.")
@@ -56,8 +59,9 @@ app.add_typer(
     editors_app, name="editors", help="Editors who log in to the editor's pages of briefcast serve."
 )
 app.command("serve")(serve)
-for _command in (up, down, worker, review, approve, scheduled, reviews):
+for _command in (up, down, worker, review, approve, scheduled):
     app.command()(_command)
+app.command("reviews")(list_reviews)
 
 
 @app.callback()
@@ -136,7 +140,7 @@ def publish(
     if send and test_to is not None:
         fail("--send and --test-to: choose one (--test-to mails only the addresses given)")
     testers = _test_addresses(test_to, chosen) if test_to is not None else []
-    settings = cli_open.settings()
+    settings = startup.settings()
     if send:  # every channel that will send is ready, or nothing is sent on any of them
         for name in chosen:
             channel: Any = registry.get(name)
@@ -154,7 +158,8 @@ def publish(
     # The Prefect API: briefcast up's server (or PREFECT_API_URL's) when one runs, else a
     # temporary one for this command, started only now that every check has passed (a
     # refused brief costs no server) and killed with this command whatever kills it
-    # (flows/server.py). Its address is set before Prefect is imported, which reads it then.
+    # (flows/supervisor/server.py). Its address is set before Prefect is imported, which reads
+    # it then.
     api = server.api_url(settings)
     temporary = server.Temporary() if api is None else None
     os.environ["PREFECT_API_URL"] = temporary.url if temporary is not None else str(api)
@@ -407,7 +412,3 @@ def run() -> None:
             "again with -v, or BRIEFCAST_DEBUG=1, to see the traceback)"
         )
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    run()

@@ -10,9 +10,10 @@ import typer
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from briefcast import cli_open, migrate, site
-from briefcast.cli_db import _fail_database
-from briefcast.cli_output import err, fail
+from briefcast import migrate, site
+from briefcast.cli import startup
+from briefcast.cli.db import _fail_database
+from briefcast.cli.output import err, fail
 from briefcast.config import Settings, config_path
 from briefcast.delivery import DeliveryError, unsubscribe_secret
 from briefcast.store import Store
@@ -40,7 +41,7 @@ def serve(
 ) -> None:
     r"""Serve the public site (\[site] public_dir) and the subscribe, confirm and
     unsubscribe pages, over the same settings and database."""
-    settings = cli_open.settings()
+    settings = startup.settings()
     try:
         unsubscribe_secret(settings)  # signs the confirm, unsubscribe and CSRF tokens
     except DeliveryError as exc:
@@ -67,7 +68,7 @@ def serve(
 
     # Each worker reads the settings again, from the same environment and folder.
     uvicorn.run(
-        "briefcast.web_app:worker_app",
+        "briefcast.serve:worker_app",
         factory=True,
         host=host,
         port=port,
@@ -76,8 +77,8 @@ def serve(
         forwarded_allow_ips=settings.serve.forwarded_allow_ips,
         access_log=settings.serve.access_log if access_log is None else access_log,
         server_header=False,
-        # The limits uvicorn has; the ones it lacks are in LimitedHttpTools (web_app.limits).
-        http="briefcast.web_app.limits:LimitedHttpTools",
+        # The limits uvicorn has; the ones it lacks are in LimitedHttpTools (serve.limits).
+        http="briefcast.serve.limits:LimitedHttpTools",
         ws="none",  # nothing here speaks WebSocket: an upgrade is a plain request
         timeout_keep_alive=settings.serve.keep_alive_seconds,
         limit_concurrency=settings.serve.max_connections,

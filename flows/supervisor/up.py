@@ -1,10 +1,10 @@
-"""``briefcast up``'s supervisor: ``python -m flows.up``, detached from the terminal.
+"""``briefcast up``'s supervisor: ``python -m flows.supervisor.up``, detached from the terminal.
 
 It starts (unless ``PREFECT_API_URL`` names a server of your own) a long-lived Prefect
 server with its database in ``[workflow] state_dir``, registers briefcast's deployments on
 a process work pool, starts ``[workflow] workers`` process workers and watches the inbox.
-Every child dies with the supervisor (``flows.server.spawn``): ``briefcast down`` (SIGTERM)
-stops it and them, and a supervisor killed with SIGKILL leaves nothing running either.
+Every child dies with the supervisor (``flows.supervisor.server.spawn``): ``briefcast down``
+(SIGTERM) stops it and them, and a supervisor killed with SIGKILL leaves nothing running either.
 The state file (``up.json``) says where the API is; it is removed on the way out.
 """
 
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from briefcast.config import Settings, load_settings
-from flows import prefect_db, prefect_defaults, recover
-from flows.server import (
+from flows import prefect_defaults
+from flows.supervisor import prefect_db, recover
+from flows.supervisor.server import (
     STATE_FILE,
     ServerError,
     server_command,
@@ -75,7 +76,7 @@ def worker_command(pool: str, name: str, limit: int, queues: Sequence[str] = ())
 def register(settings: Settings, working_dir: Path, *, heartbeats: bool = True) -> None:
     """The work pool, the deployments and the fleet-wide limits, made or updated; the
     automations that crash runs on missing heartbeats only when ``heartbeats`` (a database
-    that can lose events would crash finished runs: flows/prefect_db.py)."""
+    that can lose events would crash finished runs: flows/supervisor/prefect_db.py)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.deployments.runner import EntrypointType
@@ -296,7 +297,7 @@ def main() -> None:
             wait_healthy(server, api_url, SERVER_START_TIMEOUT)
         os.environ["PREFECT_API_URL"] = api_url
         register(settings, Path.cwd(), heartbeats=heartbeats)
-        # Crashed sends run again (flows.recover); the first look at once: a send that
+        # Crashed sends run again (flows.supervisor.recover); the first look at once: a send that
         # died with an earlier `briefcast up` goes on now.
         next_recovery = 0.0
         host = socket.gethostname()
@@ -306,7 +307,7 @@ def main() -> None:
             children.append(spawn(command, worker_env(api_url), log=log))
         observer = None
         if settings.workflow.inbox is not None:
-            from flows.inbox import watch
+            from flows.supervisor.inbox import watch
 
             observer = watch(settings)
         state = {

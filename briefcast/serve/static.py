@@ -51,9 +51,9 @@ from urllib.parse import quote
 import anyio.to_thread
 
 from briefcast.safe_io import OutsideFolder, inside
-from briefcast.web_app import headers as sec
-from briefcast.web_app.headers import Header
-from briefcast.web_app.lang import pick
+from briefcast.serve import headers as sec
+from briefcast.serve.headers import Header
+from briefcast.serve.lang import pick
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

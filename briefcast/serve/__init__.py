@@ -1,16 +1,16 @@
 """``briefcast serve``: one ASGI app for the public side, over the same settings and store.
 
-- the published site, ``[site] public_dir`` (:mod:`~briefcast.web_app.static`): every path
+- the published site, ``[site] public_dir`` (:mod:`~briefcast.serve.static`): every path
   that is not one of the pages below;
-- ``/subscribe``, ``/confirm/{token}``, ``/u/{token}`` (:mod:`~briefcast.web_app.pages`,
+- ``/subscribe``, ``/confirm/{token}``, ``/u/{token}`` (:mod:`~briefcast.serve.pages`,
   FastAPI) and their stylesheet ``/_serve/serve.css``;
-- the editor's pages under ``/editor/`` (:mod:`~briefcast.web_app.editor`): log in, approve
+- the editor's pages under ``/editor/`` (:mod:`~briefcast.serve.editor`): log in, approve
   the briefs waiting for it, follow their sends.
 
 The site's files go straight to the static handler, outside FastAPI's routing and
 middleware: a feed's revalidation is the request a server gets most, and it costs a stat
 and a dictionary look-up. Every response carries the security headers of
-:mod:`~briefcast.web_app.headers`. This package is the top layer, beside the CLI: the core
+:mod:`~briefcast.serve.headers`. This package is the top layer, beside the CLI: the core
 never imports it.
 """
 
@@ -24,13 +24,13 @@ from starlette.requests import ClientDisconnect
 
 from briefcast.config import Settings, load_settings
 from briefcast.delivery.preflight import unsubscribe_secret
+from briefcast.serve import headers as sec
+from briefcast.serve import limits
+from briefcast.serve.editor import PREVIEW_HEADERS, PREVIEW_PREFIX, Approver, EditorArea, install
+from briefcast.serve.mailer import Mailer
+from briefcast.serve.pages import Pages, build
+from briefcast.serve.static import Message, Receive, Scope, Send, StaticSite
 from briefcast.store import Store
-from briefcast.web_app import headers as sec
-from briefcast.web_app import limits
-from briefcast.web_app.editor import PREVIEW_HEADERS, PREVIEW_PREFIX, Approver, EditorArea, install
-from briefcast.web_app.mailer import Mailer
-from briefcast.web_app.pages import Pages, build
-from briefcast.web_app.static import Message, Receive, Scope, Send, StaticSite
 
 # The pages' paths; everything else is the published site (which must not use these names).
 PAGES_EXACT = frozenset({"/subscribe", "/editor"})
@@ -69,7 +69,7 @@ class _FormHeaders:
 class ServeApp:
     """The ASGI app: routes a request to the site or to the pages; runs the lifespan (the
     confirmation mailer's thread, the store's connections). ``approve`` approves a review
-    for the editor's pages (default: ``flows.approve.approve``, imported when first used)."""
+    for the editor's pages (default: ``flows.review_actions.approve``, imported when first used)."""
 
     def __init__(
         self, settings: Settings, store: Store | None = None, approve: Approver | None = None
@@ -130,12 +130,12 @@ def create_app(
     settings: Settings, store: Store | None = None, *, approve: Approver | None = None
 ) -> ServeApp:
     """The app over these settings (and this store, or one opened from the settings); the
-    editor's pages approve with ``approve`` (default: ``flows.approve.approve``)."""
+    editor's pages approve with ``approve`` (default: ``flows.review_actions.approve``)."""
     return ServeApp(settings, store, approve)
 
 
 def worker_app() -> ServeApp:
-    """What each uvicorn worker runs (``briefcast.web_app:worker_app``, a factory): the
+    """What each uvicorn worker runs (``briefcast.serve:worker_app``, a factory): the
     settings from the environment, as the command that started it read them."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s: %(message)s")
     settings = load_settings()

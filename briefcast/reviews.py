@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import delete, insert, select, update
 
 from briefcast.config import TEMPLATE_FOLDERS, Settings
@@ -43,6 +44,14 @@ REASON_MAX = 500
 OPEN_STATES = ("waiting", "approved", "scheduled", "sending")
 STATES = (*OPEN_STATES, "sent", "failed", "refused", "cancelled", "expired", "superseded")
 MAX_TEMPLATE_FILES = 2000  # a templates folder is small; a runaway one is not walked for ever
+
+
+class Approval(BaseModel):
+    """What the editor sends to the waiting review flow run (Prefect run input)."""
+
+    digest: str
+    send_at: datetime | None = None  # None: now
+    by: str = ""
 
 
 class Changed(UserError):

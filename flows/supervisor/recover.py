@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from briefcast import approval
+from briefcast import reviews
 from briefcast.config import Settings
 from briefcast.store import Store
 
@@ -78,7 +78,7 @@ def retry_crashed_sends(client: Any, settings: Settings) -> list[str]:
         review_id = str(run.parameters.get("review_id", ""))
         if review_id:
             with Store(settings.database.url) as store:
-                approval.set_state(store, review_id, "failed", detail=detail)
+                reviews.set_state(store, review_id, "failed", detail=detail)
         done.append(f"send run {run.id}: {detail}; given up")
     return done
 

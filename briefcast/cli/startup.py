@@ -1,13 +1,17 @@
-"""What the commands open first: the settings and the database, each failing in one line."""
+"""What the commands open first: the settings, the database and the Prefect server, each
+failing in one line."""
 
 from __future__ import annotations
 
+import os
+
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast.cli_output import fail, first_line
+from briefcast.cli.output import fail, first_line
 from briefcast.config import Settings, load_settings
 from briefcast.errors import ConfigError
 from briefcast.store import Store
+from flows.supervisor import server
 
 
 def settings() -> Settings:
@@ -24,3 +28,13 @@ def store(settings: Settings) -> Store:
         return Store(settings.database.url)
     except (SQLAlchemyError, ImportError) as exc:
         fail(f"database: {first_line(exc)}")  # not the URL: it may carry a password
+
+
+def prefect_api(settings: Settings) -> str:
+    """The Prefect server's API (``briefcast up``'s, or ``PREFECT_API_URL``), set for
+    Prefect in this process; none: one line and exit 2."""
+    url = server.api_url(settings)
+    if url is None:
+        fail("no Prefect server: start one with `briefcast up` (or set PREFECT_API_URL)")
+    os.environ["PREFECT_API_URL"] = url
+    return url

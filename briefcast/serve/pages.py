@@ -4,7 +4,7 @@
   address stays exactly as it is) and mails a confirmation link, except to an address that
   left the list, bounced or complained. The page says the same in every case, so the form
   tells nobody who is on the list; the address is looked up (or added) and the email sent
-  by a thread of their own, after the answer (:mod:`briefcast.web_app.mailer`), so the
+  by a thread of their own, after the answer (:mod:`briefcast.serve.mailer`), so the
   timing does not tell either. An address already active gets the link too: confirming it
   changes the edition it gets.
 - ``GET /confirm/{token}`` shows a button; only ``POST`` makes the subscriber active, so a
@@ -14,8 +14,8 @@
   it: no cookie, no CSRF token) unsubscribes and answers 200 with an empty body. ``GET
   /u/{token}`` shows the subscriber's page in their language: unsubscribe, or change the
   edition (these forms carry a CSRF token). A token that is not ours answers 404.
-- Every form has CSRF protection (:mod:`briefcast.web_app.signing`); the subscribe form has
-  rate limits per client address and per email address (:mod:`briefcast.web_app.ratelimit`).
+- Every form has CSRF protection (:mod:`briefcast.serve.signing`); the subscribe form has
+  rate limits per client address and per email address (:mod:`briefcast.serve.ratelimit`).
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ from briefcast.config import Settings
 from briefcast.delivery import tokens
 from briefcast.i18n import language_name, strings, t
 from briefcast.render.templating import environment
+from briefcast.serve import signing
+from briefcast.serve.lang import pick
+from briefcast.serve.mailer import Mailer
+from briefcast.serve.ratelimit import Buckets, address_key, client_key
 from briefcast.store import Store
 from briefcast.subscribers import SUPPRESSED, Subscriber, SubscriberError
-from briefcast.web_app import signing
-from briefcast.web_app.lang import pick
-from briefcast.web_app.mailer import Mailer
-from briefcast.web_app.ratelimit import Buckets, address_key, client_key
 
 log = logging.getLogger("briefcast.serve")
 UNAVAILABLE_RETRY_SECONDS = 120

@@ -5,7 +5,7 @@ Why not SQLite: Prefect's server writes events from several services at once (th
 persister, the automations' triggers, the API). On SQLite those writers contend for its one
 write lock and lose: "database is locked" tracebacks, and events moved to the dead-letter
 folder after three tries. Among the lost were "completed" events: the heartbeat automation
-(flows/up.py) then waited for one in vain and marked finished runs Crashed. busy_timeout
+(flows/supervisor/up.py) then waited for one in vain and marked finished runs Crashed. busy_timeout
 does not help: a deferred transaction that read before another wrote cannot upgrade its
 lock and fails at once, whatever the timeout (SQLite's SQLITE_BUSY_SNAPSHOT).
 
@@ -89,7 +89,7 @@ def find_bindir() -> Path | None:
 def choose(settings: Settings, folder: Path, log: IO[bytes]) -> PrefectDatabase:
     """Prefect's database for the server started with state in ``folder``: a PostgreSQL
     started here (its process returned, to stop with the supervisor) or SQLite."""
-    from flows.server import free_port
+    from flows.supervisor.server import free_port
 
     wanted = settings.workflow.prefect_database
     sqlite_file = folder / "prefect" / "prefect.db"
@@ -132,7 +132,7 @@ def _owner() -> pwd.struct_passwd | None:
 
 
 def _postgres(bindir: Path, folder: Path, port: int, log: IO[bytes]) -> PrefectDatabase:
-    from flows.server import spawn
+    from flows.supervisor.server import spawn
 
     owner = _owner()
     uid, gid = (owner.pw_uid, owner.pw_gid) if owner else (None, None)

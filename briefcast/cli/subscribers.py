@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast import cli_open
 from briefcast import subscribers as subs
 from briefcast import subscribers_csv as subs_csv
-from briefcast.cli_output import err, fail, first_line
+from briefcast.cli import startup
+from briefcast.cli.output import err, fail, first_line
 from briefcast.config import Settings
 from briefcast.store import Store
 
@@ -26,8 +26,8 @@ out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _open() -> tuple[Settings, Store]:
-    settings = cli_open.settings()
-    return settings, cli_open.store(settings)
+    settings = startup.settings()
+    return settings, startup.store(settings)
 
 
 @subscribers_app.command("import")

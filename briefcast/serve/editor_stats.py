@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from briefcast.bounces.reports import COMPLAINT
 from briefcast.delivery import ledger
 from briefcast.posting.thread import decode_ref
-from briefcast.sends import SendLedger
+from briefcast.send_ledger import SendLedger
 from briefcast.store import Store, bounce_reports, deliveries, subscribers
 
 # What an email's history shows, in this order, zeros included for the first ones.

@@ -9,19 +9,20 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast import cli_open, editors
-from briefcast.cli_output import fail, first_line
+from briefcast import editors
+from briefcast.cli import startup
+from briefcast.cli.output import fail, first_line
 from briefcast.store import Store
 
 PASSWORD_ENV = "BRIEFCAST_EDITOR_PASSWORD"
 
 editors_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-# Names on stdout (so `list` can be piped); errors on stderr, one line (cli_output.fail).
+# Names on stdout (so `list` can be piped); errors on stderr, one line (output.fail).
 out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _open() -> Store:
-    return cli_open.store(cli_open.settings())
+    return startup.store(startup.settings())
 
 
 def _password() -> str:

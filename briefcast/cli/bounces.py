@@ -10,8 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast import bounces, cli_open
-from briefcast.cli_output import err, fail, first_line
+from briefcast import bounces
+from briefcast.cli import startup
+from briefcast.cli.output import err, fail, first_line
 from briefcast.store import Store
 
 bounces_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -32,7 +33,7 @@ def fetch(
 ) -> None:
     """Read the bounce mailbox (IMAP or Maildir) once: record each late bounce and spam
     complaint on its delivery and subscriber, move what was read out of the way."""
-    settings = cli_open.settings()
+    settings = startup.settings()
     try:  # before the database is opened (or made)
         bounces.check_ready(settings)
     except bounces.BouncesConfigError as exc:

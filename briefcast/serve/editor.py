@@ -13,15 +13,15 @@ their previews, approve them (now or at a time), follow their sends.
   Approve form (the digest of the preview shown, an optional time to send at), whom each
   email edition will reach (active subscribers), once approved how its sends stand, and
   under History each past send's counts per channel and its social posts' links
-  (:mod:`briefcast.web_app.editor_stats`). A
+  (:mod:`briefcast.serve.editor_stats`). A
   brief that could not be read is there too, failed, by its file name, with the reason.
   While sends are under way the page reloads itself every 10 seconds
   (``<meta http-equiv="refresh">``: the CSP allows no script); a link turns that off, as
   WCAG 2.2.1 asks, and it is off while nothing is under way, so a time being typed is not
   wiped out for nothing.
 - ``POST /editor/approve``: approves only if the posted digest is the waiting review's and
-  :func:`briefcast.approval.check` finds the brief, templates and settings as previewed;
-  then calls the approve callable (``flows.approve.approve`` unless the app was given
+  :func:`briefcast.reviews.check` finds the brief, templates and settings as previewed;
+  then calls the approve callable (``flows.review_actions.approve`` unless the app was given
   another), which resumes the waiting flow run. ``send_at`` (``datetime-local``) is read in
   the site's time zone, and must be in the future and within 90 days.
 - ``POST /editor/test-send``: every edition of a waiting preview to the editor's own
@@ -32,7 +32,7 @@ their previews, approve them (now or at a time), follow their sends.
 - ``POST /editor/reschedule``: a scheduled send's run gets a new time (``send_at``).
 - ``POST /editor/cancel``: a scheduled send is cancelled and its brief previewed again, so
   it waits for approval once more (``briefcast scheduled --cancel``, then a new review).
-  These three ask Prefect through :mod:`flows.editor_actions` (the server found as for an
+  These three ask Prefect through :mod:`flows.review_actions` (the server found as for an
   approval; none: refused in one line, nothing changed).
 - ``POST /editor/logout`` ends the session.
 - ``GET /editor/preview/{brief_id}/{digest}/{path}``: the files of the review of that brief
@@ -72,19 +72,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from briefcast import approval, editors
-from briefcast.approval import Review
+from briefcast import editors, reviews
 from briefcast.config import Settings
 from briefcast.delivery import ledger
 from briefcast.errors import BriefcastError, UserError
 from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT_CSP
+from briefcast.reviews import Review
 from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
+from briefcast.serve import editor_stats, signing
+from briefcast.serve import headers as sec
+from briefcast.serve.pages import NO_STORE, Pages, read_form
+from briefcast.serve.ratelimit import Buckets
+from briefcast.serve.static import content_type
 from briefcast.store import Store, sends
-from briefcast.web_app import editor_stats, signing
-from briefcast.web_app import headers as sec
-from briefcast.web_app.pages import NO_STORE, Pages, read_form
-from briefcast.web_app.ratelimit import Buckets
-from briefcast.web_app.static import content_type
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ REFRESH_SECONDS = 10
 SCHEDULE_MAX = timedelta(days=90)
 PREVIEW_MAX_BYTES = 50_000_000
 LIST_LIMIT = 100
-SHOWN = (*approval.OPEN_STATES, "sent", "failed", "refused")
+SHOWN = (*reviews.OPEN_STATES, "sent", "failed", "refused")
 UNDER_WAY = ("approved", "scheduled", "sending")
 EVERY_STATE = (*SHOWN, "superseded", "cancelled", "expired")
 EMAIL_STATUSES = ("sent", "deferred", "unknown", "queued", "sending", "bounced")
@@ -124,7 +124,7 @@ PREVIEW_HEADERS: tuple[sec.Header, ...] = (
 
 
 class Approver(Protocol):
-    """What approves a waiting review: :func:`flows.approve.approve`, or a test's fake."""
+    """What approves a waiting review: :func:`flows.review_actions.approve`, or a test's fake."""
 
     def __call__(
         self,
@@ -138,7 +138,7 @@ class Approver(Protocol):
 
 
 class Actions(Protocol):
-    """What the editor's other actions ask of Prefect: :class:`flows.editor_actions.
+    """What the editor's other actions ask of Prefect: :class:`flows.review_actions.
     PrefectActions`, or a test's fake."""
 
     def cancel_run(self, flow_run_id: str) -> None: ...
@@ -156,9 +156,9 @@ def default_approve(
     by: str,
     digest: str | None = None,
 ) -> Review:
-    """``flows.approve.approve``, imported only when an editor approves: serving the site
+    """``flows.review_actions.approve``, imported only when an editor approves: serving the site
     never loads the flows (nor, through them, Prefect)."""
-    from flows.approve import approve
+    from flows.review_actions import approve
 
     return approve(brief_id, settings, send_at=send_at, by=by, digest=digest)
 
@@ -222,7 +222,7 @@ class Row:
 
     @property
     def past(self) -> bool:
-        return self.review.state not in approval.OPEN_STATES
+        return self.review.state not in reviews.OPEN_STATES
 
 
 def _preview_names(path: str) -> list[str] | None:
@@ -255,7 +255,7 @@ class EditorArea:
         self.secret = pages.secret
         self.env = pages.env
         self.approve: Approver = approve or default_approve
-        self.actions: Actions | None = None  # flows.editor_actions', made when first used
+        self.actions: Actions | None = None  # flows.review_actions', made when first used
         self.session_ttl = session_ttl
         self.fresh_limits()
         # argon2 takes 64 MiB a hash (RFC 9106's second profile): without a bound, 20 logins
@@ -511,8 +511,8 @@ class EditorArea:
 
     def _rows(self) -> list[Row]:
         tz = self.settings.site.tz
-        reviews = approval.listed(self.store, SHOWN, LIST_LIMIT)
-        reviews.sort(key=lambda r: r.state != approval.WAITING)  # stable: newest first within
+        listed = reviews.listed(self.store, SHOWN, LIST_LIMIT)
+        listed.sort(key=lambda r: r.state != reviews.WAITING)  # stable: newest first within
         return [
             Row(
                 review=r,
@@ -521,13 +521,13 @@ class EditorArea:
                 # A brief that could not be read (no digest) was never sent anywhere.
                 progress=self._progress(r.brief_id) if r.state in UNDER_WAY and r.digest else [],
                 reach=editor_stats.reach(self.store, self._editions(r))
-                if r.state in approval.OPEN_STATES and r.digest
+                if r.state in reviews.OPEN_STATES and r.digest
                 else [],
                 history=editor_stats.history(self.store, r.brief_id)
-                if r.state not in approval.OPEN_STATES and r.digest
+                if r.state not in reviews.OPEN_STATES and r.digest
                 else [],
             )
-            for r in reviews
+            for r in listed
         ]
 
     async def list_page(self, request: Request) -> Response:
@@ -550,7 +550,7 @@ class EditorArea:
             refreshing=wanted,
             refresh_every=REFRESH_SECONDS,
             rows=rows,
-            waiting=approval.WAITING,
+            waiting=reviews.WAITING,
             approve_csrf=self.form_token(session, "/editor/approve"),
             action_csrf={a: self.form_token(session, f"/editor/{a}") for a in ACTIONS},
             tz=tz.key,
@@ -597,13 +597,13 @@ class EditorArea:
         form: dict[str, str],
         send_at: datetime | None,
     ) -> Review:
-        review = approval.waiting_for(self.store, brief_id)
+        review = reviews.waiting_for(self.store, brief_id)
         if not hmac.compare_digest(review.digest, form.get("digest", "")):
-            raise approval.Changed(
+            raise reviews.Changed(
                 f"{brief_id}: the preview you approved is not the one waiting now (a newer "
                 "preview replaced it): nothing was sent; open the new preview and approve it"
             )
-        approval.check(review, self.settings)
+        reviews.check(review, self.settings)
         # The digest the editor saw: a newer preview recorded meanwhile is not approved.
         return self.approve(
             brief_id, self.settings, send_at=send_at, by=session.name, digest=review.digest
@@ -613,7 +613,7 @@ class EditorArea:
 
     def _prefect(self) -> Actions:
         if self.actions is None:
-            from flows.editor_actions import PrefectActions  # Prefect only when used
+            from flows.review_actions import PrefectActions  # Prefect only when used
 
             self.actions = PrefectActions(self.settings)
         return self.actions
@@ -650,15 +650,15 @@ class EditorArea:
 
     def _discard(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
         """A waiting review is cancelled, its suspended run with it: nothing of it is sent."""
-        review = approval.waiting_for(self.store, brief_id)
+        review = reviews.waiting_for(self.store, brief_id)
         self._prefect().cancel_run(review.flow_run_id)
-        approval.set_state(
+        reviews.set_state(
             self.store, review.flow_run_id, "cancelled", detail=f"discarded by {session.name}"
         )
         return f"Discarded {brief_id}: nothing of it will be sent."
 
     def _scheduled(self, brief_id: str) -> Review:
-        review = approval.latest(self.store, brief_id, ("scheduled",))
+        review = reviews.latest(self.store, brief_id, ("scheduled",))
         if review is None or review.send_flow_run_id is None:
             raise NotScheduled(f"{brief_id}: no send of it is scheduled")
         return review
@@ -669,7 +669,7 @@ class EditorArea:
         review = self._scheduled(brief_id)
         assert review.send_flow_run_id is not None
         self._prefect().cancel_run(review.send_flow_run_id)
-        approval.set_state(
+        reviews.set_state(
             self.store,
             review.flow_run_id,
             "cancelled",
@@ -687,7 +687,7 @@ class EditorArea:
         review = self._scheduled(brief_id)
         assert review.send_flow_run_id is not None
         self._prefect().reschedule(review.send_flow_run_id, when)
-        approval.set_state(self.store, review.flow_run_id, "scheduled", send_at=when)
+        reviews.set_state(self.store, review.flow_run_id, "scheduled", send_at=when)
         return f"Rescheduled {brief_id}: it will be sent at {_when(when, self.settings.site.tz)}."
 
     def _test_send(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
@@ -697,7 +697,7 @@ class EditorArea:
         from briefcast.pipeline import build, provisional, read
         from briefcast.subscribers import normalize_address
 
-        review = approval.waiting_for(self.store, brief_id)
+        review = reviews.waiting_for(self.store, brief_id)
         try:
             to = normalize_address(session.name)
         except ValueError:
@@ -705,7 +705,7 @@ class EditorArea:
                 f"test send: your editor name {session.name!r} is not an email address"
             ) from None
         # What was previewed, or refused: the brief, templates and settings unchanged.
-        approval.check(review, self.settings)
+        reviews.check(review, self.settings)
         briefs = read([review.path], self.settings)
         dated = provisional(briefs, self.settings, self.store.first_seen(b.id for b in briefs))
         outputs = build(dated, self.settings, ["email"])
@@ -726,9 +726,9 @@ class EditorArea:
     def _preview_file(
         self, brief_id: str, names: Sequence[str]
     ) -> tuple[bytes, str, Review] | None:
-        review = approval.latest(self.store, brief_id, EVERY_STATE)
+        review = reviews.latest(self.store, brief_id, EVERY_STATE)
         if len(names) > 1 and _DIGEST.fullmatch(names[0]):
-            review = approval.with_digest(self.store, brief_id, names[0])
+            review = reviews.with_digest(self.store, brief_id, names[0])
             names = names[1:]
         if review is None or not review.preview:
             return None
@@ -764,7 +764,7 @@ class EditorArea:
         data, ctype, review = found
         assert names is not None
         index = names in (["index.html"], [review.digest, "index.html"])
-        if index and review.state == approval.WAITING and review.digest:
+        if index and review.state == reviews.WAITING and review.digest:
             data = self._with_approve(data, session, review)
         return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})
 

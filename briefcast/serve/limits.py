@@ -22,7 +22,7 @@ as nginx does it (the most trusted server in front of apps like this one):
   slot of ``max_connections`` (uvicorn's ``limit_concurrency``, which answers 503 too).
 
 uvicorn runs this class in each worker (``http=``); :func:`configure` gives it the limits,
-from the settings the worker read (:func:`briefcast.web_app.worker_app`).
+from the settings the worker read (:func:`briefcast.serve.worker_app`).
 """
 
 from __future__ import annotations
