@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
@@ -25,10 +26,24 @@ from briefcast.config import Settings
 from briefcast.errors import UserError
 from briefcast.store import Store, as_aware, deliveries, subscribers
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+
+class SubscriberStatus(StrEnum):
+    """subscribers.status: a member is its string, so the database, CSV and JSON see the
+    bare value."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+STATUSES = tuple(SubscriberStatus)
 # These people asked not to be mailed, or their mailbox refused us: nothing but an explicit
 # set_status() may make them active again.
-SUPPRESSED = frozenset({"unsubscribed", "bounced", "complained"})
+SUPPRESSED = frozenset(
+    {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
+)
 NAME_MAX = 200  # subscribers.name is String(200): PostgreSQL enforces it, SQLite does not
 
 
@@ -130,7 +145,7 @@ def add(
     email: str,
     language: str,
     name: str | None = None,
-    status: str = "active",
+    status: str = SubscriberStatus.ACTIVE,
     *,
     settings: Settings,
 ) -> AddResult:
@@ -188,7 +203,7 @@ def remove(store: Store, email: str) -> bool:
             conn.execute(
                 update(subscribers)
                 .where(subscribers.c.id == row.id)
-                .values(status="unsubscribed", updated_at=stamp())
+                .values(status=SubscriberStatus.UNSUBSCRIBED, updated_at=stamp())
             )
         return True
 
@@ -261,7 +276,7 @@ def add_pending(store: Store, email: str, language: str, *, settings: Settings) 
                 subscribers.insert().values(
                     email=address,
                     language=language,
-                    status="pending",
+                    status=SubscriberStatus.PENDING,
                     hard_bounces=0,
                     created_at=now,
                     updated_at=now,
@@ -284,9 +299,10 @@ def confirm(store: Store, subscriber_id: int, language: str, *, settings: Settin
         conn.execute(
             update(subscribers)
             .where(
-                subscribers.c.id == subscriber_id, subscribers.c.status.in_(["pending", "active"])
+                subscribers.c.id == subscriber_id,
+                subscribers.c.status.in_([SubscriberStatus.PENDING, SubscriberStatus.ACTIVE]),
             )
-            .values(status="active", language=language, updated_at=stamp())
+            .values(status=SubscriberStatus.ACTIVE, language=language, updated_at=stamp())
         )
         return conn.execute(
             select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
@@ -312,7 +328,7 @@ def unsubscribe(store: Store, subscriber_id: int) -> str | None:
         conn.execute(
             update(subscribers)
             .where(subscribers.c.id == subscriber_id, subscribers.c.status.not_in(SUPPRESSED))
-            .values(status="unsubscribed", updated_at=stamp())
+            .values(status=SubscriberStatus.UNSUBSCRIBED, updated_at=stamp())
         )
         return conn.execute(
             select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
@@ -345,9 +361,9 @@ def count_hard_bounce(conn: Connection, subscriber_id: int, threshold: int) -> b
         .where(
             subscribers.c.id == subscriber_id,
             subscribers.c.hard_bounces >= threshold,
-            subscribers.c.status.in_(["active", "pending"]),
+            subscribers.c.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]),
         )
-        .values(status="bounced")
+        .values(status=SubscriberStatus.BOUNCED)
     )
     return marked.rowcount == 1
 
@@ -357,8 +373,10 @@ def mark_complained(conn: Connection, subscriber_id: int) -> bool:
     mailed again; True when this changed their status. In the caller's transaction."""
     marked = conn.execute(
         update(subscribers)
-        .where(subscribers.c.id == subscriber_id, subscribers.c.status != "complained")
-        .values(status="complained", updated_at=stamp())
+        .where(
+            subscribers.c.id == subscriber_id, subscribers.c.status != SubscriberStatus.COMPLAINED
+        )
+        .values(status=SubscriberStatus.COMPLAINED, updated_at=stamp())
     )
     return marked.rowcount == 1
 
@@ -402,7 +420,7 @@ def iter_active(
     store: Store, language: str | None = None, batch: int = 1000
 ) -> Iterator[Subscriber]:
     """Active subscribers in id order (of one language/edition when given), in batches."""
-    where = subscribers.c.status == "active"
+    where = subscribers.c.status == SubscriberStatus.ACTIVE
     if language is not None:
         where = and_(where, subscribers.c.language == language)
     return walk(store, where, batch)

@@ -23,6 +23,7 @@ from briefcast.store import Store, subscribers
 from briefcast.subscribers import (
     ImportFileError,
     SubscriberError,
+    SubscriberStatus,
     check_language,
     check_status,
     next_status,
@@ -307,7 +308,7 @@ def _try_batch(store: Store, rows: list[_Row]) -> ImportReport:
                         "email": row.email,
                         "name": row.name,
                         "language": row.language,
-                        "status": row.status or "active",
+                        "status": row.status or SubscriberStatus.ACTIVE,
                         "hard_bounces": 0,
                         "created_at": now,
                         "updated_at": now,

@@ -17,6 +17,7 @@ from briefcast.cli import startup
 from briefcast.cli.output import err, fail, first_line
 from briefcast.config import Settings
 from briefcast.store import Store
+from briefcast.subscribers import SubscriberStatus
 
 subscribers_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 # Results go to stdout (so `export -` and `list` can be piped); messages and errors to stderr.
@@ -65,10 +66,10 @@ def add(
     email: Annotated[str, typer.Argument(help="The address.")],
     language: Annotated[str, typer.Option(help="Edition: a site language or 'both'.")],
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    status: Annotated[str, typer.Option(help="pending or active.")] = "active",
+    status: Annotated[str, typer.Option(help="pending or active.")] = SubscriberStatus.ACTIVE,
 ) -> None:
     """Add a subscriber, or change an existing one's language and name."""
-    if status.strip().lower() not in ("pending", "active"):
+    if status.strip().lower() not in (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE):
         fail(f"--status: {status!r} is not pending or active")
     settings, store = _open()
     try:

@@ -25,6 +25,7 @@ from briefcast.config import Settings
 from briefcast.delivery.ledger import edition_for
 from briefcast.store import Store
 from briefcast.store import subscribers as subscriber_table
+from briefcast.subscribers import SubscriberStatus
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Audience:
 
     def where(self) -> Any:
         """The SQL condition on the subscribers table: active, and in the audience."""
-        active = subscriber_table.c.status == "active"
+        active = subscriber_table.c.status == SubscriberStatus.ACTIVE
         if not self.left_out:
             return active
         return and_(active, subscriber_table.c.language.not_in(self.left_out))

@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from briefcast.store import Store, as_aware, deliveries
 from briefcast.store import subscribers as subscriber_table
+from briefcast.subscribers import SubscriberStatus
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def subscriber_batches(store: Store, size: int, where: Any = None) -> list[Subsc
     ranges: list[SubscriberRange] = []
     last = 0
     if where is None:
-        where = subscriber_table.c.status == "active"
+        where = subscriber_table.c.status == SubscriberStatus.ACTIVE
     with store.engine.connect() as conn:
         while True:
             query = (
@@ -234,7 +235,7 @@ def requeue_unknown(
 def _due(brief_id: str, now: datetime, subscribers: SubscriberRange | None) -> Any:
     return and_(
         _of(brief_id, subscribers),
-        subscriber_table.c.status == "active",
+        subscriber_table.c.status == SubscriberStatus.ACTIVE,
         or_(
             deliveries.c.status == "queued",
             and_(deliveries.c.status == "deferred", deliveries.c.next_attempt_at <= now),
@@ -300,7 +301,7 @@ def next_retry_at(
         .where(
             _of(brief_id, subscribers),
             deliveries.c.status == "deferred",
-            subscriber_table.c.status == "active",
+            subscriber_table.c.status == SubscriberStatus.ACTIVE,
         )
     )
     with store.engine.connect() as conn:

@@ -22,6 +22,7 @@ from briefcast.delivery import ledger
 from briefcast.posting.thread import decode_ref
 from briefcast.send_ledger import SendLedger
 from briefcast.store import Store, bounce_reports, deliveries, subscribers
+from briefcast.subscribers import SubscriberStatus
 
 # What an email's history shows, in this order, zeros included for the first ones.
 EMAIL_SHOWN = ("sent", "deferred", "bounced", "complained", "unsubscribed since")
@@ -46,7 +47,7 @@ def reach(store: Store, editions: Sequence[str]) -> list[tuple[str, int]]:
     """Per edition, how many active subscribers it goes to (an edition no one reads: 0)."""
     query = (
         select(subscribers.c.language, func.count())
-        .where(subscribers.c.status == "active")
+        .where(subscribers.c.status == SubscriberStatus.ACTIVE)
         .group_by(subscribers.c.language)
     )
     counted: Counter[str] = Counter()
@@ -75,7 +76,7 @@ def _email(store: Store, brief_id: str) -> ChannelHistory | None:
         .where(
             of_brief,
             deliveries.c.status.in_(("sent", "deferred", "bounced", "unknown")),
-            subscribers.c.status == "unsubscribed",
+            subscribers.c.status == SubscriberStatus.UNSUBSCRIBED,
             subscribers.c.updated_at >= deliveries.c.updated_at,
         )
     )

@@ -46,7 +46,7 @@ from briefcast.serve.lang import pick
 from briefcast.serve.mailer import Mailer
 from briefcast.serve.ratelimit import Buckets, address_key, client_key
 from briefcast.store import Store
-from briefcast.subscribers import SUPPRESSED, Subscriber, SubscriberError
+from briefcast.subscribers import SUPPRESSED, Subscriber, SubscriberError, SubscriberStatus
 
 log = logging.getLogger("briefcast.serve")
 UNAVAILABLE_RETRY_SECONDS = 120
@@ -405,7 +405,7 @@ class Pages:
         status = await run_in_threadpool(
             lambda: subscribers.confirm(self.store, sub.id, parsed.language, settings=self.settings)
         )
-        if status != "active":
+        if status != SubscriberStatus.ACTIVE:
             return self.message(
                 request, lang, "serve_expired_title", self.word(lang, "serve_gone"), status=410
             )
@@ -427,14 +427,14 @@ class Pages:
 
     def manage_page(self, request: Request, sub: Subscriber, token: str) -> HTMLResponse:
         lang = self.language(request, sub.language)
-        if sub.status == "active":
+        if sub.status == SubscriberStatus.ACTIVE:
             state = self.word(
                 lang,
                 "serve_manage_active",
                 email=sub.email,
                 edition=self.edition(sub.language, lang),
             )
-        elif sub.status == "pending":
+        elif sub.status == SubscriberStatus.PENDING:
             state = self.word(lang, "serve_manage_pending", email=sub.email)
         else:
             state = self.word(lang, "serve_manage_left", email=sub.email)
