@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,34 @@ from briefcast.store import Store, as_aware, reviews
 # Sections that decide how a message travels, not what it says: changing them after a
 # preview does not call for a new one.
 NOT_SHAPING = {"database", "smtp", "delivery", "serve", "bounces", "workflow"}
-# waiting -> approved | refused | cancelled | expired; approved -> scheduled | sending ->
-# sent | failed. A brief that could not be read is failed at once (no digest, no preview).
-WAITING = "waiting"
-FAILED = "failed"
 REASON_MAX = 500
-OPEN_STATES = ("waiting", "approved", "scheduled", "sending")
-STATES = (*OPEN_STATES, "sent", "failed", "refused", "cancelled", "expired", "superseded")
+
+
+class ReviewState(StrEnum):
+    """reviews.state: waiting -> approved | refused | cancelled | expired; approved ->
+    scheduled | sending -> sent | failed. A brief that could not be read is failed at once
+    (no digest, no preview); a newer preview supersedes a waiting one. A member is its
+    string, so the database, the CLI and the editor's pages see the bare value."""
+
+    WAITING = "waiting"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+
+
+OPEN_STATES = (
+    ReviewState.WAITING,
+    ReviewState.APPROVED,
+    ReviewState.SCHEDULED,
+    ReviewState.SENDING,
+)
+STATES = tuple(ReviewState)  # in this order in the CLI's help
 MAX_TEMPLATE_FILES = 2000  # a templates folder is small; a runaway one is not walked for ever
 
 
@@ -189,18 +211,20 @@ def record(
     with store.engine.begin() as conn:
         conn.execute(
             update(reviews)
-            .where(reviews.c.brief_id == brief_id, reviews.c.state == WAITING)
+            .where(reviews.c.brief_id == brief_id, reviews.c.state == ReviewState.WAITING)
             .where(reviews.c.flow_run_id != flow_run_id)
-            .values(state="superseded", detail="a newer preview replaced it", updated_at=now)
+            .values(
+                state=ReviewState.SUPERSEDED, detail="a newer preview replaced it", updated_at=now
+            )
         )
         conn.execute(
             update(reviews)
-            .where(reviews.c.path == str(path), reviews.c.state == FAILED)
+            .where(reviews.c.path == str(path), reviews.c.state == ReviewState.FAILED)
             .where(reviews.c.digest == "", reviews.c.flow_run_id != flow_run_id)
-            .values(state="superseded", updated_at=now)
+            .values(state=ReviewState.SUPERSEDED, updated_at=now)
         )
         existing = conn.execute(select(reviews).where(reviews.c.flow_run_id == flow_run_id)).first()
-        if existing is not None and existing.state == FAILED and not existing.digest:
+        if existing is not None and existing.state == ReviewState.FAILED and not existing.digest:
             # The same run again (Retry in the UI) after its brief could not be read: it
             # reads now, and waits like any other.
             conn.execute(delete(reviews).where(reviews.c.flow_run_id == flow_run_id))
@@ -215,7 +239,7 @@ def record(
                     digest=digest,
                     brief=brief,
                     title=title,
-                    state=WAITING,
+                    state=ReviewState.WAITING,
                     created_at=now,
                     updated_at=now,
                 )
@@ -237,7 +261,7 @@ def record_failed(store: Store, *, flow_run_id: str, path: Path, reason: str) ->
     now = _now()
     with store.engine.begin() as conn:
         existing = conn.execute(select(reviews).where(reviews.c.flow_run_id == flow_run_id)).first()
-        if existing is not None and existing.state == FAILED and not existing.digest:
+        if existing is not None and existing.state == ReviewState.FAILED and not existing.digest:
             conn.execute(  # the same run again, failed again: the newest reason
                 update(reviews)
                 .where(reviews.c.flow_run_id == flow_run_id)
@@ -251,7 +275,7 @@ def record_failed(store: Store, *, flow_run_id: str, path: Path, reason: str) ->
                     path=str(path),
                     preview="",
                     digest="",
-                    state=FAILED,
+                    state=ReviewState.FAILED,
                     detail=one_line(reason),
                     created_at=now,
                     updated_at=now,
@@ -268,7 +292,9 @@ def get(store: Store, flow_run_id: str) -> Review | None:
     return Review.from_row(row) if row else None
 
 
-def latest(store: Store, brief_id: str, states: Iterable[str] = (WAITING,)) -> Review | None:
+def latest(
+    store: Store, brief_id: str, states: Iterable[str] = (ReviewState.WAITING,)
+) -> Review | None:
     """The newest review of ``brief_id`` in one of ``states``."""
     with store.engine.connect() as conn:
         row = conn.execute(

@@ -40,7 +40,7 @@ from briefcast.channel import Outputs, SendUnit, sends
 from briefcast.config import Settings, load_settings
 from briefcast.errors import BriefcastError
 from briefcast.previews import reviewed_dir
-from briefcast.reviews import Approval
+from briefcast.reviews import Approval, ReviewState
 from briefcast.safe_io import read_regular
 from briefcast.store import Store
 from flows.publish import publish
@@ -69,7 +69,7 @@ def review(path: str, out: str = "out") -> str:
     run_id = str(current_run.id)
     with _store(settings) as store:
         known = reviews.get(store, run_id)
-    if known is None or (known.state == reviews.FAILED and not known.digest):
+    if known is None or (known.state == ReviewState.FAILED and not known.digest):
         # The first time through (or again, after the brief could not be read): preview and
         # record what was previewed.
         brief_path = Path(path).absolute()
@@ -146,13 +146,13 @@ def _approved(known: reviews.Review, given: Approval, settings: Settings) -> str
                 )
             reviews.check(known, settings)
         except reviews.Changed as exc:
-            reviews.set_state(store, known.flow_run_id, "refused", detail=str(exc))
+            reviews.set_state(store, known.flow_run_id, ReviewState.REFUSED, detail=str(exc))
             raise
         # The state first: the send run, once made, moves it on (sending, sent) at any time.
         reviews.set_state(
             store,
             known.flow_run_id,
-            "scheduled" if given.send_at else "approved",
+            ReviewState.SCHEDULED if given.send_at else ReviewState.APPROVED,
             approved_by=given.by or None,
             send_at=given.send_at,
         )
@@ -199,12 +199,18 @@ def _checked(review_id: str, settings: Settings) -> reviews.Review:
         known = reviews.get(store, review_id)
         if known is None:
             raise SendRefused(f"no review {review_id}")
-        if known.state not in ("approved", "scheduled", "sending", "sent", "failed"):
+        if known.state not in (
+            ReviewState.APPROVED,
+            ReviewState.SCHEDULED,
+            ReviewState.SENDING,
+            ReviewState.SENT,
+            ReviewState.FAILED,
+        ):
             raise SendRefused(f"{known.brief_id} is {known.state}, not approved: nothing sent")
         try:
             reviews.check(known, settings)
         except reviews.Changed as exc:
-            reviews.set_state(store, review_id, "refused", detail=str(exc))
+            reviews.set_state(store, review_id, ReviewState.REFUSED, detail=str(exc))
             raise
     return known
 
@@ -218,7 +224,7 @@ def send(review_id: str) -> dict[str, str]:
     for name in names:
         cast(Any, registry.get(name)).check_ready(settings)
     with _store(settings) as store:
-        reviews.set_state(store, review_id, "sending")
+        reviews.set_state(store, review_id, ReviewState.SENDING)
     outputs = _build(known, settings, registry.names())
     pipeline.archive([outputs.brief], settings, dry_run=False)
 
@@ -232,10 +238,10 @@ def send(review_id: str) -> dict[str, str]:
             lines[name] = summary.line() if summary is not None else "sent in send-batch runs"
     except BaseException as exc:
         with _store(settings) as store:
-            reviews.set_state(store, review_id, "failed", detail=str(exc)[:500])
+            reviews.set_state(store, review_id, ReviewState.FAILED, detail=str(exc)[:500])
         raise
     with _store(settings) as store:
-        reviews.set_state(store, review_id, "sent", detail=None)
+        reviews.set_state(store, review_id, ReviewState.SENT, detail=None)
     create_table_artifact(
         key=f"sent-{known.brief_id}"[:100],
         table=[{"channel": name, "summary": line} for name, line in lines.items()],

@@ -21,7 +21,7 @@ from uuid import UUID
 from briefcast import reviews
 from briefcast.config import Settings
 from briefcast.errors import BriefcastError, UserError
-from briefcast.reviews import Approval, Review
+from briefcast.reviews import Approval, Review, ReviewState
 from briefcast.store import Store
 from flows.supervisor import server
 
@@ -66,12 +66,14 @@ def approve(
         # Recorded before the resume: the resumed run moves it on (scheduled, sending), and
         # must never be overwritten by this late "approved".
         reviews.set_state(
-            store, review.flow_run_id, "approved", approved_by=by or None, send_at=send_at
+            store, review.flow_run_id, ReviewState.APPROVED, approved_by=by or None, send_at=send_at
         )
         try:
             _resume(url, review.flow_run_id, Approval(digest=review.digest, send_at=send_at, by=by))
         except ResumeFailed:
-            reviews.set_state(store, review.flow_run_id, "waiting", approved_by=None, send_at=None)
+            reviews.set_state(
+                store, review.flow_run_id, ReviewState.WAITING, approved_by=None, send_at=None
+            )
             raise
         found = reviews.get(store, review.flow_run_id)
     assert found is not None

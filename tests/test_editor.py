@@ -455,7 +455,7 @@ def test_the_list_shows_titles_and_whom_each_edition_reaches(
     served: Editor, client: httpx.Client
 ) -> None:
     review = waiting_review(served)
-    reviews.set_state(served.store, review.flow_run_id, reviews.WAITING)
+    reviews.set_state(served.store, review.flow_run_id, reviews.ReviewState.WAITING)
     for edition in ("it", "both"):
         (Path(review.preview) / "email" / f"{edition}.html").write_text("<p>edition</p>")
     with served.store.engine.begin() as conn:

@@ -41,6 +41,8 @@ from briefcast.cli.social import social_app
 from briefcast.cli.subscribers import subscribers_app
 from briefcast.config import Settings
 from briefcast.delivery import DeliverySummary, TestSend, audience
+from briefcast.delivery.ledger import DeliveryStatus
+from briefcast.delivery.smtp import ResultStatus
 from briefcast.delivery.summary import reach_line
 from briefcast.errors import BriefcastError
 from briefcast.pipeline import check, read
@@ -228,7 +230,7 @@ def _publish(
         print(f"{brief.id}  languages={','.join(brief.languages)}  {folder}/index.html")
     if testers:
         _print_tests(published.tested)
-        if any(r.status != "sent" for r in published.tested):
+        if any(r.status != ResultStatus.SENT for r in published.tested):
             raise typer.Exit(1)
         return
     if not send:
@@ -340,7 +342,7 @@ def _print_summary(summary: DeliverySummary) -> None:
     table.add_column("this run", justify="right")
     table.add_column("all runs", justify="right")
     for status, n in summary.this_run.items():
-        if status != "queued" or n or summary.ledger[status]:
+        if status != DeliveryStatus.QUEUED or n or summary.ledger[status]:
             table.add_row(status, f"{n:,}", f"{summary.ledger[status]:,}")
     table.add_row("skipped", f"{summary.skipped:,}", "")
     table.add_row("rate", f"{summary.rate:,.0f} msg/s", "")
@@ -355,7 +357,7 @@ def _print_summary(summary: DeliverySummary) -> None:
     if summary.deferred:
         out_console.print(
             "deferred (the relay said try later; a re-run of this publish retries them): "
-            f"{_listed(summary.deferred, summary.ledger, 'deferred')}",
+            f"{_listed(summary.deferred, summary.ledger, DeliveryStatus.DEFERRED)}",
             soft_wrap=True,
         )
 
@@ -381,7 +383,9 @@ def _print_channel_summary(channel: str, summary: reporting.Summary) -> None:
     out_console.print(summary.line(), soft_wrap=True, markup=False)
 
 
-def _listed(addresses: list[str], ledger: dict[str, int], status: str = "unknown") -> str:
+def _listed(
+    addresses: list[str], ledger: dict[str, int], status: str = DeliveryStatus.UNKNOWN
+) -> str:
     more = ledger[status] - len(addresses)
     return ", ".join(addresses) + (f" and {more:,} more" if more > 0 else "")
 

@@ -18,6 +18,7 @@ from briefcast.cli.output import fail
 from briefcast.cli.output import out as out_console
 from briefcast.config import Settings
 from briefcast.pipeline import check, read, settled
+from briefcast.reviews import ReviewState
 from briefcast.store import Store
 from flows import prefect_defaults
 
@@ -102,16 +103,16 @@ def scheduled(
     startup.prefect_api(settings)
     with Store(settings.database.url) as store:
         if cancel is not None:
-            review = reviews.latest(store, cancel, ("scheduled",))
+            review = reviews.latest(store, cancel, (ReviewState.SCHEDULED,))
             if review is None or review.send_flow_run_id is None:
                 fail(f"{cancel}: no send of it is scheduled")
             from flows.review_actions import cancel_run
 
             cancel_run(review.send_flow_run_id)
-            reviews.set_state(store, review.flow_run_id, "cancelled", detail="cancelled")
+            reviews.set_state(store, review.flow_run_id, ReviewState.CANCELLED, detail="cancelled")
             out_console.print(f"cancelled the scheduled send of {cancel}")
             return
-        rows = reviews.listed(store, ("scheduled",))
+        rows = reviews.listed(store, (ReviewState.SCHEDULED,))
     if not rows:
         console.print("Nothing is scheduled.")
         return
@@ -158,7 +159,11 @@ def review_line(r: reviews.Review, tz: Any) -> str:
     digest = r.digest[:12] if r.digest else "-" * 12
     title = f'"{r.title}"' if r.title else ("(not read)" if not r.digest else "(no title)")
     line = f"{when}  {r.state:<10}  {digest}  {r.brief_id}  {title}"
-    if r.send_at is not None and r.state in ("approved", "scheduled", "cancelled"):
+    if r.send_at is not None and r.state in (
+        ReviewState.APPROVED,
+        ReviewState.SCHEDULED,
+        ReviewState.CANCELLED,
+    ):
         line += f"  send at {r.send_at.astimezone(tz):%Y-%m-%d %H:%M %Z}"
     if r.detail:
         line += f"  - {r.detail}"

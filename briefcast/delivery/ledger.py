@@ -39,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import and_, bindparam, func, literal_column, or_, select, update
@@ -51,6 +52,28 @@ from briefcast.subscribers import SubscriberStatus
 log = logging.getLogger(__name__)
 
 REPLY_MAX = 500  # characters of an SMTP reply kept in the ledger
+
+
+class DeliveryStatus(StrEnum):
+    """deliveries.status (see the module's docstring for the moves between them). A member
+    is its string, so the database, the summaries and the JSON see the bare value."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    UNKNOWN = "unknown"
+
+
+# The statuses of an attempted message, whatever came of it (the hourly cap counts them),
+# in the order the summaries show them.
+ATTEMPTED = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.UNKNOWN,
+)
 
 SubscriberRange = tuple[int, int]
 """Subscriber ids ``(first, last)``, both included: one batch of a brief's send."""
@@ -84,7 +107,7 @@ class Outcome(NamedTuple):
 
     @property
     def attempted(self) -> bool:
-        return self.status != "queued"
+        return self.status != DeliveryStatus.QUEUED
 
 
 def edition_for(language: str, editions: Collection[str]) -> str:
@@ -176,7 +199,7 @@ def enqueue(
                 "brief_id": brief_id,
                 "subscriber_id": sub.id,
                 "edition": edition_for(sub.language, editions),
-                "status": "queued",
+                "status": DeliveryStatus.QUEUED,
                 "attempts": 0,
                 "updated_at": now,
             }
@@ -210,9 +233,9 @@ def recover(
     with store.engine.begin() as conn:
         return conn.execute(
             update(deliveries)
-            .where(_of(brief_id, subscribers), deliveries.c.status == "sending")
+            .where(_of(brief_id, subscribers), deliveries.c.status == DeliveryStatus.SENDING)
             .values(
-                status="unknown",
+                status=DeliveryStatus.UNKNOWN,
                 attempts=deliveries.c.attempts + 1,
                 last_reply="interrupted while sending: the message may or may not have arrived",
                 updated_at=now,
@@ -227,8 +250,8 @@ def requeue_unknown(
     with store.engine.begin() as conn:
         return conn.execute(
             update(deliveries)
-            .where(_of(brief_id, subscribers), deliveries.c.status == "unknown")
-            .values(status="queued", next_attempt_at=None, updated_at=now)
+            .where(_of(brief_id, subscribers), deliveries.c.status == DeliveryStatus.UNKNOWN)
+            .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, updated_at=now)
         ).rowcount
 
 
@@ -237,8 +260,10 @@ def _due(brief_id: str, now: datetime, subscribers: SubscriberRange | None) -> A
         _of(brief_id, subscribers),
         subscriber_table.c.status == SubscriberStatus.ACTIVE,
         or_(
-            deliveries.c.status == "queued",
-            and_(deliveries.c.status == "deferred", deliveries.c.next_attempt_at <= now),
+            deliveries.c.status == DeliveryStatus.QUEUED,
+            and_(
+                deliveries.c.status == DeliveryStatus.DEFERRED, deliveries.c.next_attempt_at <= now
+            ),
         ),
     )
 
@@ -300,7 +325,7 @@ def next_retry_at(
         )
         .where(
             _of(brief_id, subscribers),
-            deliveries.c.status == "deferred",
+            deliveries.c.status == DeliveryStatus.DEFERRED,
             subscriber_table.c.status == SubscriberStatus.ACTIVE,
         )
     )
@@ -363,7 +388,7 @@ def attempt_times(store: Store, since: datetime) -> Iterator[datetime]:
     the hourly cap, which the relay counts across runs and briefs)."""
     query = select(deliveries.c.updated_at).where(
         deliveries.c.updated_at >= since,
-        deliveries.c.status.in_(("sent", "bounced", "deferred", "unknown")),
+        deliveries.c.status.in_(ATTEMPTED),
     )
     with store.engine.connect() as conn:
         for (when,) in conn.execution_options(yield_per=5000).execute(query):
@@ -376,8 +401,8 @@ def attempt_times(store: Store, since: datetime) -> Iterator[datetime]:
 # (a refusal at RCPT, a hand-back) may land. Literals, not bound values: the statements are
 # compiled once to the driver's SQL text (see _DriverStatement).
 _FREE = or_(
-    deliveries.c.status == literal_column("'queued'"),
-    deliveries.c.status == literal_column("'deferred'"),
+    deliveries.c.status == literal_column(f"'{DeliveryStatus.QUEUED}'"),
+    deliveries.c.status == literal_column(f"'{DeliveryStatus.DEFERRED}'"),
 )
 _CLAIM = (
     update(deliveries)
@@ -431,7 +456,8 @@ FROM unnest(
     %(next_at)s::timestamptz[], %(claimed)s::boolean[]
 ) AS v(id, status, message_id, attempted, settled, reply, next_at, claimed)
 WHERE d.id = v.id AND (
-    d.status IN ('queued', 'deferred') OR (NOT v.claimed AND d.claim = %(claim)s)
+    d.status IN ('{DeliveryStatus.QUEUED}', '{DeliveryStatus.DEFERRED}')
+    OR (NOT v.claimed AND d.claim = %(claim)s)
 )
 RETURNING d.id
 """
@@ -503,7 +529,7 @@ class _Writes:
                     [
                         {
                             "b_id": c.job.delivery_id,
-                            "b_status": "sending",
+                            "b_status": DeliveryStatus.SENDING,
                             "b_message_id": c.message_id,
                             "b_claim": self.claim,
                             "b_now": now,
@@ -559,7 +585,13 @@ class _PostgresWrites(_Writes):
         # apply them.
         rows: dict[int, list[Any]] = {}
         for c in claims:
-            rows[c.job.delivery_id] = [c.job.delivery_id, "sending", c.message_id, 0, False]
+            rows[c.job.delivery_id] = [
+                c.job.delivery_id,
+                DeliveryStatus.SENDING,
+                c.message_id,
+                0,
+                False,
+            ]
             rows[c.job.delivery_id] += [None, None, True]
         for o in outcomes:
             key = o.job.delivery_id

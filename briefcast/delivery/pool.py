@@ -39,7 +39,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from briefcast.config import Settings, SmtpSettings
 from briefcast.delivery.pacing import HourlyCap, RateLimiter
-from briefcast.delivery.smtp import Connection, RelayUnreachable, Result, SmtpFatal
+from briefcast.delivery.smtp import Connection, RelayUnreachable, Result, ResultStatus, SmtpFatal
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class Pool(Generic[J]):
             return None
         for job, made in self._made:
             if isinstance(made, ValueError):
-                handler.settle(job, Result("failed", str(made)))
+                handler.settle(job, Result(ResultStatus.FAILED, str(made)))
                 continue
             sender, recipient, data = made
             return _Work(job, sender, recipient, data)
@@ -303,7 +303,7 @@ class Pool(Generic[J]):
             try:
                 conn.open()
             except SmtpFatal as exc:
-                self._settle(slot, handler, Result("fatal", str(exc)))
+                self._settle(slot, handler, Result(ResultStatus.FATAL, str(exc)))
                 return now
             except OSError as exc:  # refused, timed out, 421 on connect, ...
                 return self._failed(slot, handler, f"cannot connect: {exc}", now, connect=True)
@@ -339,10 +339,10 @@ class Pool(Generic[J]):
         work = slot.work
         if result is None or work is None:
             return
-        if result.status == "retry":
+        if result.status == ResultStatus.RETRY:
             self._failed(slot, handler, result.reply, time.monotonic(), connect=False)
             return
-        if result.status == "fatal":
+        if result.status == ResultStatus.FATAL:
             self._fatal = result.reply
             self._stopping = True
             self._hand_back(slot, handler, result.reply)
@@ -371,7 +371,9 @@ class Pool(Generic[J]):
         else:
             work = slot.work
             assert work is not None
-            handler.settle(work.job, Result("deferred", f"connection kept failing: {why}"))
+            handler.settle(
+                work.job, Result(ResultStatus.DEFERRED, f"connection kept failing: {why}")
+            )
             self._done(slot)
         return now
 
@@ -385,14 +387,14 @@ class Pool(Generic[J]):
         log.info("a message's row is another run's: not sent by this one")
         slot.conn.drop()
         if slot.next is not None:  # not started: nothing of it went out
-            handler.settle(slot.next.job, Result("unsent", "its connection was dropped"))
+            handler.settle(slot.next.job, Result(ResultStatus.UNSENT, "its connection was dropped"))
         slot.work = slot.next = None
 
     def _hand_back(self, slot: _Slot[J], handler: Handler[J], why: str) -> None:
         """Return the slot's messages untouched: nothing of them went out."""
         for work in (slot.work, slot.next):
             if work is not None:
-                handler.settle(work.job, Result("unsent", why))
+                handler.settle(work.job, Result(ResultStatus.UNSENT, why))
         slot.work = slot.next = None
 
 

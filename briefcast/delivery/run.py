@@ -33,7 +33,9 @@ from briefcast.delivery import ledger, lock, tokens
 from briefcast.delivery.audience import EVERYONE, Audience
 from briefcast.delivery.dkim import DkimError, DkimSigner
 from briefcast.delivery.ledger import (
+    ATTEMPTED,
     Claim,
+    DeliveryStatus,
     Job,
     LedgerWriter,
     Outcome,
@@ -45,14 +47,14 @@ from briefcast.delivery.pacing import HourlyCap
 from briefcast.delivery.pool import Pool
 from briefcast.delivery.preflight import DeliveryError, unsubscribe_secret
 from briefcast.delivery.prepared import PreparedEdition
-from briefcast.delivery.smtp import RelayUnreachable, Result, SmtpFatal
+from briefcast.delivery.smtp import RelayUnreachable, Result, ResultStatus, SmtpFatal
 from briefcast.delivery.summary import DeliverySummary, Reporter, current_reporter
 from briefcast.delivery.verp import ReturnPath
 from briefcast.render.email import EmailEdition
 from briefcast.store import Store
 from briefcast.store import subscribers as subscriber_table
 
-SUMMARY_STATUSES = ("sent", "deferred", "bounced", "unknown", "queued")
+SUMMARY_STATUSES = (*ATTEMPTED, DeliveryStatus.QUEUED)
 LISTED = 20  # addresses named in the summary per status
 
 
@@ -99,19 +101,23 @@ class _LedgerHandler:
 
     def _outcome(self, job: Job, result: Result) -> Outcome:
         status, reply = result.status, result.reply
-        if status in ("sent", "unknown"):
-            return Outcome(job, status, reply)
-        if status == "bounced":
-            return Outcome(job, "bounced", reply, hard_bounce=result.hard)
-        if status == "failed":  # could not be made or addressed: no retry will help
-            return Outcome(job, "bounced", reply)
-        if status == "deferred":
+        if status == ResultStatus.SENT:
+            return Outcome(job, DeliveryStatus.SENT, reply)
+        if status == ResultStatus.UNKNOWN:
+            return Outcome(job, DeliveryStatus.UNKNOWN, reply)
+        if status == ResultStatus.BOUNCED:
+            return Outcome(job, DeliveryStatus.BOUNCED, reply, hard_bounce=result.hard)
+        if status == ResultStatus.FAILED:  # could not be made or addressed: no retry will help
+            return Outcome(job, DeliveryStatus.BOUNCED, reply)
+        if status == ResultStatus.DEFERRED:
             attempts = job.attempts + 1
             if attempts >= self._max_attempts:
-                return Outcome(job, "bounced", f"gave up after {attempts} attempts: {reply}")
+                gave_up = f"gave up after {attempts} attempts: {reply}"
+                return Outcome(job, DeliveryStatus.BOUNCED, gave_up)
             wait = self._backoff[min(attempts, len(self._backoff)) - 1]
-            return Outcome(job, "deferred", reply, _now() + timedelta(seconds=wait))
-        return Outcome(job, "queued", reply)  # unsent or fatal: handed back untouched
+            return Outcome(job, DeliveryStatus.DEFERRED, reply, _now() + timedelta(seconds=wait))
+        # unsent or fatal: handed back untouched
+        return Outcome(job, DeliveryStatus.QUEUED, reply)
 
 
 def deliver(
@@ -280,7 +286,7 @@ def _deliver(
 
 
 def _attempted(outcomes: dict[str, int]) -> int:
-    return sum(n for status, n in outcomes.items() if status != "queued")
+    return sum(n for status, n in outcomes.items() if status != DeliveryStatus.QUEUED)
 
 
 def _summary(
@@ -300,8 +306,8 @@ def _summary(
         ledger={s: everything.get(s, 0) for s in SUMMARY_STATUSES},
         skipped=everything.total() - this_run.total(),
         seconds=seconds,
-        unknown=ledger.addresses(store, brief_id, "unknown", LISTED, subscribers),
-        deferred=ledger.addresses(store, brief_id, "deferred", LISTED, subscribers),
+        unknown=ledger.addresses(store, brief_id, DeliveryStatus.UNKNOWN, LISTED, subscribers),
+        deferred=ledger.addresses(store, brief_id, DeliveryStatus.DEFERRED, LISTED, subscribers),
         error=error,
         left_out=list(audience.left_out),
     )
@@ -314,7 +320,9 @@ def combine(
     them all would say: this run's counts and time added up, the rest (every row of the
     brief, the addresses listed, whom each edition reaches) read for the whole brief, as
     ``deliver`` with ``subscribers=None`` reads them."""
-    this_run = {s: sum(p.this_run.get(s, 0) for p in parts) for s in SUMMARY_STATUSES}
+    this_run: dict[str, int] = {
+        s: sum(p.this_run.get(s, 0) for p in parts) for s in SUMMARY_STATUSES
+    }
     everything = ledger.counts(store, brief_id)
     reach = ledger.by_edition(store, brief_id)
     errors = [p.error for p in parts if p.error]
@@ -324,8 +332,8 @@ def combine(
         ledger={s: everything.get(s, 0) for s in SUMMARY_STATUSES},
         skipped=everything.total() - sum(this_run.values()),
         seconds=sum(p.seconds for p in parts),
-        unknown=ledger.addresses(store, brief_id, "unknown", LISTED),
-        deferred=ledger.addresses(store, brief_id, "deferred", LISTED),
+        unknown=ledger.addresses(store, brief_id, DeliveryStatus.UNKNOWN, LISTED),
+        deferred=ledger.addresses(store, brief_id, DeliveryStatus.DEFERRED, LISTED),
         error="; ".join(errors) or None,
         editions={e: reach[e] for e in editions if reach[e]},
         left_out=list(parts[0].left_out) if parts else [],

@@ -22,6 +22,7 @@ import smtplib
 import socket
 import ssl
 import time
+from enum import StrEnum
 from typing import NamedTuple
 
 from briefcast.config import SmtpSettings
@@ -68,12 +69,22 @@ def connect(
     return smtp
 
 
+class ResultStatus(StrEnum):
+    """What one attempt came to (the delivery ledger's status is made from it)."""
+
+    # What the relay did (or may have done).
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    UNKNOWN = "unknown"
+    FAILED = "failed"  # the message could not be made (bad address), never sent
+    RETRY = "retry"  # the connection was lost before the message went out, nothing sent
+    UNSENT = "unsent"  # handed back, nothing went out
+    FATAL = "fatal"  # handed back, and the run must stop
+
+
 class Result(NamedTuple):
-    # sent | deferred | bounced | unknown: what the relay did (or may have done);
-    # failed: the message could not be made (bad address), never sent;
-    # retry: the connection was lost before the message went out, nothing sent;
-    # unsent: handed back, nothing went out; fatal: handed back, and the run must stop.
-    status: str
+    status: ResultStatus
     reply: str = ""
     hard: bool = False  # a 5xx about the recipient: counts towards their hard bounces
 
@@ -189,7 +200,9 @@ class Connection:
         :meth:`send_body` once the relay said 354 (state ``ready``)."""
         assert self.state == "idle", self.state
         if not recipient.isascii() and not self._smtputf8:
-            return Result("failed", "the relay does not offer SMTPUTF8 for a non-ASCII address")
+            return Result(
+                ResultStatus.FAILED, "the relay does not offer SMTPUTF8 for a non-ASCII address"
+            )
         commands = self._envelope(sender, recipient)
         self._body = body
         self._replies = []
@@ -367,10 +380,10 @@ class Connection:
         reply = _reply(code, text)
         if code < 0 or code >= 600 or 200 <= code < 400:
             self.drop()
-            return Result("retry", f"unexpected reply at {stage}: {reply}")
+            return Result(ResultStatus.RETRY, f"unexpected reply at {stage}: {reply}")
         if code == 421:  # the relay is closing this connection
             self.drop()
-            return Result("deferred", reply)
+            return Result(ResultStatus.DEFERRED, reply)
         # End the transaction before the next: a pipelining relay that took DATA after
         # refusing the recipient wants a body, an empty one will do; then RSET.
         self.state = "cleanup"
@@ -382,24 +395,24 @@ class Connection:
         self._write(b"RSET\r\n")
         self._flush_or_lost()  # if the connection is gone, so is the transaction: no matter
         if code < 500:
-            return Result("deferred", reply)
+            return Result(ResultStatus.DEFERRED, reply)
         if stage == "mail":
-            return Result("fatal", f"the relay refused the sender: {reply}")
-        return Result("bounced", reply, hard=True)
+            return Result(ResultStatus.FATAL, f"the relay refused the sender: {reply}")
+        return Result(ResultStatus.BOUNCED, reply, hard=True)
 
     def _ended(self, code: int, text: bytes) -> Result:
         reply = _reply(code, text)
         self.state = "idle"
         if 200 <= code < 300:
-            return Result("sent", reply)
+            return Result(ResultStatus.SENT, reply)
         if code == 421:
             self.drop()
         if 400 <= code < 500:
-            return Result("deferred", reply)
+            return Result(ResultStatus.DEFERRED, reply)
         if 500 <= code < 600:
-            return Result("bounced", reply, hard=True)
+            return Result(ResultStatus.BOUNCED, reply, hard=True)
         self.drop()
-        return Result("unknown", f"unexpected reply after the message was sent: {reply}")
+        return Result(ResultStatus.UNKNOWN, f"unexpected reply after the message was sent: {reply}")
 
     def _lost(self, why: str) -> Result | None:
         """The connection broke (or went silent): what that means depends on the stage."""
@@ -407,9 +420,11 @@ class Connection:
         self.drop()
         if state == "body" and body_out:
             # The final "." went out: the relay may have kept the message.
-            return Result("unknown", f"connection lost after the message was sent: {why}")
+            return Result(
+                ResultStatus.UNKNOWN, f"connection lost after the message was sent: {why}"
+            )
         if state in ("envelope", "ready", "body"):
             # The final "." is at the very end of the body: if it did not go out, the relay
             # never keeps the message.
-            return Result("retry", f"connection lost before the message was sent: {why}")
+            return Result(ResultStatus.RETRY, f"connection lost before the message was sent: {why}")
         return None  # idle or tidying up after a refusal: the outcome is known already

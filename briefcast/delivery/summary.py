@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from briefcast.delivery.ledger import ATTEMPTED, DeliveryStatus
 from briefcast.reporting import Watched
 
 
@@ -27,7 +28,7 @@ class DeliverySummary:
 
     @property
     def rate(self) -> float:
-        return self.this_run.get("sent", 0) / self.seconds if self.seconds > 0 else 0.0
+        return self.this_run.get(DeliveryStatus.SENT, 0) / self.seconds if self.seconds > 0 else 0.0
 
     def rows(self) -> list[dict[str, str | int]]:
         """By status: this run and all runs (the flow's table artifact)."""
@@ -38,10 +39,7 @@ class DeliverySummary:
 
     def line(self) -> str:
         """One line for logs: ``brief X: sent 9,998, deferred 0, ... (2,512 msg/s)``."""
-        counts = ", ".join(
-            f"{status} {self.this_run.get(status, 0):,}"
-            for status in ("sent", "deferred", "bounced", "unknown")
-        )
+        counts = ", ".join(f"{status} {self.this_run.get(status, 0):,}" for status in ATTEMPTED)
         return (
             f"brief {self.brief_id}: {counts}, skipped {self.skipped:,} "
             f"in {self.seconds:.1f} s ({self.rate:,.0f} msg/s); {self.reach()}"

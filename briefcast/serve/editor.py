@@ -75,9 +75,11 @@ from starlette.concurrency import run_in_threadpool
 from briefcast import editors, reviews
 from briefcast.config import Settings
 from briefcast.delivery import ledger
+from briefcast.delivery.ledger import DeliveryStatus
+from briefcast.delivery.smtp import ResultStatus
 from briefcast.errors import BriefcastError, UserError
 from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT_CSP
-from briefcast.reviews import Review
+from briefcast.reviews import Review, ReviewState
 from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
 from briefcast.serve import editor_stats, signing
 from briefcast.serve import headers as sec
@@ -98,10 +100,16 @@ REFRESH_SECONDS = 10
 SCHEDULE_MAX = timedelta(days=90)
 PREVIEW_MAX_BYTES = 50_000_000
 LIST_LIMIT = 100
-SHOWN = (*reviews.OPEN_STATES, "sent", "failed", "refused")
-UNDER_WAY = ("approved", "scheduled", "sending")
-EVERY_STATE = (*SHOWN, "superseded", "cancelled", "expired")
-EMAIL_STATUSES = ("sent", "deferred", "unknown", "queued", "sending", "bounced")
+SHOWN = (*reviews.OPEN_STATES, ReviewState.SENT, ReviewState.FAILED, ReviewState.REFUSED)
+UNDER_WAY = (ReviewState.APPROVED, ReviewState.SCHEDULED, ReviewState.SENDING)
+# The email's progress: these always, then the others that have rows.
+EMAIL_ALWAYS = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.UNKNOWN,
+    DeliveryStatus.QUEUED,
+)
+EMAIL_STATUSES = (*EMAIL_ALWAYS, DeliveryStatus.SENDING, DeliveryStatus.BOUNCED)
 WRONG = "Wrong name or password."
 ACTIONS = ("discard", "cancel", "reschedule", "test-send")
 _FLASH = b"briefcast-editor-flash-v1:"
@@ -479,7 +487,7 @@ class EditorArea:
         email = ledger.counts(self.store, brief_id)
         lines = []
         if email:
-            shown = [s for s in EMAIL_STATUSES if s in ("sent", "deferred", "unknown", "queued")]
+            shown = list(EMAIL_ALWAYS)
             shown += [s for s in EMAIL_STATUSES if s not in shown and email[s]]
             lines.append(("email", " · ".join(f"{email[s]} {s}" for s in shown)))
         else:
@@ -512,7 +520,7 @@ class EditorArea:
     def _rows(self) -> list[Row]:
         tz = self.settings.site.tz
         listed = reviews.listed(self.store, SHOWN, LIST_LIMIT)
-        listed.sort(key=lambda r: r.state != reviews.WAITING)  # stable: newest first within
+        listed.sort(key=lambda r: r.state != ReviewState.WAITING)  # stable: newest first within
         return [
             Row(
                 review=r,
@@ -550,7 +558,7 @@ class EditorArea:
             refreshing=wanted,
             refresh_every=REFRESH_SECONDS,
             rows=rows,
-            waiting=reviews.WAITING,
+            waiting=ReviewState.WAITING,
             approve_csrf=self.form_token(session, "/editor/approve"),
             action_csrf={a: self.form_token(session, f"/editor/{a}") for a in ACTIONS},
             tz=tz.key,
@@ -653,12 +661,15 @@ class EditorArea:
         review = reviews.waiting_for(self.store, brief_id)
         self._prefect().cancel_run(review.flow_run_id)
         reviews.set_state(
-            self.store, review.flow_run_id, "cancelled", detail=f"discarded by {session.name}"
+            self.store,
+            review.flow_run_id,
+            ReviewState.CANCELLED,
+            detail=f"discarded by {session.name}",
         )
         return f"Discarded {brief_id}: nothing of it will be sent."
 
     def _scheduled(self, brief_id: str) -> Review:
-        review = reviews.latest(self.store, brief_id, ("scheduled",))
+        review = reviews.latest(self.store, brief_id, (ReviewState.SCHEDULED,))
         if review is None or review.send_flow_run_id is None:
             raise NotScheduled(f"{brief_id}: no send of it is scheduled")
         return review
@@ -672,7 +683,7 @@ class EditorArea:
         reviews.set_state(
             self.store,
             review.flow_run_id,
-            "cancelled",
+            ReviewState.CANCELLED,
             detail=f"send cancelled by {session.name}; previewed again for approval",
         )
         self._prefect().review_again(Path(review.path))
@@ -687,7 +698,7 @@ class EditorArea:
         review = self._scheduled(brief_id)
         assert review.send_flow_run_id is not None
         self._prefect().reschedule(review.send_flow_run_id, when)
-        reviews.set_state(self.store, review.flow_run_id, "scheduled", send_at=when)
+        reviews.set_state(self.store, review.flow_run_id, ReviewState.SCHEDULED, send_at=when)
         return f"Rescheduled {brief_id}: it will be sent at {_when(when, self.settings.site.tz)}."
 
     def _test_send(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
@@ -713,7 +724,7 @@ class EditorArea:
         if send_test is None:
             raise TestSendRefused("test send: the email channel cannot send tests")
         results = send_test(outputs[0], self.settings, [to])
-        failed = [r for r in results if r.status != "sent"]
+        failed = [r for r in results if r.status != ResultStatus.SENT]
         if failed:
             raise TestSendRefused(
                 "test send: "
@@ -726,7 +737,7 @@ class EditorArea:
     def _preview_file(
         self, brief_id: str, names: Sequence[str]
     ) -> tuple[bytes, str, Review] | None:
-        review = reviews.latest(self.store, brief_id, EVERY_STATE)
+        review = reviews.latest(self.store, brief_id, reviews.STATES)
         if len(names) > 1 and _DIGEST.fullmatch(names[0]):
             review = reviews.with_digest(self.store, brief_id, names[0])
             names = names[1:]
@@ -764,7 +775,7 @@ class EditorArea:
         data, ctype, review = found
         assert names is not None
         index = names in (["index.html"], [review.digest, "index.html"])
-        if index and review.state == reviews.WAITING and review.digest:
+        if index and review.state == ReviewState.WAITING and review.digest:
             data = self._with_approve(data, session, review)
         return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from briefcast import reviews
 from briefcast.config import Settings
+from briefcast.reviews import ReviewState
 from briefcast.store import Store
 
 SEND_ATTEMPTS = 3  # runs of one send in all, counting the first
@@ -78,7 +79,7 @@ def retry_crashed_sends(client: Any, settings: Settings) -> list[str]:
         review_id = str(run.parameters.get("review_id", ""))
         if review_id:
             with Store(settings.database.url) as store:
-                reviews.set_state(store, review_id, "failed", detail=detail)
+                reviews.set_state(store, review_id, ReviewState.FAILED, detail=detail)
         done.append(f"send run {run.id}: {detail}; given up")
     return done
 
