@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select, update
@@ -47,9 +48,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from briefcast.store import Store, as_aware, sends
 
 REPLY_MAX = 1000  # characters of a remote service's reply kept in the ledger
-STATUSES = ("queued", "sending", "sent", "failed", "unknown")
 _KEY_LIMITS = {"brief_id": 200, "channel": 100, "target": 300, "part": 200}
 _INTERRUPTED = "interrupted while sending: it may or may not have reached the service"
+
+
+class SendStatus(StrEnum):
+    """sends.status. A member is its string, so the database and the summaries see the
+    bare value."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 class SendKey(NamedTuple):
@@ -140,7 +151,11 @@ class SendLedger:
         with self._engine.begin() as conn:
             inserted = conn.execute(
                 self._insert.values(
-                    **key._asdict(), status="queued", attempts=0, created_at=now, updated_at=now
+                    **key._asdict(),
+                    status=SendStatus.QUEUED,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=list(SendKey._fields))
                 .returning(sends.c.id)
@@ -151,29 +166,37 @@ class SendLedger:
                 status, attempts = conn.execute(
                     select(sends.c.status, sends.c.attempts).where(_where(key))
                 ).one()
-                if status == "sent":
+                if status == SendStatus.SENT:
                     return None
-                if status in ("sending", "unknown") and not resend_unknown:
-                    if status == "sending":
-                        self._set(conn, key, "sending", status="unknown", last_reply=_INTERRUPTED)
+                if status in (SendStatus.SENDING, SendStatus.UNKNOWN) and not resend_unknown:
+                    if status == SendStatus.SENDING:
+                        self._set(
+                            conn,
+                            key,
+                            SendStatus.SENDING,
+                            status=SendStatus.UNKNOWN,
+                            last_reply=_INTERRUPTED,
+                        )
                     return None
-                if self._set(conn, key, status, status="sending", attempts=sends.c.attempts + 1):
-                    previous = "unknown" if status == "sending" else status
+                if self._set(
+                    conn, key, status, status=SendStatus.SENDING, attempts=sends.c.attempts + 1
+                ):
+                    previous = SendStatus.UNKNOWN if status == SendStatus.SENDING else status
                     return Attempt(key, attempts + 1, None if inserted else previous)
 
     def record_sent(self, key: SendKey, remote_id: str | None, reply: str = "") -> None:
         """The service took the part: ``sent``, whatever the row said (even ``unknown``:
         what the service answered settles it)."""
-        self._settle(key, "sent", reply, remote_id=remote_id, over_sent=True)
+        self._settle(key, SendStatus.SENT, reply, remote_id=remote_id, over_sent=True)
 
     def record_failed(self, key: SendKey, reply: str, *, retry: bool) -> None:
         """The service refused the part, nothing was sent: ``queued`` to try again, else
         ``failed``. A part ``sent`` already stays so."""
-        self._settle(key, "queued" if retry else "failed", reply)
+        self._settle(key, SendStatus.QUEUED if retry else SendStatus.FAILED, reply)
 
     def record_unknown(self, key: SendKey, reply: str) -> None:
         """The call may or may not have reached the service. A part ``sent`` stays so."""
-        self._settle(key, "unknown", reply)
+        self._settle(key, SendStatus.UNKNOWN, reply)
 
     def get(self, key: SendKey) -> SendRecord | None:
         with self._engine.connect() as conn:
@@ -198,9 +221,11 @@ class SendLedger:
                 .where(
                     sends.c.brief_id == brief_id,
                     sends.c.channel == channel,
-                    sends.c.status == "sending",
+                    sends.c.status == SendStatus.SENDING,
                 )
-                .values(status="unknown", last_reply=_INTERRUPTED, updated_at=self._clock())
+                .values(
+                    status=SendStatus.UNKNOWN, last_reply=_INTERRUPTED, updated_at=self._clock()
+                )
             ).rowcount
 
     def send_once(
@@ -255,7 +280,7 @@ class SendLedger:
         _check(key)
         query = update(sends).where(_where(key))
         if not over_sent:  # never turn a sent part back into one that may be sent again
-            query = query.where(sends.c.status != "sent")
+            query = query.where(sends.c.status != SendStatus.SENT)
         values: dict[str, Any] = {
             "status": status,
             # PostgreSQL refuses NUL in text, and a service's reply may hold one.

@@ -80,7 +80,7 @@ from briefcast.render.site import Entry, archive_pages, root_page, tags_of
 from briefcast.render.web import build_pages
 from briefcast.resources import templates_root
 from briefcast.safe_io import write_inside
-from briefcast.send_ledger import Attempt, SendFailed, SendKey, SendLedger, Sent
+from briefcast.send_ledger import Attempt, SendFailed, SendKey, SendLedger, SendStatus, Sent
 from briefcast.store import Store
 from briefcast.websub import Pings, ping
 
@@ -589,7 +589,7 @@ def publish_brief(
         if not outcome.called:  # recorded before; the site still follows the archive
             updates.append(update_site(store, settings, pinger=pinger))
     record = outcome.record
-    if record.status != "sent":
+    if record.status != SendStatus.SENT:
         raise SiteError(f"public site: brief {brief_id}: {record.last_reply or record.status}")
     return SiteSummary(brief_id, channel, record.status, outcome.called, updates[-1])
 

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from briefcast import subscribers as subscriber_store
 from briefcast.bounces.reports import COMPLAINT, HARD, SOFT, Report
 from briefcast.delivery import tokens
+from briefcast.delivery.ledger import DeliveryStatus
 from briefcast.delivery.verp import ReturnPath
 from briefcast.store import Store, bounce_reports, deliveries
 
@@ -168,8 +169,8 @@ def record(
         if report.kind == HARD:
             turned = conn.execute(
                 update(deliveries)
-                .where(row, deliveries.c.status != "bounced")
-                .values(status="bounced", last_reply=detail)
+                .where(row, deliveries.c.status != DeliveryStatus.BOUNCED)
+                .values(status=DeliveryStatus.BOUNCED, last_reply=detail)
             ).rowcount
             marked = turned == 1 and subscriber_store.count_hard_bounce(
                 conn, delivery.subscriber_id, threshold
@@ -179,9 +180,12 @@ def record(
         # outcome was unknown (the connection lost after the body) is in fact sent.
         conn.execute(
             update(deliveries)
-            .where(row, deliveries.c.status != "bounced")
+            .where(row, deliveries.c.status != DeliveryStatus.BOUNCED)
             .values(
-                status=case((deliveries.c.status == "unknown", "sent"), else_=deliveries.c.status),
+                status=case(
+                    (deliveries.c.status == DeliveryStatus.UNKNOWN, DeliveryStatus.SENT),
+                    else_=deliveries.c.status,
+                ),
                 last_reply=detail,
             )
         )

@@ -32,7 +32,15 @@ from briefcast.posting.accounts import make_poster, routes
 from briefcast.posting.thread import CHANNEL, ThreadResult, Waits, part_name, post_thread
 from briefcast.render.social import SocialPost, headed, headline, network_post
 from briefcast.reporting import Reporter, Row, current
-from briefcast.send_ledger import Attempt, Outcome, SendKey, SendLedger, SendRecord, Sent
+from briefcast.send_ledger import (
+    Attempt,
+    Outcome,
+    SendKey,
+    SendLedger,
+    SendRecord,
+    SendStatus,
+    Sent,
+)
 from briefcast.store import Store
 
 BeforePost = Callable[[str], None]  # called with the network's name before each post
@@ -211,7 +219,7 @@ def _recover(ledger: SendLedger, brief_id: str, account: str) -> None:
     """The account's rows a dead run left ``sending``: ``unknown`` (the other accounts'
     may be another run's, in flight: they are left alone)."""
     for record in ledger.for_brief(brief_id, CHANNEL):
-        if record.key.target == account and record.status == "sending":
+        if record.key.target == account and record.status == SendStatus.SENDING:
             ledger.record_unknown(record.key, INTERRUPTED)
 
 
@@ -247,9 +255,9 @@ class _PacedLedger(SendLedger):
 def _will_try(record: SendRecord | None, resend_unknown: bool) -> bool:
     """Whether ``record_attempt`` will claim this part for a call (its own rule)."""
     status = record.status if record is not None else None
-    if status == "sent":
+    if status == SendStatus.SENT:
         return False
-    return resend_unknown or status not in ("sending", "unknown")
+    return resend_unknown or status not in (SendStatus.SENDING, SendStatus.UNKNOWN)
 
 
 def _stopped(
@@ -324,15 +332,15 @@ def _from_ledger(
     for k in range(1, n + 1):
         key = SendKey(brief_id, CHANNEL, account.name, part_name(account.network, lang, k, n))
         record = ledger.get(key)
-        status = record.status if record is not None else "queued"
+        status = record.status if record is not None else SendStatus.QUEUED
         outcome = ledger.outcomes.get(key)
-        if status == "sent":
+        if status == SendStatus.SENT:
             called = outcome is not None and outcome.called
             result.posted += called
             result.before += not called
-        elif status in ("unknown", "sending"):
+        elif status in (SendStatus.UNKNOWN, SendStatus.SENDING):
             result.unknown.append(f"{k}/{n}")
-        elif status == "failed":
+        elif status == SendStatus.FAILED:
             result.failed += 1
         else:
             result.queued += 1
@@ -353,7 +361,7 @@ def _paced_out(
     for k in range(1, n + 1):
         key = SendKey(brief_id, CHANNEL, account.name, part_name(account.network, lang, k, n))
         outcome = ledger.outcomes.get(key)
-        if outcome is None or outcome.record.status != "sent":
+        if outcome is None or outcome.record.status != SendStatus.SENT:
             break
         result.posted += outcome.called
         result.before += not outcome.called

@@ -55,6 +55,7 @@ from briefcast.send_ledger import (
     SendKey,
     SendLedger,
     SendRecord,
+    SendStatus,
     SendUnknown,
     Sent,
 )
@@ -64,7 +65,7 @@ RETRY_DELAYS = (2.0, 10.0)  # before the 2nd and the 3rd attempt of a part that 
 RATE_LIMIT_WAITS = 3  # waits for one part in one run, each at most max_wait_seconds
 RATE_LIMIT_FALLBACK = 60.0  # seconds to wait when a 429 says no reset time
 _PART = re.compile(r"(?P<prefix>.+)-(?P<k>[0-9]+)of(?P<n>[0-9]+)")
-_POSSIBLY_POSTED = ("sent", "sending", "unknown")
+_POSSIBLY_POSTED = (SendStatus.SENT, SendStatus.SENDING, SendStatus.UNKNOWN)
 
 
 def part_name(network: str, lang: str, k: int, n: int) -> str:
@@ -169,18 +170,18 @@ def post_thread(
         record, called, raised = _post_part(
             ledger, poster, key, text, lang, reply, first_card, waits, resend_unknown, report
         )
-        ref = decode_ref(record.remote_id) if record.status == "sent" else None
+        ref = decode_ref(record.remote_id) if record.status == SendStatus.SENT else None
         if ref is not None:
             refs.append(ref)
             result.posted += called
             result.before += not called
             continue
         result.queued = n - k  # later parts cannot hang from this one
-        if record.status == "sent":  # posted, but its id is lost: nothing can reply to it
+        if record.status == SendStatus.SENT:  # posted, but its id is lost: nothing can reply to it
             result.posted += called
             result.before += not called
             result.error = result.note = f"part {k}/{n} is posted but its id is not known"
-        elif record.status in ("unknown", "sending"):
+        elif record.status in (SendStatus.UNKNOWN, SendStatus.SENDING):
             result.unknown.append(f"{k}/{n}")
             why = record.last_reply if called else "left unknown by an earlier run"
             result.note = (

@@ -19,14 +19,21 @@ from sqlalchemy import func, select
 
 from briefcast.bounces.reports import COMPLAINT
 from briefcast.delivery import ledger
+from briefcast.delivery.ledger import DeliveryStatus
 from briefcast.posting.thread import decode_ref
-from briefcast.send_ledger import SendLedger
+from briefcast.send_ledger import SendLedger, SendStatus
 from briefcast.store import Store, bounce_reports, deliveries, subscribers
 from briefcast.subscribers import SubscriberStatus
 
 # What an email's history shows, in this order, zeros included for the first ones.
-EMAIL_SHOWN = ("sent", "deferred", "bounced", "complained", "unsubscribed since")
-EMAIL_ALSO = ("unknown", "queued", "sending")
+EMAIL_SHOWN = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.BOUNCED,
+    "complained",
+    "unsubscribed since",
+)
+EMAIL_ALSO = (DeliveryStatus.UNKNOWN, DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 SOCIAL = frozenset({"x", "mastodon", "bluesky"})
 
 
@@ -75,7 +82,7 @@ def _email(store: Store, brief_id: str) -> ChannelHistory | None:
         .select_from(deliveries.join(subscribers, deliveries.c.subscriber_id == subscribers.c.id))
         .where(
             of_brief,
-            deliveries.c.status.in_(("sent", "deferred", "bounced", "unknown")),
+            deliveries.c.status.in_(ledger.ATTEMPTED),
             subscribers.c.status == SubscriberStatus.UNSUBSCRIBED,
             subscribers.c.updated_at >= deliveries.c.updated_at,
         )
@@ -109,7 +116,7 @@ def history(store: Store, brief_id: str) -> list[ChannelHistory]:
         links = []
         if channel in SOCIAL:
             for part, status, remote_id in parts:
-                ref = decode_ref(remote_id) if status == "sent" else None
+                ref = decode_ref(remote_id) if status == SendStatus.SENT else None
                 if ref is not None and (url := _safe_url(ref.url)):
                     links.append(Link(part, url))
         found.append(ChannelHistory(channel, sorted(counted.items()), links))
