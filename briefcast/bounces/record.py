@@ -28,7 +28,7 @@ from sqlalchemy import Connection, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from briefcast import subscribers as subscriber_store
-from briefcast.bounces.reports import COMPLAINT, HARD, SOFT, Report
+from briefcast.bounces.reports import Report, ReportKind
 from briefcast.delivery import tokens
 from briefcast.delivery.ledger import DeliveryStatus
 from briefcast.delivery.verp import ReturnPath
@@ -166,7 +166,7 @@ def record(
             return Recorded(duplicate=True)
         row = deliveries.c.id == delivery.id
         detail = report.detail.replace("\x00", "")
-        if report.kind == HARD:
+        if report.kind == ReportKind.HARD:
             turned = conn.execute(
                 update(deliveries)
                 .where(row, deliveries.c.status != DeliveryStatus.BOUNCED)
@@ -189,10 +189,10 @@ def record(
                 last_reply=detail,
             )
         )
-        if report.kind == COMPLAINT:
+        if report.kind == ReportKind.COMPLAINT:
             marked = subscriber_store.mark_complained(conn, delivery.subscriber_id)
             return Recorded(duplicate=False, subscriber_marked=marked)
-        assert report.kind == SOFT, report.kind
+        assert report.kind == ReportKind.SOFT, report.kind
         return Recorded(duplicate=False)
 
 

@@ -31,8 +31,18 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email.message import Message
+from enum import StrEnum
 
-HARD, SOFT, COMPLAINT, UNKNOWN = "hard", "soft", "complaint", "unknown"
+
+class ReportKind(StrEnum):
+    """bounce_reports.kind: what a report says of the message (a member is its string)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    COMPLAINT = "complaint"
+    UNKNOWN = "unknown"
+
+
 COMPLAINT_TYPES = frozenset({"abuse", "fraud"})
 # Where a report says whom it was delivered to: the envelope recipient, our return path.
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
@@ -46,7 +56,7 @@ _SMTP_CODE = re.compile(r"\b([245])\d\d\b")
 class Report:
     """One message of the bounce mailbox, as far as it can be read."""
 
-    kind: str  # hard | soft | complaint | unknown
+    kind: str  # a ReportKind
     key: str  # the report's Message-ID, or a digest: what makes it "the same report"
     detail: str  # the diagnostic, the complaint, or why it is unknown: one line
     envelope: tuple[str, ...] = ()  # the report's own recipient headers
@@ -59,20 +69,20 @@ def parse(raw: bytes, *, truncated: bool = False) -> Report:
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception as exc:  # the parser is lenient; anything it still raises is a bug of its
-        return Report(UNKNOWN, _digest_key(raw), f"unreadable: {type(exc).__name__}")
+        return Report(ReportKind.UNKNOWN, _digest_key(raw), f"unreadable: {type(exc).__name__}")
     key = _key(msg, raw)
     envelope = tuple(v for name in ENVELOPE_HEADERS for v in _values(msg, name))
     try:
         return _classify(msg, key, envelope, truncated)
     except Exception as exc:  # malformed beyond what the parts below expect
-        return Report(UNKNOWN, key, f"unreadable report: {type(exc).__name__}", envelope)
+        return Report(ReportKind.UNKNOWN, key, f"unreadable report: {type(exc).__name__}", envelope)
 
 
 def _classify(msg: Message, key: str, envelope: tuple[str, ...], truncated: bool) -> Report:
     cut = " (read in part: over the size limit)" if truncated else ""
     if msg.get_content_type() != "multipart/report" or not msg.is_multipart():
         kind = msg.get_content_type()
-        return Report(UNKNOWN, key, f"not a report ({kind}){cut}", envelope)
+        return Report(ReportKind.UNKNOWN, key, f"not a report ({kind}){cut}", envelope)
     report_type = str(msg.get_param("report-type", "") or "").strip().lower()
     parts = [p for p in msg.get_payload() if isinstance(p, Message)]
     original = _original_headers(parts)
@@ -84,15 +94,19 @@ def _classify(msg: Message, key: str, envelope: tuple[str, ...], truncated: bool
     if report_type == "delivery-status":
         status = next((p for p in parts if p.get_content_type() == "message/delivery-status"), None)
         if status is None:
-            return Report(UNKNOWN, key, f"a DSN without its delivery-status part{cut}", **found)
+            return Report(
+                ReportKind.UNKNOWN, key, f"a DSN without its delivery-status part{cut}", **found
+            )
         kind, detail = _delivery_status(_field_blocks(status))
-        return Report(kind, key, detail + (cut if kind == UNKNOWN else ""), **found)
+        return Report(kind, key, detail + (cut if kind == ReportKind.UNKNOWN else ""), **found)
     if report_type == "feedback-report":
         feedback = next(
             (p for p in parts if p.get_content_type() == "message/feedback-report"), None
         )
         if feedback is None:
-            return Report(UNKNOWN, key, f"an ARF report without its feedback part{cut}", **found)
+            return Report(
+                ReportKind.UNKNOWN, key, f"an ARF report without its feedback part{cut}", **found
+            )
         blocks = _field_blocks(feedback)
         kind, detail = _feedback(blocks)
         # The envelope sender the provider received the message from: our return path.
@@ -100,13 +114,13 @@ def _classify(msg: Message, key: str, envelope: tuple[str, ...], truncated: bool
         found["return_paths"] = sender + found["return_paths"]
         return Report(kind, key, detail, **found)
     shown = _one_line(report_type) or "none"
-    return Report(UNKNOWN, key, f"a report of another type ({shown}){cut}", **found)
+    return Report(ReportKind.UNKNOWN, key, f"a report of another type ({shown}){cut}", **found)
 
 
 def _delivery_status(blocks: list[Message]) -> tuple[str, str]:
     """The most severe recipient of a DSN: (kind, detail)."""
     if len(blocks) < 2:
-        return UNKNOWN, "a DSN with no recipient in it"
+        return ReportKind.UNKNOWN, "a DSN with no recipient in it"
     reporter = _one_line(_first(blocks[0], "Reporting-MTA")).removeprefix("dns;").strip()
     worst: tuple[int, str, str] | None = None
     for block in blocks[1:]:
@@ -124,9 +138,9 @@ def _delivery_status(blocks: list[Message]) -> tuple[str, str]:
         if action in ("delivered", "relayed", "expanded") or klass == "2":
             rank, kind = 0, "success"
         elif klass == "5":
-            rank, kind = 2, HARD
+            rank, kind = 2, ReportKind.HARD
         else:
-            rank, kind = 1, SOFT
+            rank, kind = 1, ReportKind.SOFT
         code = status[0] if status else ""
         text = " ".join(
             x for x in (f"{action or 'no action'} {code}".strip() + ":", diagnostic) if x
@@ -138,8 +152,8 @@ def _delivery_status(blocks: list[Message]) -> tuple[str, str]:
     assert worst is not None
     _, kind, text = worst
     if kind == "success":
-        return UNKNOWN, f"a DSN that reports no failure ({text})"[:DETAIL_MAX]
-    label = "late bounce" if kind == HARD else "soft bounce"
+        return ReportKind.UNKNOWN, f"a DSN that reports no failure ({text})"[:DETAIL_MAX]
+    label = "late bounce" if kind == ReportKind.HARD else "soft bounce"
     return kind, f"{label}: {text}"[:DETAIL_MAX]
 
 
@@ -149,8 +163,8 @@ def _feedback(blocks: list[Message]) -> tuple[str, str]:
     agent = _one_line(_first(fields, "User-Agent"))
     by = f" (reported by {agent})" if agent else ""
     if kind in COMPLAINT_TYPES:
-        return COMPLAINT, f"spam complaint: feedback type {kind}{by}"[:DETAIL_MAX]
-    return UNKNOWN, f"a feedback report that is no complaint (type {kind or 'none'}){by}"
+        return ReportKind.COMPLAINT, f"spam complaint: feedback type {kind}{by}"[:DETAIL_MAX]
+    return ReportKind.UNKNOWN, f"a feedback report that is no complaint (type {kind or 'none'}){by}"
 
 
 def _field_blocks(part: Message) -> list[Message]:

@@ -28,7 +28,7 @@ from briefcast.bounces.mailboxes import (
     open_mailbox,
 )
 from briefcast.bounces.record import Locator, record
-from briefcast.bounces.reports import COMPLAINT, HARD, SOFT, parse
+from briefcast.bounces.reports import ReportKind, parse
 from briefcast.config import Settings
 from briefcast.delivery.verp import ReturnPath
 from briefcast.store import Store
@@ -87,7 +87,7 @@ def fetch(
                 summary.truncated += item.truncated
                 report = parse(item.data, truncated=item.truncated)
                 why = report.detail
-                if report.kind in (HARD, SOFT, COMPLAINT):
+                if report.kind in (ReportKind.HARD, ReportKind.SOFT, ReportKind.COMPLAINT):
                     delivery, how = locator.find(report)
                     if delivery is not None:
                         done = record(store, report, delivery, threshold=threshold, now=now())
@@ -129,10 +129,10 @@ def check_ready(settings: Settings) -> None:
 def _count(summary: BounceSummary, kind: str, duplicate: bool, marked: bool) -> None:
     if duplicate:
         summary.duplicates += 1
-    elif kind == HARD:
+    elif kind == ReportKind.HARD:
         summary.hard += 1
         summary.subscribers_bounced += marked
-    elif kind == SOFT:
+    elif kind == ReportKind.SOFT:
         summary.soft += 1
     else:
         summary.complaints += 1

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from briefcast.bounces.reports import COMPLAINT
+from briefcast.bounces.reports import ReportKind
 from briefcast.delivery import ledger
 from briefcast.delivery.ledger import DeliveryStatus
 from briefcast.posting.thread import decode_ref
@@ -74,7 +74,7 @@ def _email(store: Store, brief_id: str) -> ChannelHistory | None:
         .select_from(
             bounce_reports.join(deliveries, bounce_reports.c.delivery_id == deliveries.c.id)
         )
-        .where(of_brief, bounce_reports.c.kind == COMPLAINT)
+        .where(of_brief, bounce_reports.c.kind == ReportKind.COMPLAINT)
     )
     # Reached (a message went), and unsubscribed after it did.
     unsubscribed = (
