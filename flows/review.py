@@ -46,9 +46,15 @@ from briefcast.store import Store
 from flows.publish import publish
 from flows.units import send_alone, send_channel
 
-REVIEW = "review/briefcast-review"
-SEND = "send/briefcast-send"
-BATCH = "send-batch/briefcast-send-batch"
+# The flows' names and their deployments' (made by `briefcast up`, flows.supervisor.up);
+# run_deployment names a deployment "<flow>/<deployment>".
+REVIEW_FLOW, SEND_FLOW, BATCH_FLOW = "review", "send", "send-batch"
+REVIEW_DEPLOYMENT = "briefcast-review"
+SEND_DEPLOYMENT = "briefcast-send"
+BATCH_DEPLOYMENT = "briefcast-send-batch"
+REVIEW = f"{REVIEW_FLOW}/{REVIEW_DEPLOYMENT}"
+SEND = f"{SEND_FLOW}/{SEND_DEPLOYMENT}"
+BATCH = f"{BATCH_FLOW}/{BATCH_DEPLOYMENT}"
 BATCH_ATTEMPTS = 3  # a batch run that crashed (its worker killed) is run again this often
 POLL_SECONDS = 1.0
 EARLIER_BATCHES_WAIT = 3600.0  # a crashed send's batches, at most, before it sends again
@@ -62,7 +68,7 @@ def _store(settings: Settings) -> Store:
     return Store(settings.database.url)
 
 
-@flow(name="review", log_prints=False)
+@flow(name=REVIEW_FLOW, log_prints=False)
 def review(path: str, out: str = "out") -> str:
     """Preview one brief and wait for the editor's approval; returns the brief's id."""
     settings = load_settings()
@@ -215,7 +221,7 @@ def _checked(review_id: str, settings: Settings) -> reviews.Review:
     return known
 
 
-@flow(name="send", log_prints=False)
+@flow(name=SEND_FLOW, log_prints=False)
 def send(review_id: str) -> dict[str, str]:
     """Send an approved brief on every channel; returns each channel's summary line."""
     settings = load_settings()
@@ -338,7 +344,7 @@ def _wait_for_earlier_batches(client: Any, tag: str, logger: Any) -> None:
         time.sleep(POLL_SECONDS)
 
 
-@flow(name="send-batch", log_prints=False, retries=2, retry_delay_seconds=2)
+@flow(name=BATCH_FLOW, log_prints=False, retries=2, retry_delay_seconds=2)
 def send_batch(review_id: str, unit: dict[str, Any]) -> str:
     """One unit of an approved send that sends alone (``flows.units``), e.g. the brief to
     the active subscribers with ids first..last; returns its summary line."""

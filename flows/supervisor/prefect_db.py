@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from briefcast.config import Settings
+from flows.supervisor.server import HOST, free_port, spawn
 
 DATA = "postgres"  # in state_dir
 PASSWORD = "postgres.password"  # in state_dir
@@ -89,8 +90,6 @@ def find_bindir() -> Path | None:
 def choose(settings: Settings, folder: Path, log: IO[bytes]) -> PrefectDatabase:
     """Prefect's database for the server started with state in ``folder``: a PostgreSQL
     started here (its process returned, to stop with the supervisor) or SQLite."""
-    from flows.supervisor.server import free_port
-
     wanted = settings.workflow.prefect_database
     sqlite_file = folder / "prefect" / "prefect.db"
     why = ""
@@ -132,8 +131,6 @@ def _owner() -> pwd.struct_passwd | None:
 
 
 def _postgres(bindir: Path, folder: Path, port: int, log: IO[bytes]) -> PrefectDatabase:
-    from flows.supervisor.server import spawn
-
     owner = _owner()
     uid, gid = (owner.pw_uid, owner.pw_gid) if owner else (None, None)
     data, password_file = folder / DATA, folder / PASSWORD
@@ -142,7 +139,7 @@ def _postgres(bindir: Path, folder: Path, port: int, log: IO[bytes]) -> PrefectD
     password = password_file.read_text().strip()
     command = [
         str(bindir / "postgres"),
-        *("-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1"),
+        *("-D", str(data), "-p", str(port), "-c", f"listen_addresses={HOST}"),
         *("-c", "unix_socket_directories="),  # loopback TCP only, password required
         *OPTIONS,
     ]
@@ -156,7 +153,7 @@ def _postgres(bindir: Path, folder: Path, port: int, log: IO[bytes]) -> PrefectD
             process.kill()
             raise NoPostgres(f"PostgreSQL did not start within {START_TIMEOUT:.0f} s")
         time.sleep(0.1)
-    url = f"postgresql+asyncpg://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
+    url = f"postgresql+asyncpg://{USER}:{password}@{HOST}:{port}/{DATABASE}"
     return PrefectDatabase(
         url=url,
         kind="postgresql",
@@ -217,11 +214,11 @@ def _accepts(bindir: Path, port: int) -> bool:
     ready = bindir / "pg_isready"
     if ready.exists():
         result = subprocess.run(
-            [str(ready), "-q", "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+            [str(ready), "-q", "-h", HOST, "-p", str(port)], capture_output=True
         )
         return result.returncode == 0
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((HOST, port), timeout=1):
             return True
     except OSError:
         return False

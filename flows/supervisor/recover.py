@@ -40,13 +40,12 @@ def crashed_sends(client: Any, limit: int = 50) -> list[Any]:
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from flows.review import SEND
+    from flows.review import SEND_DEPLOYMENT, SEND_FLOW
 
-    flow_name, deployment_name = SEND.split("/")
     return list(
         client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name])),
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[SEND_FLOW])),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[SEND_DEPLOYMENT])),
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED]))
             ),

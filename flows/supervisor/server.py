@@ -32,6 +32,7 @@ from briefcast.config import Settings
 from briefcast.errors import BriefcastError
 
 STATE_FILE = "up.json"
+HOST = "127.0.0.1"  # the servers started here listen on this machine only
 START_TIMEOUT = 60.0  # a cold server migrates its database first: ~10 s here
 PR_SET_PDEATHSIG = 1
 
@@ -50,7 +51,7 @@ def die_with_parent() -> None:
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return int(s.getsockname()[1])
 
 
@@ -76,6 +77,11 @@ def api_url(settings: Settings) -> str | None:
         return os.environ["PREFECT_API_URL"]
     state = running_up(settings)
     return state["api_url"] if state else None
+
+
+def local_api(port: int) -> str:
+    """The API address of a Prefect server started here on ``port``."""
+    return f"http://{HOST}:{port}/api"
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -121,7 +127,7 @@ def server_command(port: int) -> list[str]:
         "--factory",
         "prefect.server.api.server:create_app",
         "--host",
-        "127.0.0.1",
+        HOST,
         "--port",
         str(port),
         "--log-level",
@@ -150,7 +156,7 @@ class Temporary:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.url = local_api(self.port)
         env = {
             **os.environ,
             "PREFECT_UI_ENABLED": "0",

@@ -29,6 +29,7 @@ from flows.supervisor import prefect_db, recover
 from flows.supervisor.server import (
     STATE_FILE,
     ServerError,
+    local_api,
     server_command,
     spawn,
     state_dir,
@@ -83,7 +84,14 @@ def register(settings: Settings, working_dir: Path, *, heartbeats: bool = True) 
     from prefect.exceptions import ObjectAlreadyExists
 
     from briefcast import channel as registry
-    from flows.review import review, send, send_batch
+    from flows.review import (
+        BATCH_DEPLOYMENT,
+        REVIEW_DEPLOYMENT,
+        SEND_DEPLOYMENT,
+        review,
+        send,
+        send_batch,
+    )
 
     w = settings.workflow
     with get_client(sync_client=True) as client:
@@ -101,9 +109,9 @@ def register(settings: Settings, working_dir: Path, *, heartbeats: bool = True) 
     variables = {"working_dir": str(working_dir)}
     made: Any
     for made, name, queue in (
-        (review, "briefcast-review", REVIEWS_QUEUE),
-        (send, "briefcast-send", SENDS_QUEUE),
-        (send_batch, "briefcast-send-batch", BATCHES_QUEUE),
+        (review, REVIEW_DEPLOYMENT, REVIEWS_QUEUE),
+        (send, SEND_DEPLOYMENT, SENDS_QUEUE),
+        (send_batch, BATCH_DEPLOYMENT, BATCHES_QUEUE),
     ):
         deployment: Any = made.to_deployment(
             name=name,
@@ -275,7 +283,7 @@ def main() -> None:
                 **os.environ,
                 "PREFECT_HOME": str(folder / "prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+                "PREFECT_UI_API_URL": local_api(port),
             }
             named = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
             if named:  # yours (a fleet's PostgreSQL, say)
@@ -293,7 +301,7 @@ def main() -> None:
             print(f"briefcast up: {database.note}", file=sys.stderr, flush=True)
             server = spawn(server_command(port), env, log=log)
             children.append(server)
-            api_url = f"http://127.0.0.1:{port}/api"
+            api_url = local_api(port)
             wait_healthy(server, api_url, SERVER_START_TIMEOUT)
         os.environ["PREFECT_API_URL"] = api_url
         register(settings, Path.cwd(), heartbeats=heartbeats)
