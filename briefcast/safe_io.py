@@ -15,6 +15,8 @@ from pathlib import Path
 from briefcast.errors import UserError
 
 CHUNK = 1 << 20
+# How much of a file is looked at to tell text from binary (a NUL there: binary).
+SNIFF_BYTES = 65536
 
 
 class UnsafeFile(Exception):

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from briefcast.config import Settings
-from briefcast.safe_io import UnsafeFile, read_regular
+from briefcast.safe_io import SNIFF_BYTES, UnsafeFile, read_regular
 from briefcast.store import Store, subscribers
 from briefcast.subscribers import (
     ImportFileError,
@@ -135,7 +135,7 @@ def _read_text(path: Path, max_bytes: int) -> str:
             text = data.decode("utf-16")
         except UnicodeDecodeError:
             raise ImportFileError(f"{path}: is not valid UTF-16 text") from None
-    elif b"\x00" in data[:65536]:
+    elif b"\x00" in data[:SNIFF_BYTES]:
         raise ImportFileError(f"{path}: is a binary file, not CSV")
     else:
         try:
@@ -145,7 +145,7 @@ def _read_text(path: Path, max_bytes: int) -> str:
                 text = data.decode(FALLBACK_ENCODING)
             except UnicodeDecodeError:
                 raise ImportFileError(f"{path}: is neither UTF-8 nor Windows-1252 text") from None
-    head = text[:65536]
+    head = text[:SNIFF_BYTES]
     if sum(1 for ch in head if unicodedata.category(ch) == "Cc" and ch not in "\r\n\t") > 2:
         raise ImportFileError(f"{path}: is a binary file, not CSV")
     if not text.strip():

@@ -244,7 +244,9 @@ def send(review_id: str) -> dict[str, str]:
             lines[name] = summary.line() if summary is not None else "sent in send-batch runs"
     except BaseException as exc:
         with _store(settings) as store:
-            reviews.set_state(store, review_id, ReviewState.FAILED, detail=str(exc)[:500])
+            reviews.set_state(
+                store, review_id, ReviewState.FAILED, detail=str(exc)[: reviews.REASON_MAX]
+            )
         raise
     with _store(settings) as store:
         reviews.set_state(store, review_id, ReviewState.SENT, detail=None)

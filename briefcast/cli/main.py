@@ -164,7 +164,7 @@ def publish(
     # it then.
     api = server.api_url(settings)
     temporary = server.Temporary() if api is None else None
-    os.environ["PREFECT_API_URL"] = temporary.url if temporary is not None else str(api)
+    os.environ[server.API_URL_ENV] = temporary.url if temporary is not None else str(api)
     try:
         _publish(
             briefs,

@@ -36,5 +36,5 @@ def prefect_api(settings: Settings) -> str:
     url = server.api_url(settings)
     if url is None:
         fail("no Prefect server: start one with `briefcast up` (or set PREFECT_API_URL)")
-    os.environ["PREFECT_API_URL"] = url
+    os.environ[server.API_URL_ENV] = url
     return url

@@ -29,7 +29,7 @@ import httpx
 from atproto import AtUri, Client, Request, Session, SessionEvent, client_utils, models
 from atproto.exceptions import RequestErrorBase
 
-from briefcast.config import AccountSettings, SocialSettings
+from briefcast.config import DEFAULT_API, AccountSettings, SocialSettings
 from briefcast.posting import (
     CredentialsRejected,
     LinkCard,
@@ -41,10 +41,9 @@ from briefcast.posting import (
     Reply,
     ratelimit,
 )
-from briefcast.posting.http import BoundedTransport
+from briefcast.posting.http import DEFAULT_TIMEOUT, BoundedTransport
 from briefcast.render.social import BLUESKY_LIMIT
 
-DEFAULT_PDS = "https://bsky.social"
 PASSWORD_KEY = "APP_PASSWORD"
 CREATE_RECORD = "com.atproto.repo.createRecord"
 WEB = "https://bsky.app"
@@ -136,8 +135,8 @@ class BlueskyPoster:
         handle: str,
         app_password: str,
         *,
-        base_url: str = DEFAULT_PDS,
-        timeout: float = 30.0,
+        base_url: str = DEFAULT_API["bluesky"],
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.account = account
         self._login = handle
@@ -156,7 +155,7 @@ class BlueskyPoster:
         environ: Mapping[str, str] = os.environ,
     ) -> BlueskyPoster:
         """The account's poster; its app password from BRIEFCAST_SOCIAL_<NAME>_APP_PASSWORD."""
-        if account.network != "bluesky":
+        if account.network != cls.network:
             raise ValueError(f'account "{account.name}" is a {account.network} account')
         handle = (account.handle or "").strip()
         if not handle:

@@ -32,9 +32,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
+from briefcast.config import SocialSettings
+
 # A social API's answer is a few kB (a post, an account, a Mastodon instance's description
 # with its rules): 1 MiB leaves room for any honest one.
 ANSWER_MAX_BYTES = 1 << 20
+# A whole request's time when the caller gives none: [social] timeout_seconds' default.
+DEFAULT_TIMEOUT: float = SocialSettings.model_fields["timeout_seconds"].default
 _CHUNK = 16 * 1024
 
 

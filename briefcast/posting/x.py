@@ -46,7 +46,7 @@ import tweepy
 from requests_oauthlib import OAuth1
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from briefcast.config import AccountSettings, SocialSettings
+from briefcast.config import DEFAULT_API, AccountSettings, SocialSettings
 from briefcast.posting import (
     CredentialsRejected,
     LinkCard,
@@ -58,7 +58,7 @@ from briefcast.posting import (
     Reply,
     ratelimit,
 )
-from briefcast.posting.http import BoundedAdapter
+from briefcast.posting.http import DEFAULT_TIMEOUT, BoundedAdapter
 from briefcast.render.social import X_LIMIT
 
 KEYS = ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_SECRET")
@@ -105,8 +105,8 @@ class XPoster:
         account: str,
         credentials: Mapping[str, str],
         *,
-        base_url: str = "https://api.x.com",
-        timeout: float = 30.0,
+        base_url: str = DEFAULT_API["x"],
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.account = account
         self._base_url = base_url.rstrip("/")
@@ -130,7 +130,7 @@ class XPoster:
         environ: Mapping[str, str] = os.environ,
     ) -> XPoster:
         """The account's poster; its credentials from BRIEFCAST_SOCIAL_<NAME>_<KEY>."""
-        if account.network != "x":
+        if account.network != cls.network:
             raise ValueError(f'account "{account.name}" is a {account.network} account')
         credentials = {key: environ.get(account.env_name(key), "").strip() for key in KEYS}
         missing = [account.env_name(key) for key, value in credentials.items() if not value]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from briefcast.errors import BriefError
-from briefcast.safe_io import UnsafeFile, read_regular
+from briefcast.safe_io import SNIFF_BYTES, UnsafeFile, read_regular
 
 __all__ = ["BriefError", "Source", "load_source"]
 
@@ -34,7 +34,7 @@ def load_source(path: Path, max_bytes: int) -> Source:
 
     if not data:
         raise BriefError(path, "is empty")
-    if b"\x00" in data[:65536]:
+    if b"\x00" in data[:SNIFF_BYTES]:
         raise BriefError(path, "is a binary file, not text")
     text = decode(path, data)
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))

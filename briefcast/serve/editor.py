@@ -83,7 +83,7 @@ from briefcast.reviews import Review, ReviewState
 from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
 from briefcast.serve import editor_stats, signing
 from briefcast.serve import headers as sec
-from briefcast.serve.pages import NO_STORE, Pages, read_form
+from briefcast.serve.pages import NO_STORE, Pages, etag_of, read_form, stylesheet
 from briefcast.serve.ratelimit import Buckets
 from briefcast.serve.static import content_type
 from briefcast.store import Store, sends
@@ -272,7 +272,7 @@ class EditorArea:
         loader = self.env.loader
         assert loader is not None
         self.css = loader.get_source(self.env, "editor.css")[0].encode()
-        self.css_etag = '"' + hashlib.blake2b(self.css, digest_size=12).hexdigest() + '"'
+        self.css_etag = etag_of(self.css)
 
     def fresh_limits(self) -> None:
         """The login buckets, full: per client address; per name and address (a name
@@ -780,10 +780,7 @@ class EditorArea:
         return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})
 
     def stylesheet(self, request: Request) -> Response:
-        headers = {"etag": self.css_etag, "cache-control": "public, max-age=3600"}
-        if request.headers.get("if-none-match") == self.css_etag:
-            return Response(status_code=304, headers=headers)
-        return Response(self.css, media_type="text/css; charset=utf-8", headers=headers)
+        return stylesheet(request, self.css, self.css_etag)
 
 
 def _when(moment: datetime, tz: ZoneInfo) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from briefcast.bounces.reports import ReportKind
+from briefcast.config import SOCIAL_NETWORKS
 from briefcast.delivery import ledger
 from briefcast.delivery.ledger import DeliveryStatus
 from briefcast.posting.thread import decode_ref
@@ -34,7 +35,7 @@ EMAIL_SHOWN = (
     "unsubscribed since",
 )
 EMAIL_ALSO = (DeliveryStatus.UNKNOWN, DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
-SOCIAL = frozenset({"x", "mastodon", "bluesky"})
+SOCIAL = frozenset(SOCIAL_NETWORKS)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def retry_crashed_sends(client: Any, settings: Settings) -> list[str]:
             if _set(client, run.id, again, done):
                 done.append(f"send run {run.id} crashed ({why}): run again ({crashes + 1})")
             continue
-        detail = f"the send crashed {crashes} times, the last: {why}"[:500]
+        detail = f"the send crashed {crashes} times, the last: {why}"[: reviews.REASON_MAX]
         if not _set(client, run.id, Failed(message=detail), done):
             continue
         review_id = str(run.parameters.get("review_id", ""))

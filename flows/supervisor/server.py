@@ -32,6 +32,7 @@ from briefcast.config import Settings
 from briefcast.errors import BriefcastError
 
 STATE_FILE = "up.json"
+API_URL_ENV = "PREFECT_API_URL"  # where Prefect, and every command here, finds its API
 HOST = "127.0.0.1"  # the servers started here listen on this machine only
 START_TIMEOUT = 60.0  # a cold server migrates its database first: ~10 s here
 PR_SET_PDEATHSIG = 1
@@ -73,8 +74,8 @@ def running_up(settings: Settings) -> dict[str, Any] | None:
 
 def api_url(settings: Settings) -> str | None:
     """The Prefect API to use, when there is one already (1 or 2 above)."""
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
+    if os.environ.get(API_URL_ENV):
+        return os.environ[API_URL_ENV]
     state = running_up(settings)
     return state["api_url"] if state else None
 
@@ -170,7 +171,7 @@ class Temporary:
 
     def ready(self) -> str:
         wait_healthy(self.process, self.url, START_TIMEOUT)
-        os.environ["PREFECT_API_URL"] = self.url  # this command's flows talk to it
+        os.environ[API_URL_ENV] = self.url  # this command's flows talk to it
         return self.url
 
     def stop(self) -> None:

@@ -27,6 +27,7 @@ from briefcast.config import Settings, load_settings
 from flows import prefect_defaults
 from flows.supervisor import prefect_db, recover
 from flows.supervisor.server import (
+    API_URL_ENV,
     STATE_FILE,
     ServerError,
     local_api,
@@ -43,7 +44,7 @@ MAX_WORKER_RESTARTS = 20  # over the supervisor's life: a worker that cannot sta
 
 def worker_env(api_url: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PREFECT_API_URL"] = api_url
+    env[API_URL_ENV] = api_url
     # Pick up a new run within a second, not the default ten.
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
     env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "1")
@@ -274,7 +275,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        api_url = os.environ.get("PREFECT_API_URL")
+        api_url = os.environ.get(API_URL_ENV)
         own_server = not api_url
         heartbeats = True  # a server of your own: its database is yours to choose
         if not api_url:
@@ -303,7 +304,7 @@ def main() -> None:
             children.append(server)
             api_url = local_api(port)
             wait_healthy(server, api_url, SERVER_START_TIMEOUT)
-        os.environ["PREFECT_API_URL"] = api_url
+        os.environ[API_URL_ENV] = api_url
         register(settings, Path.cwd(), heartbeats=heartbeats)
         # Crashed sends run again (flows.supervisor.recover); the first look at once: a send that
         # died with an earlier `briefcast up` goes on now.
