@@ -24,8 +24,8 @@ from starlette.requests import ClientDisconnect
 
 from briefcast.config import Settings, load_settings
 from briefcast.delivery.preflight import unsubscribe_secret
+from briefcast.serve import editor, limits, pages
 from briefcast.serve import headers as sec
-from briefcast.serve import limits
 from briefcast.serve.editor import PREVIEW_HEADERS, PREVIEW_PREFIX, Approver, EditorArea, install
 from briefcast.serve.mailer import Mailer
 from briefcast.serve.pages import Pages, build
@@ -33,8 +33,8 @@ from briefcast.serve.static import Message, Receive, Scope, Send, StaticSite
 from briefcast.store import Store
 
 # The pages' paths; everything else is the published site (which must not use these names).
-PAGES_EXACT = frozenset({"/subscribe", "/editor"})
-PAGES_PREFIXES = ("/confirm/", "/u/", "/_serve/", "/editor/")
+PAGES_EXACT = frozenset({pages.SUBSCRIBE, editor.AREA})
+PAGES_PREFIXES = (pages.CONFIRM, pages.MANAGE, pages.OWN, editor.HOME)
 
 __all__ = ["PAGES_EXACT", "PAGES_PREFIXES", "ServeApp", "create_app", "worker_app"]
 

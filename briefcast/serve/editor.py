@@ -91,7 +91,11 @@ from briefcast.store import Store, sends
 log = logging.getLogger(__name__)
 
 AREA = "/editor"
-PREVIEW_PREFIX = "/editor/preview/"
+HOME = f"{AREA}/"  # every page of the editor's is under it
+LOGIN = f"{HOME}login"
+LOGOUT = f"{HOME}logout"
+APPROVE = f"{HOME}approve"
+PREVIEW_PREFIX = f"{HOME}preview/"
 SESSION_COOKIE = "bc_editor"
 FLASH_COOKIE = "bc_editor_flash"
 SESSION_TTL = timedelta(hours=12)
@@ -354,7 +358,7 @@ class EditorArea:
             title=title,
             site_name=self.settings.site.name,
             editor=session.name if session else "",
-            logout_csrf=self.form_token(session, "/editor/logout") if session else "",
+            logout_csrf=self.form_token(session, LOGOUT) if session else "",
             flash=flash,
             refresh=refresh,
             **values,
@@ -387,7 +391,7 @@ class EditorArea:
     def login_page(
         self, request: Request, *, status: int = 200, name: str = "", error: str = ""
     ) -> HTMLResponse:
-        action = "/editor/login"
+        action = LOGIN
         cookie, new = self.pages.csrf_cookie(request)
         response = self.render(
             request,
@@ -406,12 +410,12 @@ class EditorArea:
 
     async def login_form(self, request: Request) -> Response:
         if await self.session(request) is not None:
-            return self.redirect(request, "/editor/")
+            return self.redirect(request, HOME)
         return self.login_page(request)
 
     async def login(self, request: Request) -> Response:
         form = await read_form(request)
-        if not self.pages.csrf_ok(request, "/editor/login", form):
+        if not self.pages.csrf_ok(request, LOGIN, form):
             return self.forbidden(request)
         name = form.get("name", "").strip()[: editors.NAME_MAX + 1]
         password = form.get("password", "")
@@ -455,7 +459,7 @@ class EditorArea:
         token, _ = await run_in_threadpool(
             editors.open_session, self.store, editor_id, self.session_ttl
         )
-        response = self.redirect(request, "/editor/")
+        response = self.redirect(request, HOME)
         response.set_cookie(
             SESSION_COOKIE,
             token,
@@ -471,13 +475,13 @@ class EditorArea:
         form = await read_form(request)
         session = await self.session(request)
         if session is None:
-            return self.redirect(request, "/editor/login")
-        if not self.form_ok(session, "/editor/logout", form):
+            return self.redirect(request, LOGIN)
+        if not self.form_ok(session, LOGOUT, form):
             return self.forbidden(request)
         await run_in_threadpool(
             editors.close_session, self.store, request.cookies.get(SESSION_COOKIE)
         )
-        response = self.redirect(request, "/editor/login", Flash("ok", "You are logged out."))
+        response = self.redirect(request, LOGIN, Flash("ok", "You are logged out."))
         response.delete_cookie(SESSION_COOKIE, path=AREA)
         return response
 
@@ -541,7 +545,7 @@ class EditorArea:
     async def list_page(self, request: Request) -> Response:
         session = await self.session(request)
         if session is None:
-            return self.redirect(request, "/editor/login")
+            return self.redirect(request, LOGIN)
         rows = await run_in_threadpool(self._rows)
         under_way = any(r.review.state in UNDER_WAY for r in rows)
         wanted = request.query_params.get("refresh") != "off"
@@ -559,8 +563,8 @@ class EditorArea:
             refresh_every=REFRESH_SECONDS,
             rows=rows,
             waiting=ReviewState.WAITING,
-            approve_csrf=self.form_token(session, "/editor/approve"),
-            action_csrf={a: self.form_token(session, f"/editor/{a}") for a in ACTIONS},
+            approve_csrf=self.form_token(session, APPROVE),
+            action_csrf={a: self.form_token(session, f"{HOME}{a}") for a in ACTIONS},
             tz=tz.key,
             min_at=f"{now:%Y-%m-%dT%H:%M}",
             max_at=f"{now + SCHEDULE_MAX:%Y-%m-%dT%H:%M}",
@@ -573,9 +577,9 @@ class EditorArea:
         session = await self.session(request)
         if session is None:
             return self.redirect(
-                request, "/editor/login", Flash("error", "Log in again: your session ended.")
+                request, LOGIN, Flash("error", "Log in again: your session ended.")
             )
-        if not self.form_ok(session, "/editor/approve", form):
+        if not self.form_ok(session, APPROVE, form):
             return self.forbidden(request)
         brief_id = form.get("brief_id", "")[:200]
         try:
@@ -585,18 +589,18 @@ class EditorArea:
             review = await run_in_threadpool(self._approve, session, brief_id, form, send_at)
         except BriefcastError as exc:  # Changed, NotWaiting, ScheduleError, ResumeFailed
             log.info("editor %s: approval of %r refused: %s", session.name, brief_id, exc)
-            return self.redirect(request, "/editor/", Flash("error", str(exc)))
+            return self.redirect(request, HOME, Flash("error", str(exc)))
         except Exception:
             log.exception("editor %s: approving %r failed", session.name, brief_id)
             text = f"{brief_id}: the approval failed (see the server's log); nothing was sent"
-            return self.redirect(request, "/editor/", Flash("error", text))
+            return self.redirect(request, HOME, Flash("error", text))
         if review.send_at is not None:
             when = _when(review.send_at, self.settings.site.tz)
             text = f"Approved {review.brief_id}: it will be sent at {when}."
         else:
             text = f"Approved {review.brief_id}: it is being sent now."
         log.info("editor %s approved %s", session.name, review.brief_id)
-        return self.redirect(request, "/editor/", Flash("ok", text))
+        return self.redirect(request, HOME, Flash("ok", text))
 
     def _approve(
         self,
@@ -633,9 +637,9 @@ class EditorArea:
         session = await self.session(request)
         if session is None:
             return self.redirect(
-                request, "/editor/login", Flash("error", "Log in again: your session ended.")
+                request, LOGIN, Flash("error", "Log in again: your session ended.")
             )
-        if not self.form_ok(session, f"/editor/{action}", form):
+        if not self.form_ok(session, f"{HOME}{action}", form):
             return self.forbidden(request)
         brief_id = form.get("brief_id", "")[:200]
         do = {
@@ -648,13 +652,13 @@ class EditorArea:
             text = await run_in_threadpool(do, session, brief_id, form)
         except BriefcastError as exc:
             log.info("editor %s: %s of %r refused: %s", session.name, action, brief_id, exc)
-            return self.redirect(request, "/editor/", Flash("error", str(exc)))
+            return self.redirect(request, HOME, Flash("error", str(exc)))
         except Exception:
             log.exception("editor %s: %s of %r failed", session.name, action, brief_id)
             text = f"{brief_id}: the {action} failed (see the server's log); nothing changed"
-            return self.redirect(request, "/editor/", Flash("error", text))
+            return self.redirect(request, HOME, Flash("error", text))
         log.info("editor %s: %s %s", session.name, action, brief_id)
-        return self.redirect(request, "/editor/", Flash("ok", text))
+        return self.redirect(request, HOME, Flash("ok", text))
 
     def _discard(self, session: editors.Session, brief_id: str, form: dict[str, str]) -> str:
         """A waiting review is cancelled, its suspended run with it: nothing of it is sent."""
@@ -755,7 +759,7 @@ class EditorArea:
         now = datetime.now(self.settings.site.tz)
         form = self.env.get_template("editor_preview_approve.html.j2").render(
             review=review,
-            csrf=self.form_token(session, "/editor/approve"),
+            csrf=self.form_token(session, APPROVE),
             tz=self.settings.site.tz.key,
             min_at=f"{now:%Y-%m-%dT%H:%M}",
             max_at=f"{now + SCHEDULE_MAX:%Y-%m-%dT%H:%M}",
@@ -765,7 +769,7 @@ class EditorArea:
     async def preview(self, request: Request, brief_id: str, path: str) -> Response:
         session = await self.session(request)
         if session is None:
-            return self.redirect(request, "/editor/login")
+            return self.redirect(request, LOGIN)
         names = _preview_names(path)
         found = None
         if names is not None and 0 < len(brief_id) <= 200:
@@ -790,27 +794,27 @@ def _when(moment: datetime, tz: ZoneInfo) -> str:
 def install(app: FastAPI, area: EditorArea) -> None:
     """The editor's routes, on the pages' app."""
 
-    @app.api_route("/editor", methods=["GET", "HEAD"])
+    @app.api_route(AREA, methods=["GET", "HEAD"])
     async def editor_root(request: Request) -> Response:
-        return area.redirect(request, "/editor/")
+        return area.redirect(request, HOME)
 
-    @app.api_route("/editor/", methods=["GET", "HEAD"])
+    @app.api_route(HOME, methods=["GET", "HEAD"])
     async def editor_list(request: Request) -> Response:
         return await area.list_page(request)
 
-    @app.api_route("/editor/login", methods=["GET", "HEAD"])
+    @app.api_route(LOGIN, methods=["GET", "HEAD"])
     async def editor_login_form(request: Request) -> Response:
         return await area.login_form(request)
 
-    @app.post("/editor/login")
+    @app.post(LOGIN)
     async def editor_login(request: Request) -> Response:
         return await area.login(request)
 
-    @app.post("/editor/logout")
+    @app.post(LOGOUT)
     async def editor_logout(request: Request) -> Response:
         return await area.logout(request)
 
-    @app.post("/editor/approve")
+    @app.post(APPROVE)
     async def editor_approve(request: Request) -> Response:
         return await area.approve_post(request)
 
@@ -821,12 +825,12 @@ def install(app: FastAPI, area: EditorArea) -> None:
         return editor_action
 
     for action in ACTIONS:
-        app.add_api_route(f"/editor/{action}", action_route(action), methods=["POST"])
+        app.add_api_route(f"{HOME}{action}", action_route(action), methods=["POST"])
 
-    @app.api_route("/editor/editor.css", methods=["GET", "HEAD"])
+    @app.api_route(f"{HOME}editor.css", methods=["GET", "HEAD"])
     async def editor_stylesheet(request: Request) -> Response:
         return area.stylesheet(request)
 
-    @app.api_route("/editor/preview/{brief_id}/{path:path}", methods=["GET", "HEAD"])
+    @app.api_route(PREVIEW_PREFIX + "{brief_id}/{path:path}", methods=["GET", "HEAD"])
     async def editor_preview(request: Request, brief_id: str, path: str) -> Response:
         return await area.preview(request, brief_id, path)

@@ -55,6 +55,11 @@ FORM_MAX_BYTES = 8 * 1024  # a form here is an address and a few words
 FORM_MAX_FIELDS = 16
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 NO_STORE = "no-store"
+# The pages' paths (briefcast.serve routes them here; the settings' URLs name the first two).
+SUBSCRIBE = "/subscribe"
+CONFIRM = "/confirm/"  # + a token: the confirmation link's page
+MANAGE = "/u/"  # + a token: the subscriber's page, the emails' unsubscribe link
+OWN = "/_serve/"  # the pages' own files (their stylesheet)
 CSS_CACHE = "public, max-age=3600"  # our own stylesheets: an hour, then asked again by ETag
 
 
@@ -278,7 +283,7 @@ class Pages:
             "subscribe.html.j2",
             self.word(lang, "serve_subscribe_title"),
             status=status,
-            action="/subscribe",
+            action=SUBSCRIBE,
             switch=status == 200,
             intro=self.word(lang, "serve_subscribe_intro"),
             editions=self.editions(lang),
@@ -293,7 +298,7 @@ class Pages:
         lang = form.get("lang", "")
         if lang not in self.languages:
             lang = self.language(request)
-        if not self.csrf_ok(request, "/subscribe", form):
+        if not self.csrf_ok(request, SUBSCRIBE, form):
             return self.forbidden(request, lang)
         client = request.client.host if request.client else "?"
         wait = self.by_ip.take(client_key(client))
@@ -343,7 +348,7 @@ class Pages:
         token = signing.confirmation(
             self.secret, sub.id, sub.email, edition, self.settings.serve.confirm_hours * 3600
         )
-        link = f"{self.settings.site.base_url.rstrip('/')}/confirm/{token}"
+        link = f"{self.settings.site.base_url.rstrip('/')}{CONFIRM}{token}"
         named = self.edition(edition, lang)
         return self.mailer.message(
             sub.email,
@@ -370,7 +375,7 @@ class Pages:
             return self.not_found(request, self.language(request))  # the site has changed
         lang = self.language(request, parsed.language)
         again = {
-            "href": f"/subscribe?lang={lang}",
+            "href": f"{SUBSCRIBE}?lang={lang}",
             "text": self.word(lang, "serve_subscribe_title"),
         }
         if parsed.expired:
@@ -398,7 +403,7 @@ class Pages:
             lang,
             "confirm.html.j2",
             self.word(lang, "serve_confirm_title"),
-            action=f"/confirm/{token}",
+            action=f"{CONFIRM}{token}",
             switch=True,
             intro=self.word(
                 lang,
@@ -414,7 +419,7 @@ class Pages:
         if isinstance(found, Response):
             return found
         parsed, sub, lang = found
-        if not self.csrf_ok(request, f"/confirm/{token}", form):
+        if not self.csrf_ok(request, f"{CONFIRM}{token}", form):
             return self.forbidden(request, lang)
         status = await run_in_threadpool(
             lambda: subscribers.confirm(self.store, sub.id, parsed.language, settings=self.settings)
@@ -457,7 +462,7 @@ class Pages:
             lang,
             "manage.html.j2",
             self.word(lang, "serve_manage_title"),
-            action=f"/u/{token}",
+            action=f"{MANAGE}{token}",
             switch=True,
             state=state,
             can_change=sub.status not in SUPPRESSED,
@@ -480,7 +485,7 @@ class Pages:
         if form.get(ONE_CLICK[0]) == ONE_CLICK[1]:
             await run_in_threadpool(subscribers.unsubscribe, self.store, sub.id)
             return Response(b"", media_type="text/plain", headers={"cache-control": NO_STORE})
-        action = f"/u/{token}"
+        action = f"{MANAGE}{token}"
         lang = self.language(request, sub.language)
         if not self.csrf_ok(request, action, form):
             return self.forbidden(request, lang)
@@ -591,31 +596,31 @@ async def read_form(request: Request) -> dict[str, str]:
 def build(pages: Pages) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.api_route("/subscribe", methods=["GET", "HEAD"])
+    @app.api_route(SUBSCRIBE, methods=["GET", "HEAD"])
     async def subscribe_form(request: Request) -> Response:
         return pages.subscribe_page(request, pages.language(request))
 
-    @app.post("/subscribe")
+    @app.post(SUBSCRIBE)
     async def subscribe(request: Request) -> Response:
         return await pages.subscribe(request)
 
-    @app.api_route("/confirm/{token}", methods=["GET", "HEAD"])
+    @app.api_route(CONFIRM + "{token}", methods=["GET", "HEAD"])
     async def confirm_form(request: Request, token: str) -> Response:
         return await pages.confirm_page(request, token)
 
-    @app.post("/confirm/{token}")
+    @app.post(CONFIRM + "{token}")
     async def confirm(request: Request, token: str) -> Response:
         return await pages.confirm(request, token)
 
-    @app.api_route("/u/{token}", methods=["GET", "HEAD"])
+    @app.api_route(MANAGE + "{token}", methods=["GET", "HEAD"])
     async def manage(request: Request, token: str) -> Response:
         return await pages.manage(request, token)
 
-    @app.post("/u/{token}")
+    @app.post(MANAGE + "{token}")
     async def unsubscribe(request: Request, token: str) -> Response:
         return await pages.unsubscribe(request, token)
 
-    @app.api_route("/_serve/serve.css", methods=["GET", "HEAD"])
+    @app.api_route(f"{OWN}serve.css", methods=["GET", "HEAD"])
     async def stylesheet(request: Request) -> Response:
         return pages.stylesheet(request)
 
