@@ -22,6 +22,7 @@ from briefcast import channel as registry
 from briefcast.channel import Outputs
 from briefcast.config import Settings
 from briefcast.errors import BriefcastError
+from briefcast.render.layout import INDEX
 from briefcast.render.preview import build_index
 from briefcast.safe_io import inside, write_inside
 
@@ -70,7 +71,7 @@ def finish_previews(
     folders = []
     for o in outputs:
         folder = inside(staging, o.brief.id)
-        write_inside(folder, "index.html", build_index(o, chosen, settings))
+        write_inside(folder, INDEX, build_index(o, chosen, settings))
         if digest is not None:
             kept = reviewed_dir(out, o.brief.id, digest)
             copy = inside(staging, REVIEWED, o.brief.id)

@@ -8,11 +8,10 @@ from briefcast.brief import Brief
 from briefcast.channel import BuildContext, Row
 from briefcast.config import Settings
 from briefcast.render.feeds import FeedSet, build_feeds
+from briefcast.render.layout import FEED_FILES
 from briefcast.render.preview import fragment
 from briefcast.safe_io import write_inside
 from briefcast.site import SiteSends
-
-FILES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
 
 
 class FeedChannel(SiteSends):
@@ -39,7 +38,7 @@ class FeedChannel(SiteSends):
         return [
             write_inside(folder, f"feed/{feeds.lang}/{name}", getattr(feeds, kind))
             for feeds in built
-            for kind, name in FILES.items()
+            for kind, name in FEED_FILES.items()
         ]
 
     def preview_html(self, built: list[FeedSet], brief: Brief, settings: Settings) -> str:
@@ -49,7 +48,7 @@ class FeedChannel(SiteSends):
         return [
             {
                 "target": feeds.lang,
-                "text": ", ".join(FILES.values()),
+                "text": ", ".join(FEED_FILES.values()),
                 "length": len(feeds.atom),
                 "limit": 0,
             }

@@ -29,8 +29,8 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 from markupsafe import escape
 
-ATOM_TYPE = "application/atom+xml"
-RSS_TYPE = "application/rss+xml"
+from briefcast.render.layout import FEED_TYPES
+
 GENERATOR = "briefcast"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 
@@ -61,11 +61,11 @@ class FeedDoc:
 
 
 def render_rss(doc: FeedDoc, self_url: str) -> bytes:
-    return _generator(doc, self_url, RSS_TYPE).rss_str(pretty=True)
+    return _generator(doc, self_url, FEED_TYPES["rss"]).rss_str(pretty=True)
 
 
 def render_atom(doc: FeedDoc, self_url: str) -> bytes:
-    return _generator(doc, self_url, ATOM_TYPE).atom_str(pretty=True)
+    return _generator(doc, self_url, FEED_TYPES["atom"]).atom_str(pretty=True)
 
 
 class _Generator(FeedGenerator):

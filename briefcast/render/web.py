@@ -66,9 +66,9 @@ def build_page(brief: Brief, settings: Settings, lang: str) -> str:
     tags = brief.tags_in(text_lang)
     tag_links = [Link(layout.tag_url(site, lang, tag), tag) for tag in tags]
     feeds = [
-        Link(site.feed_url(lang, "atom"), "Atom", type="application/atom+xml"),
-        Link(site.feed_url(lang, "rss"), "RSS", type="application/rss+xml"),
-        Link(site.feed_url(lang, "json"), "JSON Feed", type="application/feed+json"),
+        Link(site.feed_url(lang, "atom"), "Atom", type=layout.FEED_TYPES["atom"]),
+        Link(site.feed_url(lang, "rss"), "RSS", type=layout.FEED_TYPES["rss"]),
+        Link(site.feed_url(lang, "json"), "JSON Feed", type=layout.FEED_TYPES["json"]),
     ]
     template = _env(site.templates_dir).get_template("page.html.j2")
     return template.render(

@@ -78,6 +78,7 @@ from briefcast.delivery import ledger
 from briefcast.delivery.ledger import DeliveryStatus
 from briefcast.delivery.smtp import ResultStatus
 from briefcast.errors import BriefcastError, UserError
+from briefcast.render.layout import INDEX
 from briefcast.render.preview import APPROVE_SLOT, FIT_SCRIPT_CSP
 from briefcast.reviews import Review, ReviewState
 from briefcast.safe_io import OutsideFolder, UnsafeFile, inside, read_regular
@@ -242,7 +243,7 @@ def _preview_names(path: str) -> list[str] | None:
     name is empty, ``.``/``..`` or hidden, or holds a backslash or NUL."""
     names = path.split("/") if path else [""]
     if names[-1] == "":
-        names[-1] = "index.html"
+        names[-1] = INDEX
     for name in names:
         if not name or name.startswith(".") or "\\" in name or "\x00" in name:
             return None
@@ -778,7 +779,7 @@ class EditorArea:
             return self.refusal(request, 404, "Not found", "There is no such preview file.", {})
         data, ctype, review = found
         assert names is not None
-        index = names in (["index.html"], [review.digest, "index.html"])
+        index = names in ([INDEX], [review.digest, INDEX])
         if index and review.state == ReviewState.WAITING and review.digest:
             data = self._with_approve(data, session, review)
         return Response(data, media_type=ctype, headers={"cache-control": NO_STORE})

@@ -50,6 +50,8 @@ from urllib.parse import quote
 
 import anyio.to_thread
 
+from briefcast.render import layout
+from briefcast.render.layout import FEED_FILES, INDEX
 from briefcast.safe_io import OutsideFolder, inside
 from briefcast.serve import headers as sec
 from briefcast.serve.headers import Header
@@ -70,9 +72,7 @@ _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 
 _GONE = (-1, -1, -1, -1)  # the key of an entry dropped from memory: never matches
 
 FEED_TYPES = {
-    "rss.xml": "application/rss+xml; charset=utf-8",
-    "atom.xml": "application/atom+xml; charset=utf-8",
-    "feed.json": "application/feed+json; charset=utf-8",
+    name: f"{layout.FEED_TYPES[kind]}; charset=utf-8" for kind, name in FEED_FILES.items()
 }
 SUFFIX_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -355,7 +355,7 @@ class StaticSite:
         names = path[1:].split("/")
         folder = names[-1] == ""
         if folder:
-            names[-1] = "index.html"
+            names[-1] = INDEX
         for name in names:
             if (
                 not name
@@ -373,7 +373,7 @@ class StaticSite:
         if stat.S_ISDIR(st.st_mode):
             if folder:
                 return None
-            index = real / "index.html"
+            index = real / INDEX
             return _Redirect(path + "/") if index.is_file() else None
         if not stat.S_ISREG(st.st_mode):
             return None
