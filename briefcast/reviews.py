@@ -32,7 +32,7 @@ from briefcast.config import TEMPLATE_FOLDERS, Settings
 from briefcast.errors import UserError
 from briefcast.resources import templates_root
 from briefcast.safe_io import UnsafeFile, read_regular
-from briefcast.store import Store, as_aware, reviews
+from briefcast.store import BRIEF_ID_MAX, Store, as_aware, reviews
 
 # Sections that decide how a message travels, not what it says: changing them after a
 # preview does not call for a new one.
@@ -271,7 +271,7 @@ def record_failed(store: Store, *, flow_run_id: str, path: Path, reason: str) ->
             conn.execute(
                 insert(reviews).values(
                     flow_run_id=flow_run_id,
-                    brief_id=path.name[:200] or str(path)[:200],
+                    brief_id=path.name[:BRIEF_ID_MAX] or str(path)[:BRIEF_ID_MAX],
                     path=str(path),
                     preview="",
                     digest="",

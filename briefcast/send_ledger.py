@@ -48,7 +48,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from briefcast.store import Store, as_aware, sends
 
 REPLY_MAX = 1000  # characters of a remote service's reply kept in the ledger
-_KEY_LIMITS = {"brief_id": 200, "channel": 100, "target": 300, "part": 200}
 _INTERRUPTED = "interrupted while sending: it may or may not have reached the service"
 
 
@@ -70,6 +69,16 @@ class SendKey(NamedTuple):
     channel: str  # e.g. "mastodon", "site", a plug-in's name
     target: str = ""  # an account, a site, a list; "" when the channel has only one
     part: str = ""  # e.g. "post-1", "page-en"; "" when the brief is one part
+
+
+def _length(column: str) -> int:
+    length = getattr(sends.c[column].type, "length", None)
+    assert isinstance(length, int), column
+    return length
+
+
+# A key's fields, each at most as long as its column takes.
+_KEY_LIMITS = {field: _length(field) for field in SendKey._fields}
 
 
 class Attempt(NamedTuple):

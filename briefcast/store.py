@@ -39,11 +39,12 @@ from briefcast.migrations import HEAD
 # migrations (briefcast/migrations/versions): a change here needs a new revision there, and
 # a test checks that the two agree.
 metadata = MetaData()
+BRIEF_ID_MAX = 200  # briefs.id and every brief_id column
 
 briefs = Table(
     "briefs",
     metadata,
-    Column("id", String(200), primary_key=True),
+    Column("id", String(BRIEF_ID_MAX), primary_key=True),
     Column("digest", String(64), nullable=False),
     Column("data", Text, nullable=False),  # Brief.to_dict() as JSON
     Column("date", DateTime(timezone=True), nullable=False, index=True),
@@ -76,7 +77,7 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("brief_id", String(200), nullable=False),
+    Column("brief_id", String(BRIEF_ID_MAX), nullable=False),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
     Column("edition", String(10), nullable=False),
     Column("status", String(20), nullable=False),
@@ -100,7 +101,7 @@ sends = Table(
     "sends",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("brief_id", String(200), nullable=False),
+    Column("brief_id", String(BRIEF_ID_MAX), nullable=False),
     Column("channel", String(100), nullable=False),
     Column("target", String(300), nullable=False),  # an account, a site; "" when only one
     Column("part", String(200), nullable=False),  # e.g. "post-1", "page-en"; "" when one
@@ -138,7 +139,7 @@ reviews = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("flow_run_id", String(64), nullable=False),
-    Column("brief_id", String(200), nullable=False, index=True),
+    Column("brief_id", String(BRIEF_ID_MAX), nullable=False, index=True),
     Column("path", Text, nullable=False),  # the brief file, absolute
     Column("preview", Text, nullable=False),  # its preview folder, absolute
     Column("digest", String(64), nullable=False),

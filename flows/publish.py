@@ -25,7 +25,7 @@ from briefcast.channel import Outputs, sends
 from briefcast.config import Settings, load_settings
 from briefcast.previews import dispatch_preview, finish_previews, staging_dir
 from briefcast.render.preview import preview_markdown, preview_rows
-from flows.units import send_channel
+from flows.units import ARTIFACT_KEY_MAX, send_channel
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ def finish(
     folders = finish_previews(outputs, names, staging, out, settings, digest=review_digest)
     chosen = [registry.get(name) for name in names]
     for o in outputs:
-        key = f"preview-{o.brief.id}"[:100]
+        key = f"preview-{o.brief.id}"[:ARTIFACT_KEY_MAX]
         create_markdown_artifact(key=key, markdown=preview_markdown(o, chosen))
-        create_table_artifact(key=f"{key}-table"[:100], table=preview_rows(o, chosen))
+        create_table_artifact(key=f"{key}-table"[:ARTIFACT_KEY_MAX], table=preview_rows(o, chosen))
     return [str(f) for f in folders]
 
 

@@ -44,7 +44,7 @@ from briefcast.reviews import Approval, ReviewState
 from briefcast.safe_io import read_regular
 from briefcast.store import Store
 from flows.publish import publish
-from flows.units import send_alone, send_channel
+from flows.units import ARTIFACT_KEY_MAX, send_alone, send_channel
 
 # The flows' names and their deployments' (made by `briefcast up`, flows.supervisor.up);
 # run_deployment names a deployment "<flow>/<deployment>".
@@ -92,7 +92,7 @@ def review(path: str, out: str = "out") -> str:
         brief_id = known.brief_id
         reach = "".join(f"{line}\n\n" for line in _reach(brief, settings))
         create_markdown_artifact(
-            key=f"approve-{brief_id}"[:100],
+            key=f"approve-{brief_id}"[:ARTIFACT_KEY_MAX],
             markdown=(
                 f"# {brief_id} waits for approval\n\nPreview: `{known.preview}/index.html`\n\n"
                 f"Digest of what was previewed: `{known.digest}`\n\n{reach}"
@@ -251,7 +251,7 @@ def send(review_id: str) -> dict[str, str]:
     with _store(settings) as store:
         reviews.set_state(store, review_id, ReviewState.SENT, detail=None)
     create_table_artifact(
-        key=f"sent-{known.brief_id}"[:100],
+        key=f"sent-{known.brief_id}"[:ARTIFACT_KEY_MAX],
         table=[{"channel": name, "summary": line} for name, line in lines.items()],
         description=f"sent from {socket.gethostname()}, worker pid {os.getppid()}",
     )

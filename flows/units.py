@@ -47,6 +47,7 @@ from briefcast.config import Settings
 from briefcast.errors import BriefcastError
 
 LEASE_SECONDS = 60  # the least Prefect takes; expired leases are collected every 15 s
+ARTIFACT_KEY_MAX = 100  # the longest artifact key Prefect takes
 
 # Runs the alone units somewhere else (the fleet's flow runs); their summaries stay there.
 Elsewhere = Callable[[list[SendUnit]], None]
@@ -94,7 +95,7 @@ class PrefectPacer:
 
 def artifact_key(*parts: str) -> str:
     """An artifact key (lower-case letters, digits, dashes) of ``parts``."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:ARTIFACT_KEY_MAX]
 
 
 def _send(unit: SendUnit, outputs: Outputs, settings: Settings, resend_unknown: bool) -> Any:

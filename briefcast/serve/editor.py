@@ -87,7 +87,7 @@ from briefcast.serve import headers as sec
 from briefcast.serve.pages import NO_STORE, Pages, etag_of, read_form, stylesheet
 from briefcast.serve.ratelimit import Buckets
 from briefcast.serve.static import content_type
-from briefcast.store import Store, sends
+from briefcast.store import BRIEF_ID_MAX, Store, sends
 
 log = logging.getLogger(__name__)
 
@@ -582,7 +582,7 @@ class EditorArea:
             )
         if not self.form_ok(session, APPROVE, form):
             return self.forbidden(request)
-        brief_id = form.get("brief_id", "")[:200]
+        brief_id = form.get("brief_id", "")[:BRIEF_ID_MAX]
         try:
             send_at = parse_send_at(
                 form.get("send_at", ""), self.settings.site.tz, datetime.now(UTC)
@@ -642,7 +642,7 @@ class EditorArea:
             )
         if not self.form_ok(session, f"{HOME}{action}", form):
             return self.forbidden(request)
-        brief_id = form.get("brief_id", "")[:200]
+        brief_id = form.get("brief_id", "")[:BRIEF_ID_MAX]
         do = {
             "discard": self._discard,
             "cancel": self._cancel,
