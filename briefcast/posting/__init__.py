@@ -20,6 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+MESSAGE_CHARS = 300  # of a network's error message, in the ledger and the summary
+
+
+def short_message(text: object) -> str:
+    """A network's message (or exception) as one line of at most MESSAGE_CHARS."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"
+
 
 @dataclass(frozen=True)
 class PostRef:

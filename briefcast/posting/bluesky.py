@@ -40,6 +40,7 @@ from briefcast.posting import (
     RateLimited,
     Reply,
     ratelimit,
+    short_message,
 )
 from briefcast.posting.http import DEFAULT_TIMEOUT, BoundedTransport
 from briefcast.render.social import BLUESKY_LIMIT
@@ -63,7 +64,6 @@ _NOT_SENT = (
 )
 # A 400 a PDS answers for an access token it no longer takes (401 is the other way it says so).
 _TOKEN_ERRORS = ("ExpiredToken", "InvalidToken")
-_MESSAGE_CHARS = 300
 
 
 def link_spans(text: str) -> list[tuple[int, int]]:
@@ -98,11 +98,6 @@ def _strong(ref: PostRef) -> models.ComAtprotoRepoStrongRef.Main:
     if not ref.cid:
         raise PostFailed(f"cannot reply to {ref.id}: its CID is not known")
     return models.ComAtprotoRepoStrongRef.Main(uri=ref.id, cid=ref.cid)
-
-
-def _one_line(text: object) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 1] + "…"
 
 
 def _reset_at(headers: Mapping[str, str]) -> float | None:
@@ -287,7 +282,7 @@ class BlueskyPoster:
         login = doing == "log in"
         if isinstance(exc, RequestErrorBase) and exc.response is not None:
             status = exc.response.status_code
-            said = f"{where}: {_one_line(exc)}"
+            said = f"{where}: {short_message(exc)}"
             if status == 429:
                 return RateLimited(said, reset_at=_reset_at(exc.response.headers))
             if status in (401, 403) or (login and status == 400):
@@ -298,7 +293,7 @@ class BlueskyPoster:
                 return MaybePosted(f"{said} (the PDS may have written it)")
             return PostFailed(said, retry=status >= 500 or status == 408)
         cause = exc.__cause__ if isinstance(exc, RequestErrorBase) and exc.__cause__ else exc
-        what = _one_line(f"{type(cause).__name__}: {cause}")
+        what = short_message(f"{type(cause).__name__}: {cause}")
         if isinstance(cause, _NOT_SENT):
             return PostFailed(f"{where}: cannot reach the PDS ({what})", retry=True)
         if sent:

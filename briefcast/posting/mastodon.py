@@ -52,9 +52,9 @@ from briefcast.posting import (
     ratelimit,
 )
 from briefcast.posting.http import bound_session
+from briefcast.render.social import MASTODON_LIMIT
 
 NETWORK = "mastodon"
-DEFAULT_LIMIT = 500  # Mastodon's own default, when the instance does not say
 USER_AGENT = "briefcast"
 RETRYABLE = frozenset({408, 425, 503})  # the server says nothing was done: try again later
 SERVER_TEXT_MAX = 200  # of the server's error text quoted in a message
@@ -153,7 +153,7 @@ class MastodonPoster:
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 self._limit = value
             else:
-                self._limit = DEFAULT_LIMIT
+                self._limit = MASTODON_LIMIT  # Mastodon's own default
         return self._limit
 
     def post(

@@ -57,6 +57,7 @@ from briefcast.posting import (
     RateLimited,
     Reply,
     ratelimit,
+    short_message,
 )
 from briefcast.posting.http import DEFAULT_TIMEOUT, BoundedAdapter
 from briefcast.render.social import X_LIMIT
@@ -65,12 +66,6 @@ KEYS = ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_SECRET")
 # Where tweepy sends its requests (its code says api.twitter.com; newer releases api.x.com).
 TWEEPY_HOSTS = ("https://api.twitter.com/", "https://api.x.com/")
 WEB = "https://x.com"
-_MESSAGE_CHARS = 300
-
-
-def _one_line(text: object) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 1] + "…"
 
 
 class BaseUrlAdapter(BoundedAdapter):
@@ -201,7 +196,7 @@ class XPoster:
         where = self._where(doing)
         if isinstance(exc, tweepy.HTTPException):
             status = exc.response.status_code
-            said = f"{where}: {_one_line(exc)}"
+            said = f"{where}: {short_message(exc)}"
             if status == 429:
                 return RateLimited(said, reset_at=_reset_at(exc.response.headers))
             if status >= 500 and posting and status != 503:
@@ -214,7 +209,7 @@ class XPoster:
             if status == 401 or (status == 403 and not posting):
                 return CredentialsRejected(said)
             return PostFailed(said, retry=status >= 500)
-        what = _one_line(f"{type(exc).__name__}: {exc}")
+        what = short_message(f"{type(exc).__name__}: {exc}")
         answer = self._adapter.last
         if answer is not None and answer.status_code == 429:
             # tweepy itself failed over the 429 (it reads x-rate-limit-reset as an int): a 429

@@ -26,7 +26,7 @@ from briefcast.errors import BriefError
 from briefcast.i18n import language_name, long_date, t
 from briefcast.render.blocks import Run, group_blocks, inline_html, notes_html, table_html
 from briefcast.render.mjml import ForeignMarkupError, compile_mjml
-from briefcast.render.plain import References, superscript
+from briefcast.render.plain import TEXT_WIDTH, References, superscript
 from briefcast.render.templating import environment
 
 # Placeholders use only [A-Z_] so that no URL, header or quoted-printable encoding alters them.
@@ -40,7 +40,6 @@ PLACEHOLDERS = (TO_PLACEHOLDER, TOKEN_PLACEHOLDER)
 TOKEN_MAX = 42
 
 BOTH = "both"
-TEXT_WIDTH = 72
 PREHEADER_MAX = 200
 # Longer subjects are cut at a word with "…". RFC 5322 allows more, but its lines stay
 # under 78 characters, mail clients show 40 (Gmail on a phone) to 130, and spam filters

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from briefcast.brief import Block, Span
 
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-# The text part's width (render/email.TEXT_WIDTH): a wider table is shown one row at a time.
-TABLE_WIDTH = 72
+# The email's text part's width (render.email wraps it): a wider table is shown one row at a
+# time.
+TEXT_WIDTH = 72
 
 
 def superscript(number: int) -> str:
@@ -60,7 +61,7 @@ class References:
         columns = max(len(row) for row in rows)
         rows = [row + [""] * (columns - len(row)) for row in rows]
         widths = [max(_width(row[i]) for row in rows) for i in range(columns)]
-        if sum(widths) + 2 * (columns - 1) > TABLE_WIDTH:
+        if sum(widths) + 2 * (columns - 1) > TEXT_WIDTH:
             head, *body = rows
             return "\n\n".join(
                 "\n".join(f"{h}: {cell}" if h else cell for h, cell in zip(head, row, strict=True))

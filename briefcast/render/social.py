@@ -12,7 +12,7 @@ from importlib.resources import files
 import emoji
 import regex
 
-from briefcast.brief import Brief, after_headline
+from briefcast.brief import HREF_MAX, Brief, after_headline
 from briefcast.config import SiteSettings
 from briefcast.errors import BriefError
 from briefcast.readers.blocks import headline_from
@@ -21,7 +21,6 @@ X_LIMIT = 280
 MASTODON_LIMIT = 500
 BLUESKY_LIMIT = 300
 URL_LENGTH = 23  # X's transformedURLLength; Mastodon's URL_PLACEHOLDER_CHARS
-URL_MAX_CHARS = 4096  # twitter-text's (and idna's) longest URL; a longer one is plain text
 
 # --- URLs: twitter-text's extractor (and Mastodon's variant of it), condensed -------------
 
@@ -89,7 +88,7 @@ def _is_url(m: regex.Match[str], text: str) -> bool:
         return False
     ascii_domain = sum(sizes) + len(sizes) - 1
     url_chars = len(m["protocol"] or "https://") + len(m[0]) - len(m["domain"]) + ascii_domain
-    if url_chars > URL_MAX_CHARS:
+    if url_chars > HREF_MAX:  # a longer one is plain text
         return False
     if m["protocol"]:
         return True
@@ -535,10 +534,10 @@ def _x_post(body: str, k: int, n: int, link: str) -> str:
     return _join(post, link) if k == 1 else post
 
 
-# No longer text fits an X post: a URL counts 23 for up to URL_MAX_CHARS characters (and
+# No longer text fits an X post: a URL counts 23 for up to HREF_MAX characters (and
 # needs a punycode label at least as long as the Unicode one), an emoji 2 for up to 10,
 # anything else at least 1 per character, and NFC at most quarters the text.
-_X_MAX_CHARS = 4 * (X_LIMIT // URL_LENGTH + 1) * URL_MAX_CHARS
+_X_MAX_CHARS = 4 * (X_LIMIT // URL_LENGTH + 1) * HREF_MAX
 
 
 def _x_fits_text(post: str) -> bool:
