@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from briefcast.brief import Brief
@@ -347,6 +348,14 @@ class Store:
                 found += [Brief.from_dict(json.loads(data)) for (data,) in conn.execute(query)]
         by_id = sorted(found, key=lambda b: b.id)
         return sorted(by_id, key=lambda b: b.date or datetime.min.replace(tzinfo=UTC), reverse=True)
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file of a SQLite database; None for another database or SQLite's in-memory one."""
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        return database
+    return None
 
 
 def make_engine(url: str) -> Engine:

@@ -14,7 +14,7 @@ from briefcast import migrate
 from briefcast.cli import startup
 from briefcast.cli.output import fail, first_line
 from briefcast.migrations import BASELINE, HEAD
-from briefcast.store import make_engine
+from briefcast.store import make_engine, sqlite_file
 
 db_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console(highlight=False, soft_wrap=True, markup=False)
@@ -82,13 +82,9 @@ def current() -> None:
     engine = _engine(url)
     upgrade_hint = "`briefcast db upgrade`, or any command that opens the database"
     try:
-        database = engine.url.database
-        if (  # a SQLite file that is not there is not made here: this command changes nothing
-            engine.dialect.name == "sqlite"
-            and database
-            and database != ":memory:"
-            and not Path(database).exists()
-        ):
+        database = sqlite_file(engine.url)
+        # A SQLite file that is not there is not made here: this command changes nothing.
+        if database is not None and not Path(database).exists():
             out.print(f"none: no database yet ({upgrade_hint}, creates it at {HEAD})")
             return
         state = migrate.status(engine)

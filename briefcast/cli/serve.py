@@ -16,7 +16,7 @@ from briefcast.cli.db import _fail_database
 from briefcast.cli.output import err, fail
 from briefcast.config import Settings, config_path
 from briefcast.delivery import DeliveryError, unsubscribe_secret
-from briefcast.store import Store
+from briefcast.store import Store, sqlite_file
 
 
 def serve(
@@ -102,17 +102,8 @@ def _check_public_dir(settings: Settings) -> None:
         url = make_url(settings.database.url)
     except ArgumentError:
         url = None  # the database check below says what is wrong with it
-    if (
-        url is not None
-        and url.get_backend_name() == "sqlite"
-        and url.database
-        not in (
-            None,
-            "",
-            ":memory:",
-        )
-    ):
-        private["the database"] = Path(url.database)
+    if url is not None and (database := sqlite_file(url)) is not None:
+        private["the database"] = Path(database)
     for what, path in private.items():
         real = Path(os.path.realpath(path.expanduser()))
         if real == served or served in real.parents:

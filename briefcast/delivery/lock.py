@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, text
 
-from briefcast.store import Store
+from briefcast.store import Store, sqlite_file
 
 POLL_SECONDS = 0.1
 
@@ -59,10 +59,10 @@ def sending(
     to ``last``, both included); waits up to ``wait`` seconds in all (a run that was just
     told to stop finishes its messages in flight), then raises BriefBusy."""
     dialect = store.engine.dialect.name
-    database = store.engine.url.database
+    database = sqlite_file(store.engine.url)
     deadline = time.monotonic() + wait
     what = _what(brief_id, subscribers)
-    if dialect == "sqlite" and database and database != ":memory:":
+    if database is not None:
         folder = Path(database).with_name(Path(database).name + ".sending")
         folder.mkdir(exist_ok=True)
         with ExitStack() as held:
