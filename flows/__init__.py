@@ -6,6 +6,10 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+# The local server's telemetry heartbeat races its own SQLite writes ("database is locked"
+# tracebacks) and cannot reach the internet from a closed network anyway.
+NO_ANALYTICS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
 
 def prefect_defaults(verbose: bool = False) -> None:
     """Environment defaults for Prefect's local mode; call before importing Prefect.
@@ -15,9 +19,8 @@ def prefect_defaults(verbose: bool = False) -> None:
         # in one line (-v shows Prefect's logs, tracebacks included).
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
-    # The local server's telemetry heartbeat races its own SQLite writes ("database is
-    # locked" tracebacks) and cannot reach the internet from a closed network anyway.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    for name, value in NO_ANALYTICS.items():
+        os.environ.setdefault(name, value)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ import httpx
 
 from briefcast.config import Settings
 from briefcast.errors import BriefcastError
+from flows import NO_ANALYTICS
 
 STATE_FILE = "up.json"
 API_URL_ENV = "PREFECT_API_URL"  # where Prefect, and every command here, finds its API
@@ -163,7 +164,7 @@ class Temporary:
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **NO_ANALYTICS,
             **(environ or {}),
         }
         env.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")

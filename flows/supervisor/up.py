@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from briefcast.config import Settings, load_settings
-from flows import prefect_defaults
+from flows import NO_ANALYTICS, prefect_defaults
 from flows.supervisor import prefect_db, recover
 from flows.supervisor.server import (
     API_URL_ENV,
@@ -283,7 +283,7 @@ def main() -> None:
             env = {
                 **os.environ,
                 "PREFECT_HOME": str(folder / "prefect"),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                **NO_ANALYTICS,
                 "PREFECT_UI_API_URL": local_api(port),
             }
             named = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
