@@ -39,13 +39,20 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from briefcast.config import Settings, SmtpSettings
 from briefcast.delivery.pacing import HourlyCap, RateLimiter
-from briefcast.delivery.smtp import Connection, RelayUnreachable, Result, ResultStatus, SmtpFatal
+from briefcast.delivery.smtp import (
+    Connection,
+    ConnState,
+    RelayUnreachable,
+    Result,
+    ResultStatus,
+    SmtpFatal,
+)
 
 log = logging.getLogger(__name__)
 
 # Waits before each reconnect when a connection drops before the message went out.
 RECONNECT_DELAYS = (0.1, 0.5, 2.0)
-IN_FLIGHT = ("envelope", "ready", "body", "cleanup")
+IN_FLIGHT = (ConnState.ENVELOPE, ConnState.READY, ConnState.BODY, ConnState.CLEANUP)
 # Signed messages are made ahead by this many threads: the sending loop keeps about a third of
 # a CPU busy per 1,000 msg/s, the RSA twice that (0.22 ms a message), so 2 threads keep up
 # with the loop on the 2-CPU machines this runs on; more would only compete with the loop
@@ -218,7 +225,7 @@ class Pool(Generic[J]):
                 # Durable before the bodies: commit when a body waits (its claim and the
                 # previous outcome of its connection must be in), or when nothing is under
                 # way (the loop may wait a while: pace, reconnect).
-                ready = [s for s in slots if s.conn.state == "ready"]
+                ready = [s for s in slots if s.conn.state == ConnState.READY]
                 for slot in ready:
                     self._claim(slot, handler)
                 if handler.pending and (ready or not any(s.conn.state in IN_FLIGHT for s in slots)):

@@ -83,6 +83,19 @@ class ResultStatus(StrEnum):
     FATAL = "fatal"  # handed back, and the run must stop
 
 
+class ConnState(StrEnum):
+    """Where a connection's SMTP session is: closed; idle (may take a message); envelope
+    (MAIL/RCPT/DATA sent, replies awaited); ready (354: the body may go); body (the body
+    going, its reply awaited); cleanup (RSET after a refusal)."""
+
+    CLOSED = "closed"
+    IDLE = "idle"
+    ENVELOPE = "envelope"
+    READY = "ready"
+    BODY = "body"
+    CLEANUP = "cleanup"
+
+
 class Result(NamedTuple):
     status: ResultStatus
     reply: str = ""
@@ -126,7 +139,7 @@ class Connection:
         self._sock: socket.socket | None = None
         self._pipelining = False
         self._smtputf8 = False
-        self.state = "closed"
+        self.state = ConnState.CLOSED
         self._inbox = b""  # bytes read and not yet parsed into replies
         self._outbox: list[memoryview] = []  # bytes to write, in order
         self._mask = 0
@@ -159,12 +172,12 @@ class Connection:
         self._inbox, self._outbox = b"", []
         self._mask = selectors.EVENT_READ
         self._selector.register(sock, self._mask, self)
-        self.state = "idle"
+        self.state = ConnState.IDLE
 
     def close(self) -> None:
         """QUIT politely (briefly blocking) if the session is between messages."""
         smtp = self._smtp
-        if smtp is not None and self.state == "idle" and self._sock is not None:
+        if smtp is not None and self.state == ConnState.IDLE and self._sock is not None:
             self._unregister()
             try:
                 self._sock.settimeout(min(self._timeout, 5.0))
@@ -179,7 +192,7 @@ class Connection:
         smtp, self._smtp, self._sock = self._smtp, None, None
         if smtp is not None:
             smtp.close()
-        self.state = "closed"
+        self.state = ConnState.CLOSED
         self._outbox, self._inbox, self._stages, self._then = [], b"", [], None
 
     def _unregister(self) -> None:
@@ -198,7 +211,7 @@ class Connection:
         """Send the envelope (MAIL, RCPT, DATA: in one write if the relay pipelines).
         ``body`` is the DATA payload, dot-stuffed and ending ``.\\r\\n``; it goes out with
         :meth:`send_body` once the relay said 354 (state ``ready``)."""
-        assert self.state == "idle", self.state
+        assert self.state == ConnState.IDLE, self.state
         if not recipient.isascii() and not self._smtputf8:
             return Result(
                 ResultStatus.FAILED, "the relay does not offer SMTPUTF8 for a non-ASCII address"
@@ -206,7 +219,7 @@ class Connection:
         commands = self._envelope(sender, recipient)
         self._body = body
         self._replies = []
-        self.state = "envelope"
+        self.state = ConnState.ENVELOPE
         if self._pipelining:  # RFC 2920: one round trip instead of three
             self._stages = [stage for stage, _ in commands]
             self._commands = []
@@ -221,8 +234,8 @@ class Connection:
         :meth:`can_pipeline`), the next envelope follows it in the same write: RFC 2920
         lets message content open a pipelined group, so the relay's end-of-data reply and
         the next message's 354 come back together, one round trip a message."""
-        assert self.state == "ready", self.state
-        self.state = "body"
+        assert self.state == ConnState.READY, self.state
+        self.state = ConnState.BODY
         self._stages = ["end"]
         if then is not None:
             sender, recipient, body = then
@@ -261,7 +274,7 @@ class Connection:
 
     def expired(self, now: float) -> Result | None:
         """The relay has been silent for longer than the timeout: give up on it."""
-        if self.state in ("closed", "idle", "ready") or now < self.deadline:
+        if self.state in (ConnState.CLOSED, ConnState.IDLE, ConnState.READY) or now < self.deadline:
             return None
         return self._lost(f"no answer in {self._timeout:g} s")
 
@@ -323,12 +336,12 @@ class Connection:
                 result = self._ended(code, text)
                 if self._sock is not None and self._then is not None:
                     # The next message's envelope went with this body: its replies follow.
-                    self.state, self._body, self._replies = "envelope", self._then, []
+                    self.state, self._body, self._replies = ConnState.ENVELOPE, self._then, []
                     self._then = None
                 return result
             if stage == "cleanup":
                 if not self._stages:
-                    self.state = "idle"
+                    self.state = ConnState.IDLE
                 continue
             self._replies.append((stage, code, text))
             if self._commands and 200 <= code < 300:  # one by one: the next command
@@ -336,7 +349,7 @@ class Connection:
                 self._flush()
             elif not self._stages:
                 return self._envelope_answered()
-        if self.state == "idle" and self._inbox:  # a relay speaking out of turn (421)
+        if self.state == ConnState.IDLE and self._inbox:  # a relay speaking out of turn (421)
             return self._lost("unexpected reply: " + self._inbox[:200].decode("ascii", "replace"))
         return None
 
@@ -374,7 +387,7 @@ class Connection:
         refused = next(((s, c, t) for s, c, t in replies if s != "data" and c >= 300), None)
         data = next(((s, c, t) for s, c, t in replies if s == "data"), None)
         if refused is None and data is not None and data[1] == 354:
-            self.state = "ready"
+            self.state = ConnState.READY
             return None
         stage, code, text = refused or data or replies[-1]
         reply = _reply(code, text)
@@ -386,7 +399,7 @@ class Connection:
             return Result(ResultStatus.DEFERRED, reply)
         # End the transaction before the next: a pipelining relay that took DATA after
         # refusing the recipient wants a body, an empty one will do; then RSET.
-        self.state = "cleanup"
+        self.state = ConnState.CLEANUP
         self._stages, self._commands = [], []
         if data is not None and data[1] == 354:
             self._stages.append("cleanup")
@@ -402,7 +415,7 @@ class Connection:
 
     def _ended(self, code: int, text: bytes) -> Result:
         reply = _reply(code, text)
-        self.state = "idle"
+        self.state = ConnState.IDLE
         if 200 <= code < 300:
             return Result(ResultStatus.SENT, reply)
         if code == 421:
@@ -418,12 +431,12 @@ class Connection:
         """The connection broke (or went silent): what that means depends on the stage."""
         state, body_out = self.state, not self._outbox
         self.drop()
-        if state == "body" and body_out:
+        if state == ConnState.BODY and body_out:
             # The final "." went out: the relay may have kept the message.
             return Result(
                 ResultStatus.UNKNOWN, f"connection lost after the message was sent: {why}"
             )
-        if state in ("envelope", "ready", "body"):
+        if state in (ConnState.ENVELOPE, ConnState.READY, ConnState.BODY):
             # The final "." is at the very end of the body: if it did not go out, the relay
             # never keeps the message.
             return Result(ResultStatus.RETRY, f"connection lost before the message was sent: {why}")
