@@ -14,7 +14,8 @@ run: $(VENV)/.installed
 # (tests/conftest.py); then the few marked `serial`, alone: they count the machine's
 # processes. TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
-TEST_DURATIONS ?= 40  # the slowest tests, listed at the end: where the suite's time goes
+# The slowest tests, listed at the end of each run: where the suite's time goes.
+TEST_DURATIONS ?= 40
 test: $(VENV)/.installed-test system-deps axe
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
