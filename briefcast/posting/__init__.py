@@ -47,6 +47,16 @@ class Reply:
     root: PostRef
 
 
+MESSAGE_CHARS = 300  # of a library's error text quoted in a poster's message
+
+
+def one_line(text: object) -> str:
+    """``text`` folded onto one line, cut to ``MESSAGE_CHARS``: what a message quotes of an
+    error the network or its library raised."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"
+
+
 class PostingError(Exception):
     """Base of what a poster raises; ``str()`` is one line for the editor."""
 

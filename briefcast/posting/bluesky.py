@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Mapping
 
 import httpx
@@ -39,6 +38,7 @@ from briefcast.posting import (
     PostRef,
     RateLimited,
     Reply,
+    one_line,
     ratelimit,
 )
 from briefcast.posting.http import BoundedTransport
@@ -48,6 +48,7 @@ DEFAULT_PDS = "https://bsky.social"
 PASSWORD_KEY = "APP_PASSWORD"
 CREATE_RECORD = "com.atproto.repo.createRecord"
 WEB = "https://bsky.app"
+RESET_HEADER = "ratelimit-reset"  # when a 429 lifts (else Retry-After)
 
 # The links in a post: what render/social.py puts there (the brief's page, and any URL of the
 # teaser), less the punctuation a sentence ends with, as Bluesky's own link detection does.
@@ -64,7 +65,6 @@ _NOT_SENT = (
 )
 # A 400 a PDS answers for an access token it no longer takes (401 is the other way it says so).
 _TOKEN_ERRORS = ("ExpiredToken", "InvalidToken")
-_MESSAGE_CHARS = 300
 
 
 def link_spans(text: str) -> list[tuple[int, int]]:
@@ -99,20 +99,6 @@ def _strong(ref: PostRef) -> models.ComAtprotoRepoStrongRef.Main:
     if not ref.cid:
         raise PostFailed(f"cannot reply to {ref.id}: its CID is not known")
     return models.ComAtprotoRepoStrongRef.Main(uri=ref.id, cid=ref.cid)
-
-
-def _one_line(text: object) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 1] + "…"
-
-
-def _reset_at(headers: Mapping[str, str]) -> float | None:
-    """When a 429 says to try again: ratelimit-reset (Bluesky: Unix time), else Retry-After,
-    each read by its value's shape (``ratelimit.reset``), dates moved by the answer's Date."""
-    now = time.time()
-    skew = ratelimit.skew(headers.get("date"), now)
-    when = ratelimit.reset(headers.get("ratelimit-reset"), now, skew)
-    return when if when is not None else ratelimit.reset(headers.get("retry-after"), now, skew)
 
 
 def _token_refused(exc: BaseException) -> bool:
@@ -288,9 +274,11 @@ class BlueskyPoster:
         login = doing == "log in"
         if isinstance(exc, RequestErrorBase) and exc.response is not None:
             status = exc.response.status_code
-            said = f"{where}: {_one_line(exc)}"
+            said = f"{where}: {one_line(exc)}"
             if status == 429:
-                return RateLimited(said, reset_at=_reset_at(exc.response.headers))
+                return RateLimited(
+                    said, reset_at=ratelimit.reset_at(exc.response.headers, RESET_HEADER)
+                )
             if status in (401, 403) or (login and status == 400):
                 return CredentialsRejected(said)
             if status >= 500 and status != 503 and sent:
@@ -299,7 +287,7 @@ class BlueskyPoster:
                 return MaybePosted(f"{said} (the PDS may have written it)")
             return PostFailed(said, retry=status >= 500 or status == 408)
         cause = exc.__cause__ if isinstance(exc, RequestErrorBase) and exc.__cause__ else exc
-        what = _one_line(f"{type(cause).__name__}: {cause}")
+        what = one_line(f"{type(cause).__name__}: {cause}")
         if isinstance(cause, _NOT_SENT):
             return PostFailed(f"{where}: cannot reach the PDS ({what})", retry=True)
         if sent:
