@@ -14,12 +14,15 @@ run: $(VENV)/.installed
 # (tests/conftest.py); then the few marked `serial`, alone: they count the machine's
 # processes. TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
+# The slowest tests, listed at the end of each run: where the suite's time goes.
+TEST_DURATIONS ?= 40
 test: $(VENV)/.installed-test system-deps axe
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not serial" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
-	$(BIN)/pytest -m serial
+	$(BIN)/pytest -m "not serial" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	  --durations=$(TEST_DURATIONS)
+	$(BIN)/pytest -m serial --durations=$(TEST_DURATIONS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/build.py

@@ -70,6 +70,28 @@ def read_regular(path: Path | str, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+# Without following a link: a link planted in a served folder or a mailbox must not open
+# what it points at.
+NOFOLLOW_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_regular(path: Path | str) -> tuple[int, os.stat_result] | None:
+    """An open descriptor of the regular file at ``path`` (not through a link) and its
+    stat, for the caller to read and close; None for anything else or any error."""
+    try:
+        fd = os.open(path, NOFOLLOW_READ)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            return fd, info
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
 # --- writing --------------------------------------------------------------------------------
 
 

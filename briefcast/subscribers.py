@@ -237,13 +237,7 @@ def set_status(store: Store, subscriber_id: int, status: str) -> bool:
     """Set any status (this is the explicit override, e.g. confirming a pending address);
     False when there is no such subscriber."""
     status = check_status(status)
-    with store.engine.begin() as conn:
-        result = conn.execute(
-            update(subscribers)
-            .where(subscribers.c.id == subscriber_id)
-            .values(status=status, updated_at=stamp())
-        )
-        return result.rowcount == 1
+    return _set(store, subscriber_id, status=status)
 
 
 def get(store: Store, subscriber_id: int) -> Subscriber | None:
@@ -312,11 +306,16 @@ def confirm(store: Store, subscriber_id: int, language: str, *, settings: Settin
 def set_language(store: Store, subscriber_id: int, language: str, *, settings: Settings) -> bool:
     """Change the edition a subscriber gets (their status stays); False for no such one."""
     language = check_language(language, settings)
+    return _set(store, subscriber_id, language=language)
+
+
+def _set(store: Store, subscriber_id: int, **values: str) -> bool:
+    """Set columns of one subscriber (``updated_at`` too); False when there is none."""
     with store.engine.begin() as conn:
         result = conn.execute(
             update(subscribers)
             .where(subscribers.c.id == subscriber_id)
-            .values(language=language, updated_at=stamp())
+            .values(**values, updated_at=stamp())
         )
         return result.rowcount == 1
 

@@ -263,7 +263,7 @@ def test_the_environment_beats_the_file_and_is_named_when_wrong(
 
 def test_only_a_named_file_must_exist(environ: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # An installed package without its config/briefcast.toml runs on the defaults.
-    environ.setattr(config, "DEFAULT_CONFIG", tmp_path / "absent.toml")
+    environ.setattr(config.settings, "DEFAULT_CONFIG", tmp_path / "absent.toml")
     assert load_settings().email.from_address == "briefs@example.org"
     # Settings() itself still takes a missing file for the defaults (tests build it so).
     environ.setenv("BRIEFCAST_CONFIG", str(tmp_path / "absent.toml"))

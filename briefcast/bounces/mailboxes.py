@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import ssl
-import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Protocol
 
 from briefcast.config import BouncesSettings
 from briefcast.errors import BriefcastError, UserError
+from briefcast.safe_io import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -341,14 +341,11 @@ class MaildirMailbox:
 
 def _read_head(path: Path, max_bytes: int) -> Item | None:
     """The first ``max_bytes`` of a regular file (never following a link), or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    opened = open_regular(path)
+    if opened is None:
         return None
+    fd, info = opened
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
         chunks: list[bytes] = []
         size = 0
         while size < max_bytes:

@@ -30,6 +30,7 @@ from briefcast.bounces.mailboxes import (
 from briefcast.bounces.record import Locator, record
 from briefcast.bounces.reports import ReportKind, parse
 from briefcast.config import Settings
+from briefcast.delivery.preflight import DeliveryError, unsubscribe_secret
 from briefcast.delivery.verp import ReturnPath
 from briefcast.store import Store
 
@@ -141,11 +142,10 @@ def _count(summary: BounceSummary, kind: str, duplicate: bool, marked: bool) -> 
 
 def _secret(settings: Settings) -> str:
     """The secret that signed the tokens the reports are found by."""
-    secret = settings.delivery.unsubscribe_secret
-    value = secret.get_secret_value() if secret else ""
-    if not value.strip():
+    try:
+        return unsubscribe_secret(settings)
+    except DeliveryError:  # the same check, said for what the bounces need it for
         raise BouncesConfigError(
             f"{SECRET_ENV} is not set: the reports are matched to deliveries by the tokens "
             "it signed"
-        )
-    return value
+        ) from None

@@ -136,7 +136,7 @@ def worker(
             "the same folders as on the machine of `briefcast up` (shared storage).",
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
+    verbose: startup.Verbose = False,
 ) -> None:
     """Run one process worker of briefcast's work pool here (another machine of the fleet):
     it sends batches of the email list, which need only the databases. Ctrl-C stops it."""

@@ -129,7 +129,7 @@ def publish(
             "written in (by default they are left out; front matter: audience: everyone).",
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
+    verbose: startup.Verbose = False,
 ) -> None:
     """Read briefs, build every channel's output and write the previews; with --send, mail
     the newsletter to the subscribers who read each brief's languages."""

@@ -27,7 +27,7 @@ MAX_AHEAD = timedelta(days=90)
 
 def review(
     paths: Annotated[list[Path], typer.Argument(help="Brief files (.txt, .md).")],
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
+    verbose: startup.Verbose = False,
 ) -> None:
     """Preview briefs on the Prefect server and wait for approval (as if saved into the
     inbox): previews in [workflow] out and as artifacts; `briefcast approve` sends."""
@@ -72,7 +72,7 @@ def approve(
             help="Send at this time (the site's time zone) instead of now.",
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
+    verbose: startup.Verbose = False,
 ) -> None:
     """Approve a brief's newest preview: it is sent (or scheduled) exactly as previewed;
     refused when the brief, a template or a setting changed since the preview."""
@@ -95,7 +95,7 @@ def scheduled(
         str | None,
         typer.Option("--cancel", metavar="BRIEF_ID", help="Cancel this brief's scheduled send."),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")] = False,
+    verbose: startup.Verbose = False,
 ) -> None:
     """List the approved briefs waiting for their send time; --cancel one of them."""
     settings = startup.settings()

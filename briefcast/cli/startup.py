@@ -4,7 +4,9 @@ failing in one line."""
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
+import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from briefcast.cli.output import fail, first_line
@@ -12,6 +14,9 @@ from briefcast.config import Settings, load_settings
 from briefcast.errors import ConfigError
 from briefcast.store import Store
 from flows.supervisor import server
+
+# The option of every command that runs Prefect flows: its logs are shown only when asked.
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect logs.")]
 
 
 def settings() -> Settings:

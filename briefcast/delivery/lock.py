@@ -28,7 +28,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, text
@@ -65,29 +65,38 @@ def sending(
     if database is not None:
         folder = Path(database).with_name(Path(database).name + ".sending")
         folder.mkdir(exist_ok=True)
-        with ExitStack() as held:
-            held.enter_context(
-                _file_lock(folder, _key(brief_id), subscribers is not None, what, deadline)
-            )
-            if subscribers is not None:
-                held.enter_context(
-                    _file_lock(folder, _key(brief_id, subscribers), False, what, deadline)
-                )
+        with _brief_and_batch(
+            lambda key, shared: _file_lock(folder, key, shared, what, deadline),
+            brief_id,
+            subscribers,
+        ):
             yield
     elif dialect == "postgresql":
         with store.engine.connect() as conn:
             # Autocommit: the locks belong to the session, not to a transaction left open.
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            with ExitStack() as held:
-                held.enter_context(
-                    _advisory_lock(conn, _key(brief_id), subscribers is not None, what, deadline)
-                )
-                if subscribers is not None:
-                    held.enter_context(
-                        _advisory_lock(conn, _key(brief_id, subscribers), False, what, deadline)
-                    )
+            with _brief_and_batch(
+                lambda key, shared: _advisory_lock(conn, key, shared, what, deadline),
+                brief_id,
+                subscribers,
+            ):
                 yield
     else:  # an in-memory database lives and dies with this process: nobody to race
+        yield
+
+
+@contextmanager
+def _brief_and_batch(
+    lock: Callable[[bytes, bool], AbstractContextManager[None]],
+    brief_id: str,
+    subscribers: tuple[int, int] | None,
+) -> Iterator[None]:
+    """The two levels on either database: the brief's lock (``lock(key, shared)``), shared
+    by a batch run, then the batch's own range, exclusive."""
+    with ExitStack() as held:
+        held.enter_context(lock(_key(brief_id), subscribers is not None))
+        if subscribers is not None:
+            held.enter_context(lock(_key(brief_id, subscribers), False))
         yield
 
 

@@ -66,44 +66,57 @@ def _key(secret: str | bytes) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
 
 
-def sign(secret: str | bytes, subscriber_id: int) -> str:
-    if subscriber_id < 1:
-        raise ValueError("subscriber ids start at 1")
+def _secret_key(secret: str | bytes) -> bytes:
     key = _key(secret)
     if not key:
         raise ValueError("the unsubscribe secret is empty")
-    return f"{subscriber_id}.{_signature(key, subscriber_id)}"
+    return key
+
+
+def _sign(
+    secret: str | bytes, row_id: int, what: str, signature: Callable[[bytes, int], str]
+) -> str:
+    if row_id < 1:
+        raise ValueError(f"{what} ids start at 1")
+    return f"{row_id}.{signature(_secret_key(secret), row_id)}"
+
+
+def _verify(
+    secret: str | bytes,
+    token: str,
+    pattern: re.Pattern[str],
+    signature: Callable[[bytes, int], str],
+    *,
+    any_case: bool = False,
+) -> int | None:
+    key = _key(secret)
+    m = pattern.fullmatch(token.strip())
+    if not key or not m:
+        return None
+    row_id = int(m[1])
+    if row_id > MAX_ID:
+        return None
+    given = m[2].lower() if any_case else m[2]
+    return row_id if hmac.compare_digest(signature(key, row_id), given) else None
+
+
+def sign(secret: str | bytes, subscriber_id: int) -> str:
+    return _sign(secret, subscriber_id, "subscriber", _signature)
 
 
 def verify(secret: str | bytes, token: str) -> int | None:
     """The subscriber id the token was signed for, or None for anything else."""
-    key = _key(secret)
-    m = _TOKEN.fullmatch(token.strip())
-    if not key or not m:
-        return None
-    subscriber_id = int(m[1])
-    if subscriber_id > MAX_ID:
-        return None
-    expected = _signature(key, subscriber_id)
-    return subscriber_id if hmac.compare_digest(expected, m[2]) else None
+    return _verify(secret, token, _TOKEN, _signature)
 
 
 def sign_return(secret: str | bytes, delivery_id: int) -> str:
     """The return-path token of one delivery (ledger row)."""
-    if delivery_id < 1:
-        raise ValueError("delivery ids start at 1")
-    key = _key(secret)
-    if not key:
-        raise ValueError("the unsubscribe secret is empty")
-    return f"{delivery_id}.{_return_signature(key, delivery_id)}"
+    return _sign(secret, delivery_id, "delivery", _return_signature)
 
 
 def return_signer(secret: str | bytes) -> Callable[[int], str]:
     """:func:`sign_return` for one secret, keyed once: what the sender calls per message."""
-    key = _key(secret)
-    if not key:
-        raise ValueError("the unsubscribe secret is empty")
-    keyed = _keyed(key, _RETURN_PURPOSE)
+    keyed = _keyed(_secret_key(secret), _RETURN_PURPOSE)
 
     def sign(delivery_id: int) -> str:
         if delivery_id < 1:
@@ -118,12 +131,4 @@ def return_signer(secret: str | bytes) -> Callable[[int], str]:
 
 def verify_return(secret: str | bytes, token: str) -> int | None:
     """The delivery id a return-path token was signed for (in any case), or None."""
-    key = _key(secret)
-    m = _RETURN_TOKEN.fullmatch(token.strip())
-    if not key or not m:
-        return None
-    delivery_id = int(m[1])
-    if delivery_id > MAX_ID:
-        return None
-    expected = _return_signature(key, delivery_id)
-    return delivery_id if hmac.compare_digest(expected, m[2].lower()) else None
+    return _verify(secret, token, _RETURN_TOKEN, _return_signature, any_case=True)

@@ -20,14 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-MESSAGE_CHARS = 300  # of a network's error message, in the ledger and the summary
-
-
-def short_message(text: object) -> str:
-    """A network's message (or exception) as one line of at most MESSAGE_CHARS."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"
-
 
 @dataclass(frozen=True)
 class PostRef:
@@ -53,6 +45,16 @@ class Reply:
 
     parent: PostRef
     root: PostRef
+
+
+MESSAGE_CHARS = 300  # of a library's error text quoted in a poster's message
+
+
+def one_line(text: object) -> str:
+    """``text`` folded onto one line, cut to ``MESSAGE_CHARS``: what a message quotes of an
+    error the network or its library raised."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"
 
 
 class PostingError(Exception):

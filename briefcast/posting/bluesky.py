@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Mapping
 
 import httpx
@@ -39,8 +38,8 @@ from briefcast.posting import (
     PostRef,
     RateLimited,
     Reply,
+    one_line,
     ratelimit,
-    short_message,
 )
 from briefcast.posting.http import DEFAULT_TIMEOUT, BoundedTransport
 from briefcast.render.social import BLUESKY_LIMIT
@@ -48,6 +47,7 @@ from briefcast.render.social import BLUESKY_LIMIT
 PASSWORD_KEY = "APP_PASSWORD"
 CREATE_RECORD = "com.atproto.repo.createRecord"
 WEB = "https://bsky.app"
+RESET_HEADER = "ratelimit-reset"  # when a 429 lifts (else Retry-After)
 
 # The links in a post: what render/social.py puts there (the brief's page, and any URL of the
 # teaser), less the punctuation a sentence ends with, as Bluesky's own link detection does.
@@ -98,15 +98,6 @@ def _strong(ref: PostRef) -> models.ComAtprotoRepoStrongRef.Main:
     if not ref.cid:
         raise PostFailed(f"cannot reply to {ref.id}: its CID is not known")
     return models.ComAtprotoRepoStrongRef.Main(uri=ref.id, cid=ref.cid)
-
-
-def _reset_at(headers: Mapping[str, str]) -> float | None:
-    """When a 429 says to try again: ratelimit-reset (Bluesky: Unix time), else Retry-After,
-    each read by its value's shape (``ratelimit.reset``), dates moved by the answer's Date."""
-    now = time.time()
-    skew = ratelimit.skew(headers.get("date"), now)
-    when = ratelimit.reset(headers.get("ratelimit-reset"), now, skew)
-    return when if when is not None else ratelimit.reset(headers.get("retry-after"), now, skew)
 
 
 def _token_refused(exc: BaseException) -> bool:
@@ -282,9 +273,11 @@ class BlueskyPoster:
         login = doing == "log in"
         if isinstance(exc, RequestErrorBase) and exc.response is not None:
             status = exc.response.status_code
-            said = f"{where}: {short_message(exc)}"
+            said = f"{where}: {one_line(exc)}"
             if status == 429:
-                return RateLimited(said, reset_at=_reset_at(exc.response.headers))
+                return RateLimited(
+                    said, reset_at=ratelimit.reset_at(exc.response.headers, RESET_HEADER)
+                )
             if status in (401, 403) or (login and status == 400):
                 return CredentialsRejected(said)
             if status >= 500 and status != 503 and sent:
@@ -293,7 +286,7 @@ class BlueskyPoster:
                 return MaybePosted(f"{said} (the PDS may have written it)")
             return PostFailed(said, retry=status >= 500 or status == 408)
         cause = exc.__cause__ if isinstance(exc, RequestErrorBase) and exc.__cause__ else exc
-        what = short_message(f"{type(cause).__name__}: {cause}")
+        what = one_line(f"{type(cause).__name__}: {cause}")
         if isinstance(cause, _NOT_SENT):
             return PostFailed(f"{where}: cannot reach the PDS ({what})", retry=True)
         if sent:

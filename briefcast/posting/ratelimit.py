@@ -14,6 +14,8 @@ the caller (``max_wait_seconds``).
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -76,6 +78,18 @@ def reset(text: str | None, now: float, skew: float = 0.0) -> float | None:
 def retry_after(text: str | None, now: float, skew: float = 0.0) -> float | None:
     """``Retry-After``: ``reset`` (RFC 9110's seconds or date; a Unix time is read as one)."""
     return reset(text, now, skew)
+
+
+def reset_at(headers: Mapping[str, str], reset_header: str) -> float | None:
+    """When a 429 says to try again: the network's own reset header (X's
+    ``x-rate-limit-reset``, Bluesky's ``ratelimit-reset``), else ``Retry-After``, each read by
+    its value's shape (``reset``), dates moved onto our clock by the answer's ``Date``. Names
+    in any case: libraries hand headers over as they came, or lower-cased (atproto)."""
+    now = time.time()
+    named = {name.lower(): value for name, value in headers.items()}
+    server = skew(named.get("date"), now)
+    when = reset(named.get(reset_header.lower()), now, server)
+    return when if when is not None else reset(named.get("retry-after"), now, server)
 
 
 def utc(when: float, fmt: str = "%H:%M:%S UTC") -> str:

@@ -36,7 +36,6 @@ copy, and X's own duplicate-content check the last one.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -56,8 +55,8 @@ from briefcast.posting import (
     PostRef,
     RateLimited,
     Reply,
+    one_line,
     ratelimit,
-    short_message,
 )
 from briefcast.posting.http import DEFAULT_TIMEOUT, BoundedAdapter
 from briefcast.render.social import X_LIMIT
@@ -66,6 +65,7 @@ KEYS = ("API_KEY", "API_SECRET", "ACCESS_TOKEN", "ACCESS_SECRET")
 # Where tweepy sends its requests (its code says api.twitter.com; newer releases api.x.com).
 TWEEPY_HOSTS = ("https://api.twitter.com/", "https://api.x.com/")
 WEB = "https://x.com"
+RESET_HEADER = "x-rate-limit-reset"  # when a 429 lifts (else Retry-After)
 
 
 class BaseUrlAdapter(BoundedAdapter):
@@ -196,9 +196,11 @@ class XPoster:
         where = self._where(doing)
         if isinstance(exc, tweepy.HTTPException):
             status = exc.response.status_code
-            said = f"{where}: {short_message(exc)}"
+            said = f"{where}: {one_line(exc)}"
             if status == 429:
-                return RateLimited(said, reset_at=_reset_at(exc.response.headers))
+                return RateLimited(
+                    said, reset_at=ratelimit.reset_at(exc.response.headers, RESET_HEADER)
+                )
             if status >= 500 and posting and status != 503:
                 # A 500, 502 or 504 can come after X made the tweet (a proxy's 502 after the
                 # server got it): only 503, "over capacity", says nothing was done. As
@@ -209,13 +211,13 @@ class XPoster:
             if status == 401 or (status == 403 and not posting):
                 return CredentialsRejected(said)
             return PostFailed(said, retry=status >= 500)
-        what = short_message(f"{type(exc).__name__}: {exc}")
+        what = one_line(f"{type(exc).__name__}: {exc}")
         answer = self._adapter.last
         if answer is not None and answer.status_code == 429:
             # tweepy itself failed over the 429 (it reads x-rate-limit-reset as an int): a 429
             # is a refusal all the same, its reset read here, or none.
             said = f"{where}: 429 Too Many Requests ({what})"
-            return RateLimited(said, reset_at=_reset_at(answer.headers))
+            return RateLimited(said, reset_at=ratelimit.reset_at(answer.headers, RESET_HEADER))
         if isinstance(exc, requests.exceptions.SSLError):
             return PostFailed(f"{where}: TLS failed ({what})")
         if isinstance(exc, requests.exceptions.ConnectTimeout) or _never_connected(exc):
@@ -232,15 +234,6 @@ class XPoster:
 def _duplicate(exc: tweepy.HTTPException) -> bool:
     said = " ".join([*map(str, exc.api_messages), exc.response.text or ""]).lower()
     return "duplicate" in said
-
-
-def _reset_at(headers: Mapping[str, str]) -> float | None:
-    """``x-rate-limit-reset`` (X: Unix time), read by its shape (``ratelimit.reset``), else
-    ``Retry-After``; dates on the server's clock moved onto ours by its ``Date``."""
-    now = time.time()
-    skew = ratelimit.skew(headers.get("Date"), now)
-    when = ratelimit.reset(headers.get("x-rate-limit-reset"), now, skew)
-    return when if when is not None else ratelimit.reset(headers.get("Retry-After"), now, skew)
 
 
 def _never_connected(exc: BaseException) -> bool:

@@ -183,18 +183,16 @@ class LimitedHttpTools(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_too_slow)
 
     def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        _cancel(self._head_timer)
+        self._head_timer = None
 
     def _start_body_timer(self) -> None:
         self._stop_body_timer()
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_too_slow)
 
     def _stop_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        _cancel(self._body_timer)
+        self._body_timer = None
 
     def _body_too_slow(self) -> None:
         self._body_timer = None
@@ -241,3 +239,8 @@ class LimitedHttpTools(HttpToolsProtocol):
             self.loop.call_later(LINGER_SECONDS, self.transport.close)
         else:
             self.transport.close()
+
+
+def _cancel(timer: asyncio.TimerHandle | None) -> None:
+    if timer is not None:
+        timer.cancel()

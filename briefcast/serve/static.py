@@ -52,7 +52,7 @@ import anyio.to_thread
 
 from briefcast.render import layout
 from briefcast.render.layout import FEED_FILES, INDEX
-from briefcast.safe_io import OutsideFolder, inside
+from briefcast.safe_io import NOFOLLOW_READ, OutsideFolder, inside, open_regular
 from briefcast.serve import headers as sec
 from briefcast.serve.headers import Header
 from briefcast.serve.lang import pick
@@ -68,7 +68,6 @@ INLINE_GZIP_MAX = 64 * 1024  # larger files are compressed in a thread, off the 
 MAX_PATHS = 50_000  # URL paths remembered (about two per file: /en/ and /en/index.html)
 ROOT_CHECK_SECONDS = 1.0  # how often the folder's own identity is checked (a symlink swap)
 RECHECK_SECONDS = 1.0  # how long a file's stat stays good for
-_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _GONE = (-1, -1, -1, -1)  # the key of an entry dropped from memory: never matches
 
 FEED_TYPES = {
@@ -293,7 +292,7 @@ class StaticSite:
     async def _stream(self, scope: Scope, send: Send, entry: _File) -> None:
         """A file not kept in memory, in chunks read in a thread."""
         try:
-            fd = os.open(entry.real, _FLAGS)
+            fd = os.open(entry.real, NOFOLLOW_READ)
         except OSError:
             status_headers, body = self._not_found
             await self._send(scope, send, 404, status_headers, body)
@@ -386,14 +385,11 @@ class StaticSite:
         return entry
 
     def _read(self, real: str, relative: str) -> _File | None:
-        try:
-            fd = os.open(real, _FLAGS)
-        except OSError:
+        opened = open_regular(real)
+        if opened is None:
             return None
+        fd, st = opened
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None
             key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
             with self._lock:
                 known = self._files.get(real)
