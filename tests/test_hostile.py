@@ -257,7 +257,7 @@ def test_an_unexpected_error_is_one_line_and_says_how_to_see_more(
 ) -> None:
     """A bug (here: a builder failing in a way nobody planned for) is one line that says so,
     exit 1; -v shows the traceback."""
-    from briefcast import cli
+    from briefcast.cli import main as cli
 
     def broken(*_args: object) -> None:
         raise RuntimeError("disk on fire\nsecond line")
