@@ -14,7 +14,7 @@ from briefcast.config.database import DatabaseSettings
 from briefcast.config.delivery import DeliverySettings
 from briefcast.config.email import EmailSettings
 from briefcast.config.feeds import FeedSettings
-from briefcast.config.fields import DAY, SOCIAL_NETWORKS, Address, Detectable, Languages
+from briefcast.config.fields import DAY, Address, Detectable, Languages
 from briefcast.config.input import InputSettings
 from briefcast.config.serve import ServeSettings
 from briefcast.config.settings import (
@@ -29,7 +29,7 @@ from briefcast.config.settings import (
 )
 from briefcast.config.site import TEMPLATE_FOLDERS, SiteSettings
 from briefcast.config.smtp import SmtpSettings
-from briefcast.config.social import DEFAULT_API, AccountSettings, SocialSettings
+from briefcast.config.social import DEFAULT_API, SOCIAL_NETWORKS, AccountSettings, SocialSettings
 from briefcast.config.workflow import WorkflowSettings
 
 __all__ = [

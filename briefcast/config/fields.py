@@ -101,6 +101,3 @@ class Section(BaseModel):
 # Durations and rates must be finite: "inf" or "nan" parse as floats and would wait forever.
 def seconds_field(default: float, *, gt: float | None = None, ge: float | None = None) -> Any:
     return Field(default, gt=gt, ge=ge, le=DAY, allow_inf_nan=False)
-
-
-SOCIAL_NETWORKS = ("x", "mastodon", "bluesky")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field
 
@@ -26,6 +26,10 @@ def _api_url(url: str) -> str:
     return url.rstrip("/")
 
 
+# The networks an account may post to, written once: the field's type and the list.
+Network = Literal["x", "mastodon", "bluesky"]
+SOCIAL_NETWORKS: tuple[str, ...] = get_args(Network)
+
 # Where each network's API is when an account does not say (tests point at local fakes).
 DEFAULT_API = {
     "x": "https://api.x.com",
@@ -39,7 +43,7 @@ class AccountSettings(Section):
     BRIEFCAST_SOCIAL_<NAME>_<KEY> (see README, "Posting to social networks")."""
 
     name: Annotated[str, AfterValidator(_account_name)]
-    network: Literal["x", "mastodon", "bluesky"]
+    network: Network
     languages: Languages  # the briefs' languages this account posts
     api_url: Annotated[str, AfterValidator(_api_url)] | None = None  # None: DEFAULT_API
     handle: str | None = None  # Bluesky: the handle to log in with (e.g. desk.bsky.social)
