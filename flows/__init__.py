@@ -11,6 +11,16 @@ from collections.abc import Iterator
 NO_ANALYTICS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
+# A flow run's worker, when the run was forked from the prefork server rather than started by
+# the worker itself (flows/supervisor/prefork.py): set by the run's launcher.
+WORKER_PID_ENV = "BRIEFCAST_WORKER_PID"
+
+
+def worker_pid() -> int:
+    """The pid of the Prefect worker running this flow run (its parent, started cold)."""
+    return int(os.environ.get(WORKER_PID_ENV) or os.getppid())
+
+
 def prefect_defaults(verbose: bool = False) -> None:
     """Environment defaults for Prefect's local mode; call before importing Prefect.
     Anything the user has set already wins."""

@@ -18,7 +18,6 @@ channels' ledgers keep every message and post to one copy across workers and ret
 
 from __future__ import annotations
 
-import os
 import socket
 import tempfile
 import time
@@ -43,6 +42,7 @@ from briefcast.previews import reviewed_dir
 from briefcast.reviews import Approval, ReviewState
 from briefcast.safe_io import read_regular
 from briefcast.store import Store
+from flows import worker_pid
 from flows.publish import publish
 from flows.units import ARTIFACT_KEY_MAX, send_alone, send_channel
 
@@ -253,7 +253,7 @@ def send(review_id: str) -> dict[str, str]:
     create_table_artifact(
         key=f"sent-{known.brief_id}"[:ARTIFACT_KEY_MAX],
         table=[{"channel": name, "summary": line} for name, line in lines.items()],
-        description=f"sent from {socket.gethostname()}, worker pid {os.getppid()}",
+        description=f"sent from {socket.gethostname()}, worker pid {worker_pid()}",
     )
     return lines
 

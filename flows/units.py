@@ -25,7 +25,6 @@ exist (the CLI's temporary server, a Prefect of your own without them), nothing 
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from briefcast import reporting
 from briefcast.channel import Outputs, SendUnit
 from briefcast.config import Settings
 from briefcast.errors import BriefcastError
+from flows import worker_pid
 
 LEASE_SECONDS = 60  # the least Prefect takes; expired leases are collected every 15 s
 ARTIFACT_KEY_MAX = 100  # the longest artifact key Prefect takes
@@ -135,7 +135,7 @@ def send_alone(unit: SendUnit, outputs: Outputs, settings: Settings) -> Any:
             key=artifact_key("batch", unit.brief_id, unit.channel, unit.label),
             table=summary.rows(),
             # The worker that ran this unit (this process's parent): which machine did what.
-            description=f"{summary.line()}\n\nworker pid {os.getppid()}",
+            description=f"{summary.line()}\n\nworker pid {worker_pid()}",
         )
     return summary
 

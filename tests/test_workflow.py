@@ -11,6 +11,7 @@ server outlives a ``briefcast publish`` killed with SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -509,24 +510,23 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
 
 def _flow_run_pids() -> dict[str, int]:
     """Flow-run processes on this machine: flow run id -> pid. The process its worker
-    started, not its children (a batch's sending process inherits the run's environment)."""
-    found: dict[str, set[int]] = {}
+    started (the run's launcher: flows/supervisor/prefork.py), not the run's own children
+    (a batch's sending process inherits the run's environment)."""
+    found: dict[str, int] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
+            parent = Path(f"/proc/{_parent(int(proc.name))}/cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if b"\0worker\0start\0" not in parent:  # not started by a Prefect worker
             continue
         for item in environ:
             if item.startswith(b"PREFECT__FLOW_RUN_ID="):
-                found.setdefault(item.partition(b"=")[2].decode(), set()).add(int(proc.name))
-    return {
-        run_id: pid
-        for run_id, pids in found.items()
-        for pid in pids
-        if _safe_parent(pid) not in pids
-    }
+                found[item.partition(b"=")[2].decode()] = int(proc.name)
+    return found
 
 
 def _parent(pid: int) -> int:
@@ -539,6 +539,17 @@ def _children(pid: int) -> list[int]:
         for p in Path("/proc").iterdir()
         if p.name.isdigit() and _safe_parent(int(p.name)) == pid
     ]
+
+
+def _prefect_workers(pid: int) -> list[int]:
+    """The Prefect workers among a process's children (`briefcast worker` also starts a
+    prefork server beside its worker: flows/supervisor/prefork.py)."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            if b"\0worker\0start\0" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
 
 
 def _safe_parent(pid: int) -> int | None:
@@ -1004,7 +1015,7 @@ def test_a_worker_of_another_machine_takes_batches_only(
         stderr=subprocess.DEVNULL,
     )
     try:
-        (worker,) = wait_for("the extra worker", lambda: _children(extra.pid), 60)
+        (worker,) = wait_for("the extra worker", lambda: _prefect_workers(extra.pid), 60)
         brief = cwd / "drafts" / SEEDS[0].name
         brief.parent.mkdir(exist_ok=True)
         shutil.copy(SEEDS[0], brief)

@@ -142,6 +142,7 @@ def worker(
     it sends batches of the email list, which need only the databases. Ctrl-C stops it."""
     settings = startup.settings()
     prefect_defaults(verbose)
+    from flows.supervisor import prefork
     from flows.supervisor.up import BATCHES_QUEUE, worker_command, worker_env
 
     url = startup.prefect_api(settings)
@@ -149,9 +150,13 @@ def worker(
     w = settings.workflow
     queues = () if all_queues else (BATCHES_QUEUE,)
     command = worker_command(w.work_pool, name, w.runs_per_worker, queues)
-    child = server.spawn(command, worker_env(url))
+    address = prefork.new_address()
+    preforked = server.spawn(prefork.server_command(address), os.environ)
+    child = server.spawn(command, worker_env(url, address))
     try:
         sys.exit(child.wait())
     except KeyboardInterrupt:
         child.terminate()
         child.wait()
+    finally:
+        preforked.terminate()

@@ -25,7 +25,7 @@ from typing import Any
 
 from briefcast.config import Settings, load_settings
 from flows import NO_ANALYTICS, prefect_defaults
-from flows.supervisor import prefect_db, recover
+from flows.supervisor import prefect_db, prefork, recover
 from flows.supervisor.server import (
     API_URL_ENV,
     STATE_FILE,
@@ -42,9 +42,14 @@ HEARTBEAT_SECONDS = 30  # Prefect's minimum
 MAX_WORKER_RESTARTS = 20  # over the supervisor's life: a worker that cannot start stops it
 
 
-def worker_env(api_url: str) -> dict[str, str]:
+def worker_env(api_url: str, prefork_address: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env[API_URL_ENV] = api_url
+    # Flow runs forked from this machine's prefork server (flows/supervisor/prefork.py), by
+    # the `python` briefcast is installed in.
+    env["PATH"] = prefork.worker_path(env)
+    if prefork_address:
+        env[prefork.ADDRESS_ENV] = prefork_address
     # Pick up a new run within a second, not the default ten.
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
     env.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "1")
@@ -107,7 +112,7 @@ def register(settings: Settings, working_dir: Path, *, heartbeats: bool = True) 
                 for automation in client.read_automations_by_name(name):
                     client.delete_automation(automation.id)
         _sends_queue(client, settings)
-    variables = {"working_dir": str(working_dir)}
+    variables = {"working_dir": str(working_dir), "command": prefork.command()}
     made: Any
     for made, name, queue in (
         (review, REVIEW_DEPLOYMENT, REVIEWS_QUEUE),
@@ -267,6 +272,7 @@ def main() -> None:
     log = (folder / "up.log").open("ab")
     stop = threading.Event()
     children: list[Any] = []
+    preforked: Any = None
     database: prefect_db.PrefectDatabase | None = None
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -310,10 +316,12 @@ def main() -> None:
         # died with an earlier `briefcast up` goes on now.
         next_recovery = 0.0
         host = socket.gethostname()
+        address = prefork.new_address()
+        preforked = spawn(prefork.server_command(address), os.environ, log=log)
         for i in range(settings.workflow.workers):
             w = settings.workflow
             command = worker_command(w.work_pool, f"{host}-{os.getpid()}-{i}", w.runs_per_worker)
-            children.append(spawn(command, worker_env(api_url), log=log))
+            children.append(spawn(command, worker_env(api_url, address), log=log))
         observer = None
         if settings.workflow.inbox is not None:
             from flows.supervisor.inbox import watch
@@ -324,6 +332,7 @@ def main() -> None:
             "api_url": api_url,
             "own_server": own_server,
             "workers": [c.pid for c in children[1 if own_server else 0 :]],
+            "prefork": preforked.pid,  # the flow runs' parent (flows/supervisor/prefork.py)
             "started": time.time(),
             "prefect_database": database.note if database else None,
         }
@@ -342,6 +351,9 @@ def main() -> None:
             if time.monotonic() >= next_recovery:
                 next_recovery = time.monotonic() + recover.POLL_SECONDS
                 _recover(settings)
+            if preforked.poll() is not None:  # runs start cold meanwhile (prefork.launch)
+                print("briefcast up: the prefork server exited; starting another", flush=True)
+                preforked = spawn(prefork.server_command(address), os.environ, log=log)
             for i, child in enumerate(children):
                 if (i == 0 and own_server) or child.poll() is None:
                     continue
@@ -353,7 +365,7 @@ def main() -> None:
                     stop.set()
                     break
                 print(f"briefcast up: worker {child.pid} exited; starting another", flush=True)
-                children[i] = spawn(list(child.args), worker_env(api_url), log=log)
+                children[i] = spawn(list(child.args), worker_env(api_url, address), log=log)
         if observer is not None:
             observer.stop()
     except (ServerError, prefect_db.NoPostgres) as exc:
@@ -365,7 +377,9 @@ def main() -> None:
                 with_state.unlink()
         except (OSError, ValueError):
             pass
-        for child in reversed(children):  # workers first, the server last
+        if preforked is not None:  # the runs it forked are not its children: they go on
+            children.append(preforked)
+        for child in reversed(children):  # prefork and workers first, the server last
             if child.poll() is None:
                 child.terminate()
         deadline = time.monotonic() + 15
