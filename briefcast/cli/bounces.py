@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -10,10 +10,12 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from briefcast import bounces
 from briefcast.cli import startup
 from briefcast.cli.output import err, fail, first_line
 from briefcast.store import Store
+
+if TYPE_CHECKING:
+    from briefcast import bounces
 
 bounces_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 # Results on stdout; no markup: the reasons quote the reports, which may hold [brackets].
@@ -33,6 +35,8 @@ def fetch(
 ) -> None:
     """Read the bounce mailbox (IMAP or Maildir) once: record each late bounce and spam
     complaint on its delivery and subscriber, move what was read out of the way."""
+    from briefcast import bounces  # IMAP, mail parsing, the ledger: for this command only
+
     settings = startup.settings()
     try:  # before the database is opened (or made)
         bounces.check_ready(settings)

@@ -10,7 +10,6 @@ from rich.console import Console
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from briefcast import migrate
 from briefcast.cli import startup
 from briefcast.cli.output import fail, first_line
 from briefcast.migrations import BASELINE, HEAD
@@ -52,6 +51,8 @@ def _fail_database(exc: BaseException, url: str) -> NoReturn:
 def upgrade() -> None:
     """Bring the schema up to date (creating it in a new database); safe to run again.
     Every command does this too when it opens the database."""
+    from briefcast import migrate  # Alembic: for these commands only (Store imports it when behind)
+
     url = _url()
     engine = _engine(url)
     try:
@@ -78,6 +79,8 @@ def upgrade() -> None:
 @db_app.command()
 def current() -> None:
     """Print the schema's revision; changes nothing."""
+    from briefcast import migrate
+
     url = _url()
     engine = _engine(url)
     upgrade_hint = "`briefcast db upgrade`, or any command that opens the database"

@@ -10,12 +10,10 @@ import typer
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from briefcast import migrate, site
 from briefcast.cli import startup
 from briefcast.cli.db import _fail_database
 from briefcast.cli.output import err, fail
 from briefcast.config import Settings, config_path
-from briefcast.delivery import DeliveryError, unsubscribe_secret
 from briefcast.store import Store, sqlite_file
 
 
@@ -41,6 +39,10 @@ def serve(
 ) -> None:
     r"""Serve the public site (\[site] public_dir) and the subscribe, confirm and
     unsubscribe pages, over the same settings and database."""
+    # The web app's needs, imported for this command only.
+    from briefcast import migrate
+    from briefcast.delivery import DeliveryError, unsubscribe_secret
+
     settings = startup.settings()
     try:
         unsubscribe_secret(settings)  # signs the confirm, unsubscribe and CSRF tokens
@@ -90,6 +92,8 @@ def _check_public_dir(settings: Settings) -> None:
     """Refuse a ``public_dir`` that would hand out what is not the site: ``.`` (or the root),
     as ``publish`` refuses it (:func:`briefcast.site.places`), and any folder holding the
     database, the settings file or the folder serve runs in (where they usually are)."""
+    from briefcast import site
+
     try:
         public = site.places(settings).public
     except site.PublicDirError as exc:

@@ -7,7 +7,6 @@ from rich.console import Console
 
 from briefcast.cli import startup
 from briefcast.cli.output import err
-from briefcast.posting.accounts import check_all
 
 social_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console(highlight=False, soft_wrap=True, markup=False)
@@ -26,6 +25,8 @@ def check() -> None:
             markup=False,
         )
         return
+    from briefcast.posting.accounts import check_all  # the networks' clients: here only
+
     checks = check_all(settings.social)
     for c in checks:
         said = c.handle if c.ok else "problem: " + " ".join(c.problem.split())
