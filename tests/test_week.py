@@ -96,7 +96,10 @@ def test_an_editors_week(up: dict, smtp: tuple[Recorder, int], page: Page) -> No
         broken = page.locator("section.state-failed")
         expect(broken).to_contain_text("broken.md")
         expect(broken).to_contain_text("autor")
-        page.get_by_role("button", name="Approve rich").first.click()
+        # The first approval of a `serve` process imports Prefect and asks the fleet's server
+        # to resume the run: several seconds on a loaded CI machine, more than the page's
+        # 10 s default once (Playwright's own default is 30 s).
+        page.get_by_role("button", name="Approve rich").first.click(timeout=30_000)
         expect(page.get_by_role("status")).to_contain_text("Approved rich")
         wait_sent(up, "rich")
     assert _review(url, "rich", "sent").digest == waiting.digest
