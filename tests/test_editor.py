@@ -979,3 +979,41 @@ def test_the_editors_command(tmp_path: Path) -> None:
     missing = editors_cli(tmp_path, "remove", "grace")
     assert missing.returncode == 2 and missing.stderr.strip() == "error: no editor named grace"
     assert editors_cli(tmp_path, "list").stdout.splitlines() == [NAME]
+
+
+WARM_UP = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from serve_helpers import csrf_of, serve_settings
+from starlette.testclient import TestClient
+from briefcast import editors
+from briefcast.serve import create_app
+from briefcast.store import Store
+name, password, tmp = sys.argv[2], sys.argv[3], Path(sys.argv[4])
+(tmp / "public").mkdir()
+settings = serve_settings(tmp / "public", tmp / "w.db", 2525)
+store = Store(settings.database.url)
+editors.add(store, name, password)
+with TestClient(create_app(settings, store), base_url="http://127.0.0.1") as client:
+    csrf = csrf_of(client.get("/editor/login").text)
+    before = sorted(m for m in sys.modules if m.startswith("prefect"))
+    form = {"csrf": csrf, "name": name, "password": password}
+    done = client.post("/editor/login", data=form, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    deadline = time.monotonic() + 60
+    while "flows.review_actions" not in sys.modules and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(before, "prefect.flow_runs" in sys.modules, "flows.review_actions" in sys.modules)
+"""
+
+
+def test_an_editors_login_readies_prefect_for_their_first_approval(tmp_path: Path) -> None:
+    """Serving pages loads no Prefect; an editor's login starts importing what an approval
+    needs, in the background, so that the first Approve does not wait for it."""
+    args = [str(Path(__file__).parent), NAME, PASSWORD, str(tmp_path)]
+    found = subprocess.run(
+        [sys.executable, "-c", WARM_UP, *args], capture_output=True, text=True, timeout=180
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == ["[]", "True", "True"], found.stdout
