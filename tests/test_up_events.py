@@ -3,7 +3,7 @@ relies on.
 
 Prefect's server on SQLite, under a day's load (reviews, approvals, sends, their batches),
 logs "database is locked" and dead-letters events; a lost "completed" event leaves the
-heartbeat automation waiting for one, and it marks a finished run Crashed. Here twenty
+heartbeat automation waiting for one, and it marks a finished run Crashed. Here ten
 briefs go through the whole workflow on `briefcast up` as a user starts it (no Prefect
 database named), and the test counts, in up's log and Prefect's dead-letter folder:
 
@@ -38,7 +38,11 @@ from briefcast.store import Store
 from flows.supervisor.prefect_db import find_bindir
 from flows.supervisor.up import UNSTARTED, ZOMBIES
 
-BRIEFS = 20
+# Ten briefs, 40 flow runs. On SQLite ten already give 30-32 "database is locked" lines
+# (five gave 4, twenty gave about 300), so the test fails there as it did with twenty, in
+# 105 s instead of 160 s on PostgreSQL (a quiet 2-core machine). TEST_EVENT_BRIEFS=20
+# repeats the docs' measurement (docs/operations.md).
+BRIEFS = int(os.environ.get("TEST_EVENT_BRIEFS", "10"))
 SUBSCRIBERS = 20
 ZOMBIE_SECONDS = 40  # the least allowed: the wait for a wrongly crashed run is this long
 
@@ -121,7 +125,7 @@ def default_up(tmp_path: Path) -> Iterator[dict]:
             assert stopped.returncode == 0, stopped.stderr
 
 
-def test_twenty_reviews_and_sends_lose_no_event_and_crash_no_run(default_up: dict) -> None:
+def test_ten_reviews_and_sends_lose_no_event_and_crash_no_run(default_up: dict) -> None:
     up = default_up
     env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
     url = env["BRIEFCAST_DATABASE__URL"]
@@ -132,7 +136,7 @@ def test_twenty_reviews_and_sends_lose_no_event_and_crash_no_run(default_up: dic
         assert "Prefect's database is PostgreSQL" in up["started"], up["started"]
         assert {ZOMBIES, UNSTARTED} <= _automations(api)
 
-    # Twenty briefs saved into the inbox (written aside, renamed in, as editors do).
+    # The briefs saved into the inbox (written aside, renamed in, as editors do).
     inbox = cwd / "inbox"
     ids = [f"events-{i:02d}" for i in range(BRIEFS)]
     for i in range(BRIEFS):
