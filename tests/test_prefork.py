@@ -139,6 +139,28 @@ def test_without_a_server_the_launcher_is_the_engine_itself(tmp_path: Path) -> N
     assert launched.returncode == 1 and "Invalid flow run id" in err
 
 
+def test_a_run_with_another_pythonpath_runs_cold_and_is_not_held(
+    server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """PYTHONPATH (and every PYTHON* setting) shapes an interpreter when it starts: a run
+    asking for other ones than the server started with is not forked but run cold by its
+    launcher, and the server keeps none of its streams (its reader would wait forever)."""
+    address, zygote = server
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "sitecustomize.py").write_text("import sys; sys.stderr.write('cold start\\n')\n")
+    env = base_env() | {
+        "PREFECT__FLOW_RUN_ID": "not-a-uuid",
+        prefork.ADDRESS_ENV: address,
+        "PYTHONPATH": str(extra),
+    }
+    launched = launch(env, tmp_path)
+    _out, err = launched.communicate(timeout=120)  # returns: no stream held by the server
+    assert launched.returncode == 1 and "Invalid flow run id" in err
+    assert "cold start" in err  # the PYTHONPATH was read: a fresh interpreter ran it
+    assert _children(zygote.pid) == [] and zygote.poll() is None
+
+
 ANOTHER_USER_ASKS = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX)

@@ -32,6 +32,7 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from flows import WORKER_PID_ENV
@@ -41,6 +42,7 @@ MAX_REQUEST = 1 << 20  # bytes: a run's environment, folder and arguments
 _LENGTH = struct.Struct("!I")
 _PID = struct.Struct("!i")
 _STATUS = struct.Struct("!i")  # an exit code, or minus the signal that killed the run
+ENGINE = "prefect.engine"  # what a worker's flow run is: python -m prefect.engine
 # What a flow run imports, imported once here: Prefect's engine and client, and the modules
 # of briefcast's deployments (flows.review's, which import the channels and delivery).
 PRELOAD = (
@@ -92,7 +94,7 @@ def launch() -> NoReturn:
     address = os.environ.get(ADDRESS_ENV)
     status = _through_server(address) if address else None
     if status is None:  # no server: the engine in this process, as without prefork
-        engine = [sys.executable, "-m", "prefect.engine", *sys.argv[1:]]
+        engine = [sys.executable, "-m", ENGINE, *sys.argv[1:]]
         os.execv(sys.executable, engine)
     _exit_as(status)
 
@@ -170,19 +172,22 @@ def _read(sock: socket.socket, size: int) -> bytes:
 # --- The server: imports once, forks a child per run ----------------------------------------
 
 
-def serve(address: str) -> None:
-    """Answer launchers until SIGTERM. Runs in the foreground: its parent (``briefcast up``,
-    ``briefcast worker``) stops it with the workers."""
+def serve(address: str, module: str = ENGINE, preload: tuple[str, ...] = PRELOAD) -> None:
+    """Answer launchers until SIGTERM, each run being ``python -m module`` (Prefect's engine
+    for the workers; the test suite's own server runs ``briefcast.cli``, tests/cli_fork.py).
+    Runs in the foreground: its parent (``briefcast up``, ``briefcast worker``) stops it with
+    the workers."""
     import importlib
 
     from flows import prefect_defaults
 
     prefect_defaults()
-    for name in PRELOAD:
+    for name in preload:
         importlib.import_module(name)
-    from briefcast import channel
+    if module == ENGINE:
+        from briefcast import channel
 
-    channel.registry()  # the channel plug-ins' modules, found through their entry points
+        channel.registry()  # the channel plug-ins' modules, found through their entry points
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(_abstract(address))
@@ -206,7 +211,8 @@ def serve(address: str) -> None:
     while not stopping:
         for key, _ in selector.select(timeout=5):
             if key.fileobj is listener:
-                _accept(listener, runs, closing=[listener.fileno(), wake_read, wake_write])
+                closing = [listener.fileno(), wake_read, wake_write]
+                _accept(listener, runs, module, closing)
             else:
                 os.read(wake_read, 4096)
         _reap(runs)
@@ -215,8 +221,11 @@ def serve(address: str) -> None:
         conn.close()
 
 
-def _accept(listener: socket.socket, runs: dict[int, socket.socket], closing: list[int]) -> None:
+def _accept(
+    listener: socket.socket, runs: dict[int, socket.socket], module: str, closing: list[int]
+) -> None:
     conn, _ = listener.accept()
+    fds: list[int] = []  # the launcher's streams and lifeline, once received: ours to close
     try:
         _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if uid != os.getuid():
@@ -238,18 +247,36 @@ def _accept(listener: socket.socket, runs: dict[int, socket.socket], closing: li
             and all(isinstance(a, str) for a in argv)
         ):
             raise ValueError("a malformed request")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"briefcast prefork: refused: {exc}", file=sys.stderr, flush=True)
-        conn.close()
+        _drop(conn, fds)
+        return
+    if _interpreter_settings(env) != _interpreter_settings(os.environ):
+        # PYTHONPATH and the like shape an interpreter when it starts, and this one has
+        # started: the launcher, answered nothing, runs the command cold instead.
+        _drop(conn, fds)
         return
     pid = os.fork()
     if pid == 0:  # the run
-        _run(conn, fds, env, cwd, argv, [*closing, *(c.fileno() for c in runs.values())])
+        _run(conn, fds, env, cwd, [module, *argv], [*closing, *(c.fileno() for c in runs.values())])
     for fd in fds:
         os.close(fd)
     runs[pid] = conn
     with contextlib.suppress(OSError):  # the launcher is gone: its run ends by the lifeline
         conn.sendall(_PID.pack(pid))
+
+
+def _drop(conn: socket.socket, fds: list[int]) -> None:
+    """Answer nothing, and hold none of the launcher's streams (its reader waits for their
+    end)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    conn.close()
+
+
+def _interpreter_settings(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
 
 
 def _reap(runs: dict[int, socket.socket]) -> None:
@@ -277,7 +304,8 @@ def _run(
     closing: list[int],
 ) -> NoReturn:
     """In the forked child: become the launcher's process (its streams, folder and
-    environment), then run Prefect's engine as ``python -m prefect.engine`` would."""
+    environment), then run ``argv[0]`` (a module) as ``python -m`` would, with the rest as its
+    arguments."""
     code = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -296,7 +324,8 @@ def _run(
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
-        sys.argv = [sys.argv[0], *argv]
+        module, *args = argv
+        sys.argv = [sys.argv[0], *args]
         import runpy
         import warnings
 
@@ -306,10 +335,11 @@ def _run(
         # Prefect's settings and logging as the run's environment has them, not the server's.
         refresh_global_settings_context()
         setup_logging(incremental=False)
-        # runpy warns that prefect.engine is imported already: that is the point here.
+        # runpy warns that the module is imported already: that is the point here.
         warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
         try:
-            runpy.run_module("prefect.engine", run_name="__main__")
+            # As `python -m` has it: sys.argv[0] and sys.modules["__main__"] are the module's.
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
