@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -489,11 +490,16 @@ def test_the_fleet_rate_limit_paces_the_posts_of_every_account(
     assert summary.total("posted") == 6 and summary.error is None
     assert chained(x) and chained(x2) and len(received) == 6
     assert {task for _, task, _ in paced} == {"social-desk-x", "social-desk-x2"}
+    # Each post its own slot, asked for from its account's task run.
+    assert sorted(name for name, _, _ in paced) == ["social-x"] * len(received)
     received.sort()
     gaps = [b - a for a, b in itertools.pairwise(received)]
-    # (n - 1) / decay at least, and each post its own slot; generous for a loaded machine.
+    # (n - 1) / decay at least; generous for a loaded machine.
     assert received[-1] - received[0] >= 0.9 * (len(received) - 1) / decay, gaps
-    assert min(gaps) >= 0.5 / decay, gaps
+    # Paced, not in bursts: most posts a slot's decay after the one before. Not each one:
+    # on a loaded machine a post's request can be held up after its slot and reach the fake
+    # just before the next one's (CI saw two 0.015 s apart, each with a slot of its own).
+    assert statistics.median(gaps) >= 0.5 / decay, gaps
     assert took < 60
 
 
