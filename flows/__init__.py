@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 
 # The local server's telemetry heartbeat races its own SQLite writes ("database is locked"
@@ -32,15 +31,6 @@ def prefect_defaults(verbose: bool = False) -> None:
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     for name, value in NO_ANALYTICS.items():
         os.environ.setdefault(name, value)
-    if "prefect.context" in sys.modules:
-        # Prefect was imported before (a process forked from one that had imported it, as
-        # the tests' commands are: tests/cli_fork.py): its settings and logging take these
-        # up only when read again.
-        from prefect.context import refresh_global_settings_context
-        from prefect.logging.configuration import setup_logging
-
-        refresh_global_settings_context()
-        setup_logging(incremental=False)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import cli_fork
 import pytest
 from delivery_helpers import SEED, make_settings
 from pg_server import Server, find_bindir, fresh_database, postgres_server
@@ -22,15 +21,6 @@ from briefcast.render.email import EmailEdition, build_emails
 from briefcast.store import Store
 
 REQUIRE_POSTGRES = "BRIEFCAST_REQUIRE_POSTGRES"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def forked_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The `briefcast` commands of this pytest process forked from a warm one
-    (tests/cli_fork.py): ~1.5 s of a core less per command, of a few hundred."""
-    cli_fork.start(tmp_path_factory.getbasetemp() / "cli-fork.log")
-    yield
-    cli_fork.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_fork import briefcast_command
 
 from briefcast.config import Settings
 from briefcast.pipeline import run_publish
@@ -23,7 +22,7 @@ EDITIONS = ("en", "it", "both")
 
 def briefcast(*args: str | Path, cwd: Path, env: dict[str, str] | None = None):
     return subprocess.run(
-        [*briefcast_command(), *map(str, args)],
+        [sys.executable, "-m", "briefcast.cli", *map(str, args)],
         cwd=cwd,
         env={**os.environ, "BRIEFCAST_DATABASE__URL": f"sqlite:///{cwd / 'b.db'}", **(env or {})},
         capture_output=True,

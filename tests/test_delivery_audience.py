@@ -9,11 +9,11 @@ batches (the review flow's way), and the front-matter key refused when it is not
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli_fork import briefcast_command
 from delivery_helpers import (
     SECRET,
     add_subscribers,
@@ -56,7 +56,7 @@ I leader di 35 paesi si sono incontrati a Parigi martedì.
 
 def run(tmp_path: Path, env: dict[str, str], *args: str | Path) -> str:
     proc = subprocess.run(
-        [*briefcast_command(), "publish", *map(str, args)],
+        [sys.executable, "-m", "briefcast.cli", "publish", *map(str, args)],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -18,7 +18,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from cli_fork import briefcast_command
 from sqlalchemy import Engine, create_engine, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
@@ -122,7 +121,7 @@ def assert_briefcast_01_data_intact(store: Store) -> None:
 
 def run_cli(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*briefcast_command(), *args],
+        [sys.executable, "-m", "briefcast.cli", *args],
         cwd=cwd,
         env={**os.environ, "BRIEFCAST_DATABASE__URL": url},
         capture_output=True,

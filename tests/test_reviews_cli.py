@@ -5,10 +5,10 @@ over a SQLite database."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cli_fork import briefcast_command
 from delivery_helpers import cli_env
 
 from briefcast import reviews
@@ -20,7 +20,7 @@ TITLE = "Paris agrees on a multinational force"
 
 def list_reviews(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*briefcast_command(), "reviews", *args],
+        [sys.executable, "-m", "briefcast.cli", "reviews", *args],
         env=cli_env(tmp_path, COLUMNS="400"),
         cwd=tmp_path,
         capture_output=True,
@@ -92,7 +92,7 @@ def test_up_refuses_an_inbox_that_is_not_a_folder_in_one_line(tmp_path: Path) ->
         BRIEFCAST_WORKFLOW__STATE_DIR=str(tmp_path / "state"),
     )
     done = subprocess.run(
-        [*briefcast_command(), "up"],
+        [sys.executable, "-m", "briefcast.cli", "up"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli_fork import briefcast_command
 from delivery_helpers import add_subscribers, cli_env
 from smtp_servers import Recorder, free_port, smtp_server
-from test_workflow import _review, run, wait_for
+from test_workflow import _review, briefcast_cmd, run, wait_for
 
 from briefcast import reviews
 from briefcast.store import Store
@@ -163,7 +162,7 @@ def test_ten_reviews_and_sends_lose_no_event_and_crash_no_run(default_up: dict) 
             }
         for brief_id in sorted(waiting):
             approving[brief_id] = subprocess.Popen(
-                [*briefcast_command(), "approve", brief_id],
+                [*briefcast_cmd(), "approve", brief_id],
                 env=env,
                 cwd=cwd,
                 stdout=subprocess.PIPE,

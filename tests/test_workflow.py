@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from cli_fork import briefcast_command
 from delivery_helpers import add_subscribers, cli_env
 from pg_server import Server, fresh_database
 from smtp_servers import Recorder, free_port, smtp_server
@@ -57,7 +56,7 @@ def briefcast_cmd() -> list[str]:
 
 def run(*args: str | Path, env: dict[str, str], cwd: Path, timeout: float = 240):
     return subprocess.run(
-        [*briefcast_command(), *map(str, args)],
+        [*briefcast_cmd(), *map(str, args)],
         env=env,
         cwd=cwd,
         capture_output=True,

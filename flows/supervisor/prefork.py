@@ -42,7 +42,6 @@ MAX_REQUEST = 1 << 20  # bytes: a run's environment, folder and arguments
 _LENGTH = struct.Struct("!I")
 _PID = struct.Struct("!i")
 _STATUS = struct.Struct("!i")  # an exit code, or minus the signal that killed the run
-ENGINE = "prefect.engine"  # what a worker's flow run is: python -m prefect.engine
 # What a flow run imports, imported once here: Prefect's engine and client, and the modules
 # of briefcast's deployments (flows.review's, which import the channels and delivery).
 PRELOAD = (
@@ -94,7 +93,7 @@ def launch() -> NoReturn:
     address = os.environ.get(ADDRESS_ENV)
     status = _through_server(address) if address else None
     if status is None:  # no server: the engine in this process, as without prefork
-        engine = [sys.executable, "-m", ENGINE, *sys.argv[1:]]
+        engine = [sys.executable, "-m", "prefect.engine", *sys.argv[1:]]
         os.execv(sys.executable, engine)
     _exit_as(status)
 
@@ -172,22 +171,19 @@ def _read(sock: socket.socket, size: int) -> bytes:
 # --- The server: imports once, forks a child per run ----------------------------------------
 
 
-def serve(address: str, module: str = ENGINE, preload: tuple[str, ...] = PRELOAD) -> None:
-    """Answer launchers until SIGTERM, each run being ``python -m module`` (Prefect's engine
-    for the workers; the test suite's own server runs ``briefcast.cli``, tests/cli_fork.py).
-    Runs in the foreground: its parent (``briefcast up``, ``briefcast worker``) stops it with
-    the workers."""
+def serve(address: str) -> None:
+    """Answer launchers until SIGTERM. Runs in the foreground: its parent (``briefcast up``,
+    ``briefcast worker``) stops it with the workers."""
     import importlib
 
     from flows import prefect_defaults
 
     prefect_defaults()
-    for name in preload:
+    for name in PRELOAD:
         importlib.import_module(name)
-    if module == ENGINE:
-        from briefcast import channel
+    from briefcast import channel
 
-        channel.registry()  # the channel plug-ins' modules, found through their entry points
+    channel.registry()  # the channel plug-ins' modules, found through their entry points
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(_abstract(address))
@@ -211,8 +207,7 @@ def serve(address: str, module: str = ENGINE, preload: tuple[str, ...] = PRELOAD
     while not stopping:
         for key, _ in selector.select(timeout=5):
             if key.fileobj is listener:
-                closing = [listener.fileno(), wake_read, wake_write]
-                _accept(listener, runs, module, closing)
+                _accept(listener, runs, closing=[listener.fileno(), wake_read, wake_write])
             else:
                 os.read(wake_read, 4096)
         _reap(runs)
@@ -221,9 +216,7 @@ def serve(address: str, module: str = ENGINE, preload: tuple[str, ...] = PRELOAD
         conn.close()
 
 
-def _accept(
-    listener: socket.socket, runs: dict[int, socket.socket], module: str, closing: list[int]
-) -> None:
+def _accept(listener: socket.socket, runs: dict[int, socket.socket], closing: list[int]) -> None:
     conn, _ = listener.accept()
     fds: list[int] = []  # the launcher's streams and lifeline, once received: ours to close
     try:
@@ -252,13 +245,14 @@ def _accept(
         _drop(conn, fds)
         return
     if _interpreter_settings(env) != _interpreter_settings(os.environ):
-        # PYTHONPATH and the like shape an interpreter when it starts, and this one has
-        # started: the launcher, answered nothing, runs the command cold instead.
+        # PYTHONPATH and the like (a deployment's job variables may set them) shape an
+        # interpreter when it starts, and this one has started: the launcher, answered
+        # nothing, runs the engine cold instead.
         _drop(conn, fds)
         return
     pid = os.fork()
     if pid == 0:  # the run
-        _run(conn, fds, env, cwd, [module, *argv], [*closing, *(c.fileno() for c in runs.values())])
+        _run(conn, fds, env, cwd, argv, [*closing, *(c.fileno() for c in runs.values())])
     for fd in fds:
         os.close(fd)
     runs[pid] = conn
@@ -267,8 +261,8 @@ def _accept(
 
 
 def _drop(conn: socket.socket, fds: list[int]) -> None:
-    """Answer nothing, and hold none of the launcher's streams (its reader waits for their
-    end)."""
+    """Answer nothing, and hold none of the launcher's streams (its reader, the worker,
+    waits for their end)."""
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -304,8 +298,7 @@ def _run(
     closing: list[int],
 ) -> NoReturn:
     """In the forked child: become the launcher's process (its streams, folder and
-    environment), then run ``argv[0]`` (a module) as ``python -m`` would, with the rest as its
-    arguments."""
+    environment), then run Prefect's engine as ``python -m prefect.engine`` would."""
     code = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -324,8 +317,7 @@ def _run(
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
-        module, *args = argv
-        sys.argv = [sys.argv[0], *args]
+        sys.argv = [sys.argv[0], *argv]
         import runpy
         import warnings
 
@@ -335,11 +327,10 @@ def _run(
         # Prefect's settings and logging as the run's environment has them, not the server's.
         refresh_global_settings_context()
         setup_logging(incremental=False)
-        # runpy warns that the module is imported already: that is the point here.
+        # runpy warns that prefect.engine is imported already: that is the point here.
         warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
         try:
-            # As `python -m` has it: sys.argv[0] and sys.modules["__main__"] are the module's.
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            runpy.run_module("prefect.engine", run_name="__main__")
             code = 0
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
