@@ -71,14 +71,21 @@ bench-serve: $(VENV)/.installed
 	$(BIN)/python bench/serve.py --duration $(DURATION) --connections $(SERVE_CONNECTIONS) \
 	  --rounds $(SERVE_ROUNDS) $(PROFILE)
 
+# uv installs what pip would (the same versions: `pip freeze` compared on a clean clone) in
+# 15 s instead of pip's 48 s, uv's own install included; pip is the fallback (no uv, or no
+# PyPI: uv does not read pip's configuration, pip's local indexes among it).
+# --compile-bytecode: as pip does, so that the first imports do not write them.
+INSTALL = $(BIN)/pip install -q uv && $(BIN)/uv pip install -q --compile-bytecode \
+	  --python $(BIN)/python -e $(1) || $(BIN)/pip install -q -e $(1)
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e .
+	$(call INSTALL,.)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(call INSTALL,'.[test]')
 	touch $(VENV)/.installed $@
 
 # Headless Chromium (screenshot tests), xmllint (Atom schema check) and PostgreSQL (the
