@@ -11,8 +11,8 @@ run: $(VENV)/.installed
 	@echo "Open $(OUT)/<brief-id>/index.html to check every channel's preview."
 
 # The tests run on TEST_WORKERS processes (pytest-xdist), a module's tests on one of them
-# (tests/conftest.py); then the few marked `serial`, alone: they count the machine's
-# processes. TEST_WORKERS=0 runs everything in this one process.
+# (tests/conftest.py); then the few marked `serial`, alone: they time latencies of a second
+# or two. TEST_WORKERS=0 runs everything in this one process.
 TEST_WORKERS ?= 2
 # The slowest tests, listed at the end of each run: where the suite's time goes.
 TEST_DURATIONS ?= 40
@@ -92,7 +92,8 @@ $(VENV)/.installed-test: pyproject.toml
 # store's second dialect; the tests start a throwaway server of their own), from Debian.
 # Debian puts initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, not on PATH.
 # SpamAssassin scores the email editions offline (tests/test_deliverability.py): its rules
-# come with the package, so neither sa-update nor sa-compile (a Recommends) is needed.
+# come with the package, so neither sa-update nor sa-compile (a Recommends) is needed; the
+# test's own spamd (loopback) loads them once, not once a message (without it, spamassassin).
 # Dovecot serves the bounce tests' IMAP mailbox (tests/test_bounces.py starts a throwaway
 # instance of its own, on loopback ports; the system's dovecot service is not used).
 system-deps:
@@ -102,7 +103,8 @@ system-deps:
 	    || ! { command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ]; }; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium libxml2-utils fonts-dejavu-core postgresql spamassassin dovecot-imapd \
+	      chromium libxml2-utils fonts-dejavu-core postgresql spamassassin spamd spamc \
+	      dovecot-imapd \
 	      >/dev/null; \
 	  else \
 	    echo "note: install chromium, libxml2-utils, postgresql, spamassassin and dovecot-imapd (sudo apt-get install chromium libxml2-utils postgresql spamassassin dovecot-imapd) for the screenshot, schema, PostgreSQL, spam-score and IMAP tests"; \

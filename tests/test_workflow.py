@@ -26,6 +26,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,25 +76,29 @@ def wait_for(what: str, check, timeout: float = 180.0, every: float = 0.5):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def prefect_servers() -> set[int]:
-    """pids of the processes serving Prefect's API on this machine."""
+def _prefect_servers(folder: Path) -> set[int]:
+    """pids of the processes serving Prefect's API on this machine whose environment names
+    ``folder`` (a test's own): a server a command starts inherits the command's environment,
+    so a test tells its commands' servers from those of the tests running beside it."""
     found = set()
+    marker = os.fsencode(folder)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes()
+            serving = b"prefect.server.api.server:create_app" in (proc / "cmdline").read_bytes()
+            if serving and marker in (proc / "environ").read_bytes():
+                found.add(int(proc.name))
         except OSError:
             continue
-        if b"prefect.server.api.server:create_app" in cmdline:
-            found.add(int(proc.name))
     return found
 
 
-@pytest.mark.serial  # counts the Prefect servers of the whole machine
 def test_a_publish_killed_with_sigkill_leaves_no_prefect_server(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     env.pop("PREFECT_API_URL", None)
+    assert str(tmp_path) in env["BRIEFCAST_DATABASE__URL"]  # what tells its server
+    prefect_servers = partial(_prefect_servers, tmp_path)
     before = prefect_servers()
     proc = subprocess.Popen(
         [*briefcast_cmd(), "publish", str(SEEDS[0]), "--out", str(tmp_path / "out")],
@@ -200,8 +205,10 @@ class Fleets:
     """The `briefcast up` fleets of one test module. Tests of one setting, one after the
     other, share one fleet: each test reviews and sends briefs of its own and leaves none
     waiting or under way. It is stopped when a test needs another (one fleet at a time:
-    an idle one still costs CPU) and at the module's end. A test marked ``own_up`` (it kills
-    or stops parts of its fleet) gets one of its own, stopped after it."""
+    an idle one still costs CPU) and at the module's end, so the tests of one setting stand
+    together in this file (a pytest-xdist worker runs its tests in the file's order). A
+    test marked ``own_up`` (it kills or stops parts of its fleet) gets one of its own,
+    stopped after it."""
 
     def __init__(self, folders: pytest.TempPathFactory, postgres: Server, smtp_port: int) -> None:
         self.folders, self.postgres, self.smtp_port = folders, postgres, smtp_port
@@ -441,73 +448,6 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     assert workers == {str(pid) for pid in state["workers"]}, workers
 
 
-@pytest.mark.xdist_group("up-sends-queue")
-@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "250"}], indirect=True)
-def test_briefs_approved_together_on_one_worker_are_each_sent_once(
-    up: dict, smtp: tuple[Recorder, int]
-) -> None:
-    """One worker of two slots, two sends approved together. Each send waits for its
-    batches in a slot: both sends at once would hold both slots and no batch could start.
-    The `sends` queue runs one at a time; the other waits, holding nothing.
-
-    Meanwhile a batch run is left as a worker leaves one it had just taken when it died
-    (Pending, "Submitting"): it never starts, and is marked Crashed."""
-    recorder, _port = smtp
-    env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
-    url = env["BRIEFCAST_DATABASE__URL"]
-    batches = httpx.get(f"{api}/deployments/name/send-batch/briefcast-send-batch").json()
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    lost = httpx.post(  # scheduled for tomorrow: no worker takes it meanwhile
-        f"{api}/deployments/{batches['id']}/create_flow_run",
-        json={
-            "parameters": {
-                "review_id": "lost",
-                "unit": {"channel": "email", "brief_id": "lost", "label": "subscribers 1-1"},
-            },
-            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": tomorrow}},
-        },
-    ).json()
-    taken = httpx.post(
-        f"{api}/flow_runs/{lost['id']}/set_state",
-        json={"state": {"type": "PENDING", "name": "Submitting"}, "force": True},
-    )
-    assert taken.json()["status"] == "ACCEPT", taken.text
-    drafts = cwd / "drafts"
-    drafts.mkdir(exist_ok=True)
-    ids = []
-    for seed in SEEDS[:2]:
-        shutil.copy(seed, drafts / seed.name)
-        submitted = run("review", drafts / seed.name, env=env, cwd=cwd)
-        assert submitted.returncode == 0, submitted.stderr
-        ids.append(submitted.stdout.split(":")[0].strip())
-    for brief_id in ids:
-        wait_for(f"the review of {brief_id}", lambda b=brief_id: _review(url, b))
-    for brief_id in ids:
-        approved = run("approve", brief_id, env=env, cwd=cwd)
-        assert approved.returncode == 0, approved.stderr
-    for brief_id in ids:
-        wait_sent(up, brief_id)
-
-    got = Counter(
-        (m.rcpt_to, re.search(rb"^Message-ID: <([^.]+)\.", m.data, re.M).group(1).decode())
-        for m in recorder.messages()
-    )
-    assert len(got) == 2 * SUBSCRIBERS and set(got.values()) == {1}
-    assert {brief for _, brief in got} == set(ids)
-    queues = httpx.post(f"{api}/work_pools/briefcast/queues/filter", json={}).json()
-    assert {q["name"]: q["concurrency_limit"] for q in queues}["sends"] == 1
-
-    state = wait_for(  # zombie_seconds (40) after it was taken, and the triggers' next look
-        "the run that never started to be marked crashed",
-        lambda: (
-            (s := httpx.get(f"{api}/flow_runs/{lost['id']}").json()["state"])["type"] == "CRASHED"
-            and s
-        ),
-        timeout=120,
-    )
-    assert state["message"] == "never started: its worker or machine is gone"
-
-
 def _flow_run_pids() -> dict[str, int]:
     """Flow-run processes on this machine: flow run id -> pid. The process its worker
     started (the run's launcher: flows/supervisor/prefork.py), not the run's own children
@@ -650,6 +590,76 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
         assert final["state"]["type"] == "CRASHED"
 
 
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the five
+@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
+def test_briefs_approved_together_on_one_worker_are_each_sent_once(
+    up: dict, smtp: tuple[Recorder, int]
+) -> None:
+    """One worker of two slots, two sends approved together. Each send waits for its
+    batches in a slot: both sends at once would hold both slots and no batch could start.
+    The `sends` queue runs one at a time; the other waits, holding nothing.
+
+    Meanwhile a batch run is left as a worker leaves one it had just taken when it died
+    (Pending, "Submitting"): it never starts, and is marked Crashed."""
+    recorder, _port = smtp
+    env, cwd, api = up["env"], up["cwd"], up["state"]["api_url"]
+    url = env["BRIEFCAST_DATABASE__URL"]
+    batches = httpx.get(f"{api}/deployments/name/send-batch/briefcast-send-batch").json()
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    lost = httpx.post(  # scheduled for tomorrow: no worker takes it meanwhile
+        f"{api}/deployments/{batches['id']}/create_flow_run",
+        json={
+            "parameters": {
+                "review_id": "lost",
+                "unit": {"channel": "email", "brief_id": "lost", "label": "subscribers 1-1"},
+            },
+            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": tomorrow}},
+        },
+    ).json()
+    taken = httpx.post(
+        f"{api}/flow_runs/{lost['id']}/set_state",
+        json={"state": {"type": "PENDING", "name": "Submitting"}, "force": True},
+    )
+    assert taken.json()["status"] == "ACCEPT", taken.text
+    drafts = cwd / "drafts"
+    drafts.mkdir(exist_ok=True)
+    ids = []
+    for n in (1, 2):  # ids of their own: the fleet's other tests send the seeds
+        brief = drafts / f"together-{n}.md"
+        brief.write_text(
+            _same_id_brief(f"Together {n}", f"Insieme {n}", f"TOGETHER-{n}", f"together-{n}")
+        )
+        submitted = run("review", brief, env=env, cwd=cwd)
+        assert submitted.returncode == 0, submitted.stderr
+        ids.append(submitted.stdout.split(":")[0].strip())
+    for brief_id in ids:
+        wait_for(f"the review of {brief_id}", lambda b=brief_id: _review(url, b))
+    for brief_id in ids:
+        approved = run("approve", brief_id, env=env, cwd=cwd)
+        assert approved.returncode == 0, approved.stderr
+    for brief_id in ids:
+        wait_sent(up, brief_id)
+
+    got = Counter(
+        (m.rcpt_to, re.search(rb"^Message-ID: <([^.]+)\.", m.data, re.M).group(1).decode())
+        for m in recorder.messages()
+    )
+    assert len(got) == 2 * SUBSCRIBERS and set(got.values()) == {1}
+    assert {brief for _, brief in got} == set(ids)
+    queues = httpx.post(f"{api}/work_pools/briefcast/queues/filter", json={}).json()
+    assert {q["name"]: q["concurrency_limit"] for q in queues}["sends"] == 1
+
+    state = wait_for(  # zombie_seconds (40) after it was taken, and the triggers' next look
+        "the run that never started to be marked crashed",
+        lambda: (
+            (s := httpx.get(f"{api}/flow_runs/{lost['id']}").json()["state"])["type"] == "CRASHED"
+            and s
+        ),
+        timeout=120,
+    )
+    assert state["message"] == "never started: its worker or machine is gone"
+
+
 # --- The editor's pages of `briefcast serve` approving on up's server ----------------------
 
 EDITOR, EDITOR_PASSWORD = "ada@example.org", "correct horse battery staple"
@@ -753,10 +763,10 @@ def _approve_from_the_preview(url: str, brief_id: str) -> tuple[str, str, str]:
         return page, edition, _said(client, done)
 
 
-def _same_id_brief(en: str, it: str, marker: str) -> str:
-    """A bilingual brief with the id ``one-id-two-files`` (every subscriber reads it)."""
+def _same_id_brief(en: str, it: str, marker: str, brief_id: str = "one-id-two-files") -> str:
+    """A bilingual brief (every subscriber reads it) with the id ``brief_id``."""
     return (
-        f"---\nid: one-id-two-files\ntitle:\n  en: {en}\n  it: {it}\n"
+        f"---\nid: {brief_id}\ntitle:\n  en: {en}\n  it: {it}\n"
         f"date: 2026-01-07 18:23\n---\n[en]\n{marker}: what the editor saw in English.\n\n"
         f"[it]\n{marker}: ciò che l'editore ha visto in italiano.\n"
     )
@@ -782,8 +792,8 @@ def _approve_on_the_page(url: str, brief_id: str) -> str:
         return _said(client, done)
 
 
-@pytest.mark.serial  # counts the Prefect servers of the whole machine
-@pytest.mark.parametrize("up", [{"WORKERS": "1", "SEND_BATCH": "5000"}], indirect=True)
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the five
+@pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
 def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     up: dict, smtp: tuple[Recorder, int]
 ) -> None:
@@ -810,7 +820,9 @@ def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     dry = run("publish", later, "--out", cwd / "out", env=env, cwd=cwd)
     assert dry.returncode == 0, dry.stderr
     assert "BRAVO-LATER" in (cwd / "out" / brief_id / "email" / "en.html").read_text()
+    prefect_servers = partial(_prefect_servers, cwd)  # the fleet's folder, in its env
     before = prefect_servers()
+    assert before, "the fleet's own server is not told by its folder"
     with _serving(env, cwd) as (site, proc):
         page, edition, said = _approve_from_the_preview(site, brief_id)
         assert "The reviewed brief" in page and "Another file" not in page
@@ -834,7 +846,6 @@ def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     assert prefect_servers() - before == set()
 
 
-@pytest.mark.serial  # counts the Prefect servers of the whole machine
 def test_without_briefcast_up_the_editors_page_refuses_the_approval_in_one_line(
     tmp_path: Path,
 ) -> None:
@@ -847,6 +858,7 @@ def test_without_briefcast_up_the_editors_page_refuses_the_approval_in_one_line(
     env.pop("PREFECT_API_URL", None)
     url, _settings, _brief, waiting = _recorded(tmp_path, keep_bytes=True)
     assert url == env["BRIEFCAST_DATABASE__URL"]
+    prefect_servers = partial(_prefect_servers, tmp_path)
     before = prefect_servers()
     with _serving(env, tmp_path) as (site, proc):
         said = _approve_on_the_page(site, waiting.brief_id)
@@ -859,7 +871,7 @@ def test_without_briefcast_up_the_editors_page_refuses_the_approval_in_one_line(
     assert prefect_servers() - before == set()
 
 
-@pytest.mark.xdist_group("up-one-worker")  # one fleet for the three
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the five
 @pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
 def test_a_brief_that_cannot_be_read_shows_as_failed_with_its_reason(up: dict) -> None:
     """Dropped into the inbox, a brief with a typo in its front matter fails its review: it
@@ -878,7 +890,8 @@ def test_a_brief_that_cannot_be_read_shows_as_failed_with_its_reason(up: dict) -
     assert failed.path == str(inbox / "broken.md")
     listed = run("reviews", env=env | {"COLUMNS": "400"}, cwd=cwd)
     assert listed.returncode == 0, listed.stderr
-    [line] = listed.stdout.splitlines()
+    # One line for it (the fleet's other tests list their own reviews beside it).
+    [line] = [ln for ln in listed.stdout.splitlines() if "broken.md" in ln]
     assert "  failed  " in line and "  broken.md  (not read)" in line, line
     assert line.endswith(f"  - {failed.detail}"), line
     with _serving(env, cwd) as (site, _proc), httpx.Client(base_url=site, timeout=30) as client:
@@ -937,7 +950,7 @@ def _flow_run(up: dict, flow_run_id: str) -> dict[str, Any]:
     return found.json()
 
 
-@pytest.mark.xdist_group("up-one-worker")  # one fleet for the three
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the five
 @pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
 def test_the_editors_page_reschedules_cancels_and_discards_on_the_server_of_briefcast_up(
     up: dict, smtp: tuple[Recorder, int]
@@ -994,7 +1007,7 @@ def test_the_editors_page_reschedules_cancels_and_discards_on_the_server_of_brie
     assert not recorder.received
 
 
-@pytest.mark.xdist_group("up-one-worker")  # one fleet for the three
+@pytest.mark.xdist_group("up-one-worker")  # one fleet for the five
 @pytest.mark.parametrize("up", [{"WORKERS": "1"}], indirect=True)
 def test_a_worker_of_another_machine_takes_batches_only(
     up: dict, smtp: tuple[Recorder, int], tmp_path_factory: pytest.TempPathFactory
