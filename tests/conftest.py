@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -140,6 +141,23 @@ class _LongestFirst:
         """Modules in LONGEST_FIRST first, in its order; within a module, as they were."""
         rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
         items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller, each worker's tests
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """With --dist loadgroup, xdist tells each test's group by a suffix to its node id.
+    Without one, every test goes to either worker alone: a module's servers, browsers and
+    fleets start on both, more than once. A pytest release that drops the suffix
+    (pytest-dev/pytest-xdist#1386) stops the run here rather than slowing it down."""
+    if node.config.getvalue("dist") == "loadgroup":
+        ungrouped = [nodeid for nodeid in ids if "@" not in nodeid]
+        if ungrouped:
+            pytest.exit(
+                f"--dist loadgroup: no group in the node id of {ungrouped[0]} (and "
+                f"{len(ungrouped) - 1} more): this pytest-xdist does not group tests under "
+                f"pytest {pytest.__version__} (see pyproject.toml)",
+                returncode=4,
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:
