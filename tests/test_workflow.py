@@ -19,11 +19,9 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
@@ -203,11 +201,6 @@ def smtp(relay: tuple[Recorder, int]) -> tuple[Recorder, int]:
     return relay
 
 
-# Alembic's migration context is global to a process: one Store migrates at a time here
-# (the kill test starts its fleets from threads).
-_MIGRATING = threading.Lock()
-
-
 class Fleets:
     """The `briefcast up` fleets of one test module. Tests of one setting, one after the
     other, share one fleet: each test reviews and sends briefs of its own and leaves none
@@ -260,7 +253,7 @@ class Fleets:
             )
             env |= {f"BRIEFCAST_WORKFLOW__{key}": value for key, value in workflow.items()}
             env.pop("PREFECT_API_URL", None)
-            with _MIGRATING, Store(env["BRIEFCAST_DATABASE__URL"]) as store:
+            with Store(env["BRIEFCAST_DATABASE__URL"]) as store:
                 add_subscribers(store, subscribers)
             started = run("up", env=env, cwd=folder)
             assert started.returncode == 0, started.stderr + started.stdout
@@ -506,43 +499,28 @@ def _safe_parent(pid: int) -> int | None:
         return None
 
 
-KILLED = ("batch-process", "worker", "send-worker")
-KILL_SETTING = DEFAULT_UP | {"SUBSCRIBERS": "2000", "SEND_BATCH": "250"}  # eight batches
-
-
-@pytest.mark.xdist_group("up-kills")
+@pytest.mark.own_up
+@pytest.mark.parametrize(  # 2,000 subscribers, eight batches: time to kill one mid-batch
+    "up", [{"SUBSCRIBERS": "2000", "SEND_BATCH": "250"}], ids=["2000"], indirect=True
+)
+@pytest.mark.parametrize(  # each on its own fleet: any pytest-xdist worker may run it
+    "killed",
+    [
+        pytest.param(killed, marks=pytest.mark.xdist_group(f"up-kill-{killed}"))
+        for killed in ("batch-process", "worker", "send-worker")
+    ],
+)
 def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
-    tmp_path_factory: pytest.TempPathFactory, postgres: Server
+    up: dict, smtp: tuple[Recorder, int], killed: str
 ) -> None:
     """The batch's process killed (an OOM kill): its worker reports it crashed. Its whole
     worker killed with every process it runs (a lost machine): nobody reports anything, its
     heartbeats stop, the zombie automation marks it crashed. Either way the send flow sends
     the batch again and nobody gets a second copy. The worker running the send flow itself
     killed: the send run is marked crashed the same way, `briefcast up` runs it again, and
-    that run finishes the send, again without a second copy.
-
-    Each on a fleet and an SMTP server of its own, the three at once: most of each is the
-    wait for a heartbeat that does not come (zombie_seconds), which they share so."""
-    with ThreadPoolExecutor(len(KILLED)) as pool:
-        runs = {
-            killed: pool.submit(_killed_mid_send, killed, tmp_path_factory, postgres)
-            for killed in KILLED
-        }
-    failed = {killed: run.exception() for killed, run in runs.items() if run.exception()}
-    for killed, error in failed.items():
-        raise AssertionError(f"{killed} killed (of {sorted(failed)} failed): {error}") from error
-
-
-def _killed_mid_send(killed: str, folders: pytest.TempPathFactory, postgres: Server) -> None:
-    """One of the kill test's cases, on a fleet of its own: 2,000 subscribers in eight
-    batches, time to kill one mid-batch."""
-    recorder = Recorder()
+    that run finishes the send, again without a second copy."""
+    recorder, _port = smtp
     recorder.faults.delay = 0.02  # slow enough to be caught mid-batch
-    with smtp_server(recorder) as port, Fleets(folders, postgres, port).started(KILL_SETTING) as up:
-        _kill_mid_send(up, recorder, killed)
-
-
-def _kill_mid_send(up: dict, recorder: Recorder, killed: str) -> None:
     env, cwd, state = up["env"], up["cwd"], up["state"]
     url, api = env["BRIEFCAST_DATABASE__URL"], state["api_url"]
     brief = cwd / "drafts" / SEEDS[0].name
