@@ -188,6 +188,7 @@ def spamd(home: Path) -> Iterator[int]:
     """spamd on a loopback port, with the options ``spamassassin`` is given (local rules,
     no user configuration), until the block ends: the port."""
     port = free_port()
+    log = (home / "spamd.log").open("wb")  # a file, not a pipe: spamd logs every message
     proc = subprocess.Popen(
         [
             SPAMD,
@@ -202,7 +203,7 @@ def spamd(home: Path) -> Iterator[int]:
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         env={**os.environ, "HOME": str(home), "LC_ALL": "C", "LANG": "C"},
     )
     try:
@@ -213,13 +214,15 @@ def spamd(home: Path) -> Iterator[int]:
             ).returncode
             != 0
         ):
-            assert proc.poll() is None, f"spamd exited: {proc.stderr.read().decode()[-2000:]}"
+            said = (home / "spamd.log").read_text(errors="replace")[-2000:]
+            assert proc.poll() is None, f"spamd exited: {said}"
             assert time.monotonic() < deadline, "spamd did not answer within 120 s"
             time.sleep(0.2)
         yield port
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        log.close()
 
 
 @pytest.fixture(scope="module")
