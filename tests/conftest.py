@@ -121,8 +121,21 @@ def prefect_server() -> Iterator[None]:
 # --- pytest-xdist (`make test`: -n TEST_WORKERS --dist loadgroup --no-loadscope-reorder) -----
 
 # The modules that take longest, handed out first: the last one a worker is given should be
-# short, not one that keeps it busy for minutes while the others have finished.
-LONGEST_FIRST = ("test_workflow.py", "test_up_events.py", "test_cli.py", "test_week.py")
+# short, not one that keeps it busy for minutes while the others have finished. Every module
+# of 25 s or more in a clean-clone CI (dfdec4f, `TEST_DURATIONS=0 .ci/run`), longest first:
+# with only the first four and test_cli first, one worker ran alone for ~80 s at the end.
+LONGEST_FIRST = (
+    "test_workflow.py",  # 468 s
+    "test_up_events.py",  # 161 s
+    "test_plugins.py",  # 55 s
+    "test_hostile.py",  # 42 s
+    "test_week.py",  # 38 s
+    "test_social_send.py",  # 37 s
+    "test_browser.py",  # 35 s
+    "test_delivery_audience.py",  # 31 s
+    "test_cli.py",  # 28 s
+    "test_social_flow.py",  # 25 s
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
