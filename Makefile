@@ -96,15 +96,18 @@ $(VENV)/.installed-test: pyproject.toml
 # test's own spamd (loopback) loads them once, not once a message (without it, spamassassin).
 # Dovecot serves the bounce tests' IMAP mailbox (tests/test_bounces.py starts a throwaway
 # instance of its own, on loopback ports; the system's dovecot service is not used).
+# Debian's python3 is one the user `nobody` can run (tests/test_prefork.py: another user's
+# request for a run is refused); the project's venv may sit in a folder nobody cannot read.
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v xmllint >/dev/null \
 	    || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
 	    || ! command -v spamassassin >/dev/null \
-	    || ! { command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ]; }; then \
+	    || ! { command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ]; } \
+	    || ! [ -x /usr/bin/python3 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      chromium libxml2-utils fonts-dejavu-core postgresql spamassassin spamd spamc \
-	      dovecot-imapd \
+	      dovecot-imapd python3 \
 	      >/dev/null; \
 	  else \
 	    echo "note: install chromium, libxml2-utils, postgresql, spamassassin and dovecot-imapd (sudo apt-get install chromium libxml2-utils postgresql spamassassin dovecot-imapd) for the screenshot, schema, PostgreSQL, spam-score and IMAP tests"; \
