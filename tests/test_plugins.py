@@ -99,6 +99,7 @@ def test_a_broken_plugin_is_one_line(tmp_path: Path) -> None:
     assert "channel plug-in 'fax' (json:dumps) is not a briefcast Channel" in line
 
 
+@pytest.mark.usefixtures("use_prefect_api")  # the session's Prefect server
 def test_the_plugins_send_drops_each_brief_once(tmp_path: Path, plugin_path: str) -> None:
     """``publish --send``: the plug-in's one unit through the send ledger; sent again,
     nothing is done twice; without its folder set, refused before anything is sent."""
