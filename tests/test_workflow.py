@@ -411,7 +411,7 @@ def test_inbox_preview_approve_and_send_to_every_subscriber_once_on_two_workers(
     assert send_run["state"]["type"] == "CANCELLED"
     assert "Nothing is scheduled" in run("scheduled", env=env, cwd=cwd).stderr
 
-    # 3. The first one approved: sent to all 2,000, once each, by both workers. Its file is
+    # 3. The first one approved: sent to all 500, once each, by both workers. Its file is
     # gone once approved, as on a worker of another machine: the send builds the bytes kept
     # with the review, and each subscriber gets the previewed message byte for byte, but for
     # the envelope (To, the unsubscribe token, and the Date: when the send began).
@@ -514,9 +514,10 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
     that run finishes the send, again without a second copy. Each case sends a brief of its
     own (500 subscribers, five batches of 100)."""
     recorder, _port = smtp
-    # A batch of 100 lasts ~2 s over the pool's three connections: slow enough to be caught
-    # mid-batch, as 250 were at 0.02 s (2,000 subscribers, 8 batches: 4x the sending's CPU).
-    recorder.faults.delay = 0.05
+    # A batch of 100 lasts ~3 s over the pool's three connections: slow enough to be caught
+    # mid-batch on a loaded machine (250 a batch at 0.02 s, 2,000 subscribers, took 4x the
+    # sending's CPU for a batch of the same length).
+    recorder.faults.delay = 0.08
     env, cwd, state = up["env"], up["cwd"], up["state"]
     url, api = env["BRIEFCAST_DATABASE__URL"], state["api_url"]
     brief = cwd / "drafts" / f"killed-{killed}.md"
