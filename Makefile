@@ -110,7 +110,7 @@ system-deps:
 	      dovecot-imapd python3 \
 	      >/dev/null; \
 	  else \
-	    echo "note: install chromium, libxml2-utils, postgresql, spamassassin and dovecot-imapd (sudo apt-get install chromium libxml2-utils postgresql spamassassin dovecot-imapd) for the screenshot, schema, PostgreSQL, spam-score and IMAP tests"; \
+	    echo "note: install chromium, libxml2-utils, postgresql, spamassassin (spamd, spamc), dovecot-imapd and python3 (sudo apt-get install chromium libxml2-utils postgresql spamassassin spamd spamc dovecot-imapd python3) for the screenshot, schema, PostgreSQL, spam-score, IMAP and prefork tests"; \
 	  fi; \
 	fi
 

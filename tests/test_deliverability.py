@@ -139,6 +139,11 @@ CONFIG = (
 SPAMD, SPAMC = Path("/usr/sbin/spamd"), shutil.which("spamc")
 
 
+def _environ(home: Path) -> dict[str, str]:
+    """No user state (HOME a scratch folder), messages in the C locale: spamd and spamassassin."""
+    return {**os.environ, "HOME": str(home), "LC_ALL": "C", "LANG": "C"}
+
+
 def spamassassin(name: str, eml: bytes, home: Path, spamd_port: int | None) -> Verdict:
     """One message scored by spamd (``spamc -R``: its rules loaded once, 0.1 s a message),
     else by ``spamassassin --local --test-mode`` (a Perl process that loads every rule,
@@ -159,7 +164,7 @@ def spamassassin(name: str, eml: bytes, home: Path, spamd_port: int | None) -> V
         command,
         input=eml,
         capture_output=True,
-        env={**os.environ, "HOME": str(home), "LC_ALL": "C", "LANG": "C"},
+        env=_environ(home),
         timeout=300,
     )
     stderr = result.stderr.decode(errors="replace").strip()
@@ -204,7 +209,7 @@ def spamd(home: Path) -> Iterator[int]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=log,
-        env={**os.environ, "HOME": str(home), "LC_ALL": "C", "LANG": "C"},
+        env=_environ(home),
     )
     try:
         deadline = time.monotonic() + 120
@@ -214,8 +219,9 @@ def spamd(home: Path) -> Iterator[int]:
             ).returncode
             != 0
         ):
-            said = (home / "spamd.log").read_text(errors="replace")[-2000:]
-            assert proc.poll() is None, f"spamd exited: {said}"
+            if proc.poll() is not None:
+                said = (home / "spamd.log").read_text(errors="replace")[-2000:]
+                pytest.fail(f"spamd exited: {said}")
             assert time.monotonic() < deadline, "spamd did not answer within 120 s"
             time.sleep(0.2)
         yield port

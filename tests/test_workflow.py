@@ -523,7 +523,7 @@ def test_a_batch_killed_mid_send_is_run_again_without_a_second_copy(
     brief = cwd / "drafts" / f"killed-{killed}.md"
     brief.parent.mkdir(exist_ok=True)
     brief.write_text(
-        _same_id_brief(f"Killed {killed}", f"Ucciso {killed}", killed.upper(), f"killed-{killed}")
+        _bilingual_brief(f"Killed {killed}", f"Ucciso {killed}", killed.upper(), f"killed-{killed}")
     )
     submitted = run("review", brief, env=env, cwd=cwd)
     assert submitted.returncode == 0, submitted.stderr
@@ -627,7 +627,7 @@ def test_briefs_approved_together_on_one_worker_are_each_sent_once(
     for n in (1, 2):  # ids of their own: the fleet's other tests send the seeds
         brief = drafts / f"together-{n}.md"
         brief.write_text(
-            _same_id_brief(f"Together {n}", f"Insieme {n}", f"TOGETHER-{n}", f"together-{n}")
+            _bilingual_brief(f"Together {n}", f"Insieme {n}", f"TOGETHER-{n}", f"together-{n}")
         )
         submitted = run("review", brief, env=env, cwd=cwd)
         assert submitted.returncode == 0, submitted.stderr
@@ -763,7 +763,7 @@ def _approve_from_the_preview(url: str, brief_id: str) -> tuple[str, str, str]:
         return page, edition, _said(client, done)
 
 
-def _same_id_brief(en: str, it: str, marker: str, brief_id: str = "one-id-two-files") -> str:
+def _bilingual_brief(en: str, it: str, marker: str, brief_id: str = "one-id-two-files") -> str:
     """A bilingual brief (every subscriber reads it) with the id ``brief_id``."""
     return (
         f"---\nid: {brief_id}\ntitle:\n  en: {en}\n  it: {it}\n"
@@ -809,14 +809,14 @@ def test_the_editors_page_approves_on_the_server_of_briefcast_up(
     assert "PREFECT_API_URL" not in env
     brief = cwd / "drafts" / "reviewed.md"
     brief.parent.mkdir(exist_ok=True)
-    brief.write_text(_same_id_brief("The reviewed brief", "Il brief rivisto", "ALPHA-REVIEWED"))
+    brief.write_text(_bilingual_brief("The reviewed brief", "Il brief rivisto", "ALPHA-REVIEWED"))
     submitted = run("review", brief, env=env, cwd=cwd)
     assert submitted.returncode == 0, submitted.stderr
     brief_id = submitted.stdout.split(":")[0].strip()
     assert brief_id == "one-id-two-files", submitted.stdout
     waiting = wait_for(f"the review of {brief_id}", lambda: _review(url, brief_id))
     later = cwd / "drafts" / "later.md"
-    later.write_text(_same_id_brief("Another file, same id", "Un altro file", "BRAVO-LATER"))
+    later.write_text(_bilingual_brief("Another file, same id", "Un altro file", "BRAVO-LATER"))
     dry = run("publish", later, "--out", cwd / "out", env=env, cwd=cwd)
     assert dry.returncode == 0, dry.stderr
     assert "BRAVO-LATER" in (cwd / "out" / brief_id / "email" / "en.html").read_text()
